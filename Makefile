@@ -1,0 +1,56 @@
+# The two README commands: `make run` and `make test`. Everything they need is installed from here.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+DEPS_STAMP := $(VENV)/.stamp-deps
+RHAI_STAMP := $(VENV)/.stamp-rhai
+RHAI_SOURCES := $(shell find rhai_py -path rhai_py/target -prune -o -type f \( -name '*.rs' -o -name '*.toml' -o -name 'Cargo.lock' -o -name '*.py' -o -name '*.pyi' \) -print 2>/dev/null)
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test install system-deps lint migrate demo clean
+
+## run: install, migrate SQLite, create the demo circle, serve on $(HOST):$(PORT) with embedded defaults
+run: install migrate demo
+	$(PY) manage.py runserver $(HOST):$(PORT)
+
+## test: install, make sure redis-server is present, lint, run the whole pytest suite
+test: install system-deps lint
+	$(PY) -m pytest
+
+install: $(DEPS_STAMP) $(RHAI_STAMP)
+
+$(DEPS_STAMP): requirements.txt requirements-dev.txt
+	@command -v cargo >/dev/null || { echo "A Rust toolchain (cargo) is needed to build rhai_py: https://rustup.rs"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -r requirements-dev.txt
+	touch $@
+
+# The Rhai binding is rebuilt (release) only when its sources change.
+$(RHAI_STAMP): $(DEPS_STAMP) $(RHAI_SOURCES)
+	$(PIP) install -q ./rhai_py
+	touch $@
+
+# Servers the integration and end-to-end tests start privately (on free ports, stopped after).
+system-deps:
+	@missing=""; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing from Debian:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+lint: $(DEPS_STAMP)
+	$(VENV)/bin/ruff check .
+
+migrate: install
+	$(PY) manage.py migrate --noinput
+
+demo: migrate
+	$(PY) manage.py create_circle --demo
+
+clean:
+	rm -rf $(VENV) rhai_py/target db.sqlite3 .pytest_cache .ruff_cache
