@@ -1,0 +1,26 @@
+"""ASGI entry point: HTTP goes to Django, WebSockets through the origin check to the circles."""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "circleproject.settings")
+# Django must be set up before anything imports models.
+django_asgi_app = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
+
+from circles.origin import CircleOriginValidator  # noqa: E402
+from circles.routing import websocket_urlpatterns  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": CircleOriginValidator(
+            URLRouter(websocket_urlpatterns),
+            allowed_origins=settings.CIRCLES_ALLOWED_ORIGINS,
+            allow_missing=settings.CIRCLES_ALLOW_MISSING_ORIGIN,
+        ),
+    }
+)

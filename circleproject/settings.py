@@ -1,0 +1,118 @@
+"""Settings for the Circles server, read from the environment (django-environ).
+
+Every setting an operator may change is an environment variable; the defaults are the
+embedded mode of `make run`: SQLite, the in-memory channel layer and the in-process
+executor. `docs/OPERATIONS.md` lists them all.
+"""
+
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+
+DEBUG = env.bool("DEBUG", default=False)
+SECRET_KEY = env.str("SECRET_KEY", default="")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("SECRET_KEY must be set unless DEBUG=1")
+    SECRET_KEY = "insecure-development-key-do-not-use-in-production"
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "circles",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "circleproject.urls"
+ASGI_APPLICATION = "circleproject.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets the ASGI server read while a worker writes; the timeout rides out short write locks.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL;"}
+    )
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env.str("REDIS_URL", default="")
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000, "expiry": 60},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = env.str("STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))
+
+# --- The circle WebSocket endpoint -------------------------------------------------------
+
+# Browsers must send an Origin from this list (host patterns as channels' OriginValidator
+# takes them); by default the allowed hosts. Native clients send no Origin at all.
+CIRCLES_ALLOWED_ORIGINS = env.list("CIRCLES_ALLOWED_ORIGINS", default=ALLOWED_HOSTS)
+CIRCLES_ALLOW_MISSING_ORIGIN = env.bool("CIRCLES_ALLOW_MISSING_ORIGIN", default=True)
+# The name the sign-in message shows to the person signing.
+CIRCLES_SERVER_NAME = env.str("CIRCLES_SERVER_NAME", default=ALLOWED_HOSTS[0] if ALLOWED_HOSTS else "circles")
+CIRCLES_NONCE_TTL_SECONDS = env.int("CIRCLES_NONCE_TTL_SECONDS", default=300)
+CIRCLES_MAX_MESSAGE_BYTES = env.int("CIRCLES_MAX_MESSAGE_BYTES", default=64 * 1024)
+CIRCLES_MAX_BATCH = env.int("CIRCLES_MAX_BATCH", default=20)
+CIRCLES_MAX_IN_FLIGHT = env.int("CIRCLES_MAX_IN_FLIGHT", default=32)
+CIRCLES_MAX_FAILED_AUTH = env.int("CIRCLES_MAX_FAILED_AUTH", default=5)
+CIRCLES_RATE_PER_SECOND = env.float("CIRCLES_RATE_PER_SECOND", default=50.0)
+CIRCLES_RATE_BURST = env.int("CIRCLES_RATE_BURST", default=100)
+CIRCLES_PLAY_TIMEOUT_MS = env.int("CIRCLES_PLAY_TIMEOUT_MS", default=10_000)
+CIRCLES_PLAY_MAX_TIMEOUT_MS = env.int("CIRCLES_PLAY_MAX_TIMEOUT_MS", default=60_000)
+
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"django": {"level": "INFO"}},
+}

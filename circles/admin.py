@@ -1,0 +1,39 @@
+"""Operators' view of circles and their members."""
+
+from django.contrib import admin
+
+from circles.models import Circle, Member
+
+
+class MemberInline(admin.TabularInline):
+    """Members edited on their circle's page."""
+
+    model = Member
+    extra = 0
+    fields = ("public_key", "role", "display_name", "added_at")
+    readonly_fields = ("added_at",)
+
+
+@admin.register(Circle)
+class CircleAdmin(admin.ModelAdmin):
+    """Circles with their members inline."""
+
+    list_display = ("name", "public_key", "is_active", "allow_guests", "member_count", "created_at")
+    list_filter = ("is_active", "allow_guests", "created_at")
+    search_fields = ("name", "public_key", "description")
+    readonly_fields = ("created_at",)
+    inlines = [MemberInline]
+
+    @admin.display(description="members")
+    def member_count(self, circle: Circle) -> int:
+        return circle.members.count()
+
+
+@admin.register(Member)
+class MemberAdmin(admin.ModelAdmin):
+    """Every membership across circles."""
+
+    list_display = ("public_key", "role", "display_name", "circle", "added_at")
+    list_filter = ("role", "circle")
+    search_fields = ("public_key", "display_name", "circle__name", "circle__public_key")
+    list_select_related = ("circle",)

@@ -1,0 +1,189 @@
+"""`CircleConsumer`: one WebSocket connection to a circle, a thin shell that frames and routes.
+
+The JSON-RPC rules live in `circles.jsonrpc`, the methods in `circles.methods`, the limits
+in `circles.limits`; this module only moves frames, enforces the per-connection limits and
+runs slow requests as tasks so a long `play` never delays a `whoami` on the same socket.
+"""
+
+import asyncio
+import logging
+from typing import Any
+
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from auth_secp import ChallengeBook
+from circles.dispatch import answer
+from circles.jsonrpc import (
+    PARSE_ERROR,
+    RATE_LIMITED,
+    InvalidEntry,
+    Request,
+    RpcError,
+    encode,
+    failure,
+    parse_frame,
+)
+from circles.limits import ConnectionLimits
+from circles.lookups import find_active_circle
+from circles.methods import executor_unavailable, registry
+from circles.session import CircleSession
+
+logger = logging.getLogger("circles.consumer")
+
+CLOSE_CIRCLE_NOT_FOUND = 4404
+CLOSE_TOO_MANY = 4429
+CLOSE_MESSAGE_TOO_BIG = 1009
+
+
+class ConnectionLog(logging.LoggerAdapter):
+    """Prefixes every line with the connection's circle and peer."""
+
+    def process(self, msg: str, kwargs: Any) -> tuple[str, Any]:
+        return f"[circle={self.extra['circle']} peer={self.extra['peer']}] {msg}", kwargs
+
+
+def peer_of(scope: dict[str, Any]) -> str:
+    """The client's address as the ASGI server saw it."""
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else "unknown"
+
+
+def frame_too_big(text: str, limit: int) -> bool:
+    """Whether a text frame exceeds `limit` bytes once UTF-8 encoded (encoding only when it could)."""
+    return len(text) > limit or (len(text) * 4 > limit and len(text.encode()) > limit)
+
+
+class CircleConsumer(AsyncWebsocketConsumer):
+    """A connection to `/{circle_pk}` speaking JSON-RPC 2.0."""
+
+    session: CircleSession | None = None
+    closing = False
+
+    async def connect(self) -> None:
+        """Accept, then close with 4404 at once if the circle is unknown (browsers can read the reason)."""
+        raw_key = self.scope["url_route"]["kwargs"]["circle_pk"]
+        self.log = ConnectionLog(logger, {"circle": raw_key[:80], "peer": peer_of(self.scope)})
+        self.tasks: set[asyncio.Task] = set()
+        self.in_flight = 0
+        self.rate_rejections = 0
+        circle = await find_active_circle(raw_key)
+        await self.accept()
+        if circle is None:
+            self.log.info("refused: unknown or inactive circle")
+            await self.shut(CLOSE_CIRCLE_NOT_FOUND, "circle not found")
+            return
+        limits = ConnectionLimits.from_settings()
+        self.session = CircleSession(
+            circle=circle,
+            peer=peer_of(self.scope),
+            limits=limits,
+            challenges=ChallengeBook(
+                settings.CIRCLES_SERVER_NAME, circle.public_key, ttl=limits.nonce_ttl_seconds
+            ),
+            run_script=executor_unavailable,
+        )
+
+    async def disconnect(self, code: int) -> None:
+        """Cancel whatever this connection still has running."""
+        for task in self.tasks:
+            task.cancel()
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        """Check one frame against the limits, parse it, and answer or start answering it."""
+        session = self.session
+        if session is None or self.closing:
+            return
+        if text_data is None:
+            await self.reply(
+                failure(None, RpcError(PARSE_ERROR, data={"reason": "send UTF-8 JSON text frames"}))
+            )
+            return
+        if frame_too_big(text_data, session.limits.max_message_bytes):
+            self.log.info("closing: frame over %s bytes", session.limits.max_message_bytes)
+            await self.shut(CLOSE_MESSAGE_TOO_BIG, "message too big")
+            return
+        try:
+            frame = parse_frame(text_data, max_batch=session.limits.max_batch)
+        except RpcError as error:
+            self.log.info("bad frame: %s %s", error.code, error.data)
+            await self.reply(failure(None, error))
+            return
+        entries = [self.admit(entry) for entry in frame.entries]
+        if not frame.is_batch:
+            await self.answer_single(entries[0])
+        else:
+            self.spawn(self.answer_batch(entries), len(entries))
+        if self.rate_rejections >= session.limits.rate_burst:
+            await self.shut(CLOSE_TOO_MANY, "too many requests")
+
+    def admit(self, entry: Request | InvalidEntry) -> Request | InvalidEntry | None:
+        """Apply the request rate: a request over it is answered -32029 (a notification is dropped)."""
+        if isinstance(entry, Request) and not self.session.rate.take():
+            self.rate_rejections += 1
+            if entry.is_notification:
+                return None
+            return InvalidEntry(RpcError(RATE_LIMITED, "Rate limited", {"reason": "request rate"}), entry.id)
+        return entry
+
+    async def answer_single(self, entry: Request | InvalidEntry | None) -> None:
+        """Answer cheap methods in place; run the rest as a task, within the in-flight bound."""
+        if not isinstance(entry, Request):
+            await self.reply(await self.answer_entry(entry))
+            return
+        method = registry.get(entry.method)
+        if method is not None and method.inline:
+            await self.reply(await answer(registry, self.session, entry, self.log))
+            return
+        if self.in_flight >= self.session.limits.max_in_flight:
+            if not entry.is_notification:
+                error = RpcError(RATE_LIMITED, "Rate limited", {"reason": "too many requests in flight"})
+                await self.reply(failure(entry.id, error))
+            return
+        self.spawn(self.answer_batch([entry], single=True), 1)
+
+    async def answer_batch(
+        self, entries: list[Request | InvalidEntry | None], *, single: bool = False
+    ) -> None:
+        """Answer every entry concurrently and reply once (an array for a batch)."""
+        responses = await asyncio.gather(*(self.answer_entry(entry) for entry in entries))
+        responses = [response for response in responses if response is not None]
+        if single:
+            await self.reply(responses[0] if responses else None)
+        elif responses:
+            await self.reply(responses)
+
+    async def answer_entry(self, entry: Request | InvalidEntry | None) -> dict[str, Any] | None:
+        """The response to one entry (None: nothing to send)."""
+        if entry is None:
+            return None
+        if isinstance(entry, InvalidEntry):
+            return failure(entry.id, entry.error)
+        return await answer(registry, self.session, entry, self.log)
+
+    def spawn(self, coroutine, weight: int) -> None:
+        """Run `coroutine` as a task of this connection, counting `weight` requests in flight."""
+        task = asyncio.ensure_future(coroutine)
+        self.in_flight += weight
+        self.tasks.add(task)
+
+        def finished(done: asyncio.Task) -> None:
+            self.in_flight -= weight
+            self.tasks.discard(done)
+
+        task.add_done_callback(finished)
+
+    async def reply(self, message: dict[str, Any] | list[dict[str, Any]] | None) -> None:
+        """Send a response frame, then close with 4429 if sign-in attempts ran out."""
+        if message is None or self.closing:
+            return
+        await self.send(text_data=encode(message))
+        if self.session is not None and self.session.failed_auth >= self.session.limits.max_failed_auth:
+            self.log.warning("closing: %s failed authentications", self.session.failed_auth)
+            await self.shut(CLOSE_TOO_MANY, "too many failed authentications")
+
+    async def shut(self, code: int, reason: str) -> None:
+        """Close the socket once with `code` and a reason the client can read."""
+        if not self.closing:
+            self.closing = True
+            await self.close(code=code, reason=reason)

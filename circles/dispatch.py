@@ -1,0 +1,36 @@
+"""Answering one request: find the method, bind params, call it, turn the outcome into a response."""
+
+import logging
+from typing import Any
+
+from circles.jsonrpc import INTERNAL_ERROR, METHOD_NOT_FOUND, Request, RpcError, failure, success
+from circles.registry import MethodRegistry
+from circles.session import CircleSession
+
+
+async def answer(
+    registry: MethodRegistry, session: CircleSession, request: Request, log: logging.LoggerAdapter
+) -> dict[str, Any] | None:
+    """Run `request` and return its response object, or None for a notification.
+
+    Every failure is logged with the connection's circle and peer (the adapter carries
+    them); clients get only the code, message and data, never internals.
+    """
+    try:
+        method = registry.get(request.method)
+        if method is None:
+            raise RpcError(METHOD_NOT_FOUND, data={"method": request.method[:100]})
+        result = await method.handler(session, **method.bind(request.params))
+    except RpcError as error:
+        log.info(
+            "%s failed: %s %s%s",
+            request.method[:100],
+            error.code,
+            error.message,
+            f" ({error.log_detail})" if error.log_detail else "",
+        )
+        return None if request.is_notification else failure(request.id, error)
+    except Exception:
+        log.exception("%s raised", request.method[:100])
+        return None if request.is_notification else failure(request.id, RpcError(INTERNAL_ERROR))
+    return None if request.is_notification else success(request.id, result)

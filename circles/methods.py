@@ -1,0 +1,175 @@
+"""The RPC methods of a circle endpoint, registered with their param schemas.
+
+Result shapes and error codes follow the original server's OpenRPC document (design doc,
+section 3); what we add comes as extra fields, never as a changed shape.
+"""
+
+from functools import cache
+from typing import Any
+
+from auth_secp import InvalidAddress, InvalidCredentials, InvalidPublicKey
+from circles import jsonrpc
+from circles.jsonrpc import RpcError
+from circles.lookups import standing_in_circle
+from circles.registry import Method, MethodRegistry, Param
+from circles.roles import may_play
+from circles.session import CircleSession
+
+PROTOCOL_VERSION = "0.2.0"
+
+ERROR_MESSAGES = {
+    jsonrpc.INVALID_PARAMS: "Invalid params",
+    jsonrpc.EXECUTION_ERROR: "Execution error",
+    jsonrpc.AUTHENTICATION_REQUIRED: "Authentication required",
+    jsonrpc.INVALID_CREDENTIALS: "Invalid credentials",
+    jsonrpc.FORBIDDEN: "Forbidden",
+    jsonrpc.EXECUTOR_UNAVAILABLE: "Executor unavailable",
+    jsonrpc.RATE_LIMITED: "Rate limited",
+}
+
+registry = MethodRegistry()
+
+_PUBKEY = Param(
+    "pubkey",
+    "string",
+    "secp256k1 public key in hex (compressed or uncompressed, 0x optional), or an Ethereum address",
+    max_length=200,
+)
+
+
+def rpc_method(name: str, summary: str, **options: Any):
+    """Register the decorated coroutine `handler(session, **params)` as RPC method `name`."""
+
+    def register(handler):
+        registry.add(Method(name=name, handler=handler, summary=summary, **options))
+        return handler
+
+    return register
+
+
+def _error(code: int, **kwargs: Any) -> RpcError:
+    return RpcError(code, ERROR_MESSAGES[code], **kwargs)
+
+
+@rpc_method(
+    "fetch_nonce",
+    "Issue a sign-in challenge for a key; returns the exact text to sign (EIP-191 personal_sign).",
+    params=(_PUBKEY,),
+    result={"type": "string"},
+    errors=(jsonrpc.INVALID_PARAMS,),
+    inline=True,
+)
+async def fetch_nonce(session: CircleSession, pubkey: str) -> str:
+    try:
+        challenge = session.challenges.issue(pubkey)
+    except (InvalidPublicKey, InvalidAddress) as exc:
+        raise RpcError(
+            jsonrpc.INVALID_PARAMS,
+            "Invalid params: pubkey is not a secp256k1 public key or Ethereum address",
+            {"field": "pubkey", "reason": str(exc)},
+        ) from exc
+    return challenge.text
+
+
+@rpc_method(
+    "authenticate",
+    "Sign in with the signature of the text fetch_nonce returned.",
+    params=(
+        _PUBKEY,
+        Param("signature", "string", "hex signature: 65 bytes r||s||v or 64 bytes r||s", max_length=200),
+    ),
+    result={"type": "boolean"},
+    errors=(jsonrpc.INVALID_PARAMS, jsonrpc.INVALID_CREDENTIALS),
+)
+async def authenticate(session: CircleSession, pubkey: str, signature: str) -> bool:
+    try:
+        key = session.challenges.redeem(pubkey, signature)
+    except InvalidCredentials as exc:
+        session.failed_auth += 1
+        raise _error(jsonrpc.INVALID_CREDENTIALS, log_detail=exc.reason) from exc
+    role, _ = await standing_in_circle(session.circle.id, key)
+    session.sign_in(key, role)
+    return True
+
+
+@rpc_method(
+    "whoami",
+    "Who this connection is signed in as.",
+    result={
+        "type": "object",
+        "properties": {
+            "circle": {"type": "string"},
+            "authenticated": {"type": "boolean"},
+            "pubkey": {"type": ["string", "null"]},
+            "role": {"type": ["string", "null"], "enum": ["owner", "admin", "member", "guest", None]},
+        },
+    },
+    inline=True,
+)
+async def whoami(session: CircleSession) -> dict[str, Any]:
+    return {
+        "circle": session.circle.public_key,
+        "authenticated": session.authenticated,
+        "pubkey": session.pubkey,
+        "role": session.role,
+    }
+
+
+@rpc_method("logout", "Sign out; the connection stays open.", result={"type": "boolean"}, inline=True)
+async def logout(session: CircleSession) -> bool:
+    session.sign_out()
+    return True
+
+
+@rpc_method(
+    "play",
+    "Run a Rhai script in the circle as the signed-in key.",
+    params=(
+        Param("script", "string", "Rhai source"),
+        Param("timeout_ms", "integer", "wall-clock limit, capped by the server", required=False, minimum=1),
+    ),
+    result={
+        "type": "object",
+        "properties": {
+            "output": {"type": "string"},
+            "value": {},
+            "logs": {"type": "array", "items": {"type": "string"}},
+            "run_id": {"type": "string"},
+            "elapsed_ms": {"type": "number"},
+        },
+    },
+    errors=(
+        jsonrpc.EXECUTION_ERROR,
+        jsonrpc.AUTHENTICATION_REQUIRED,
+        jsonrpc.FORBIDDEN,
+        jsonrpc.EXECUTOR_UNAVAILABLE,
+    ),
+)
+async def play(session: CircleSession, script: str, timeout_ms: int | None = None) -> dict[str, Any]:
+    if not session.authenticated:
+        raise _error(jsonrpc.AUTHENTICATION_REQUIRED)
+    role, allow_guests = await standing_in_circle(session.circle.id, session.pubkey)
+    session.role = role
+    if not may_play(role, allow_guests=allow_guests):
+        raise _error(jsonrpc.FORBIDDEN, data={"role": role, "needs": "member"})
+    limits = session.limits
+    timeout = min(timeout_ms or limits.play_timeout_ms, limits.play_max_timeout_ms)
+    return await session.run_script(session, script, timeout)
+
+
+@cache
+def openrpc_document() -> dict[str, Any]:
+    """The OpenRPC document of this endpoint, generated from the registry."""
+    return registry.openrpc(
+        title="Circles circle endpoint", version=PROTOCOL_VERSION, error_messages=ERROR_MESSAGES
+    )
+
+
+@rpc_method("rpc.discover", "This endpoint's OpenRPC document.", result={"type": "object"}, inline=True)
+async def discover(session: CircleSession) -> dict[str, Any]:
+    return openrpc_document()
+
+
+async def executor_unavailable(session: CircleSession, script: str, timeout_ms: int) -> dict[str, Any]:
+    """The script runner used while no executor is configured: every play answers -32012."""
+    raise _error(jsonrpc.EXECUTOR_UNAVAILABLE, data={"reason": "no script executor is configured"})

@@ -1,0 +1,56 @@
+"""The state of one connection to a circle: who signed in, pending challenge, counters."""
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from auth_secp import ChallengeBook
+from circles.limits import ConnectionLimits, TokenBucket
+from circles.roles import Role
+
+
+@dataclass(frozen=True, slots=True)
+class CircleInfo:
+    """What a connection needs to know of its circle, read once at connect."""
+
+    id: int
+    public_key: str
+    name: str
+
+
+class ScriptRunner(Protocol):
+    """Runs a `play` script for a session and returns the `play` result (or raises RpcError)."""
+
+    async def __call__(self, session: "CircleSession", script: str, timeout_ms: int) -> dict: ...
+
+
+@dataclass(slots=True)
+class CircleSession:
+    """One WebSocket connection's view of its circle; lives exactly as long as the connection."""
+
+    circle: CircleInfo
+    peer: str
+    limits: ConnectionLimits
+    challenges: ChallengeBook
+    run_script: ScriptRunner
+    rate: TokenBucket = field(init=False)
+    pubkey: str | None = None
+    role: Role | None = None
+    failed_auth: int = 0
+
+    def __post_init__(self) -> None:
+        self.rate = TokenBucket(self.limits.rate_per_second, self.limits.rate_burst)
+
+    @property
+    def authenticated(self) -> bool:
+        """True once `authenticate` succeeded (and until `logout`)."""
+        return self.pubkey is not None
+
+    def sign_in(self, pubkey: str, role: Role) -> None:
+        """Record a successful sign-in."""
+        self.pubkey = pubkey
+        self.role = role
+
+    def sign_out(self) -> None:
+        """Forget the signed-in key."""
+        self.pubkey = None
+        self.role = None
