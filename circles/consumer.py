@@ -34,6 +34,7 @@ logger = logging.getLogger("circles.consumer")
 CLOSE_CIRCLE_NOT_FOUND = 4404
 CLOSE_TOO_MANY = 4429
 CLOSE_MESSAGE_TOO_BIG = 1009
+IN_FLIGHT_FULL = RpcError(RATE_LIMITED, "Rate limited", {"reason": "too many requests in flight"})
 
 
 class ConnectionLog(logging.LoggerAdapter):
@@ -52,6 +53,15 @@ def peer_of(scope: dict[str, Any]) -> str:
 def frame_too_big(text: str, limit: int) -> bool:
     """Whether a text frame exceeds `limit` bytes once UTF-8 encoded (encoding only when it could)."""
     return len(text) > limit or (len(text) * 4 > limit and len(text.encode()) > limit)
+
+
+def refuse_batch(entries: list[Request | InvalidEntry | None]) -> list[dict[str, Any]]:
+    """The responses to a batch refused for the in-flight bound (notifications get none)."""
+    return [
+        failure(entry.id, entry.error if isinstance(entry, InvalidEntry) else IN_FLIGHT_FULL)
+        for entry in entries
+        if entry is not None and not (isinstance(entry, Request) and entry.is_notification)
+    ]
 
 
 class CircleConsumer(AsyncWebsocketConsumer):
@@ -112,6 +122,8 @@ class CircleConsumer(AsyncWebsocketConsumer):
         entries = [self.admit(entry) for entry in frame.entries]
         if not frame.is_batch:
             await self.answer_single(entries[0])
+        elif self.in_flight + len(entries) > session.limits.max_in_flight:
+            await self.reply(refuse_batch(entries))
         else:
             self.spawn(self.answer_batch(entries), len(entries))
         if self.rate_rejections >= session.limits.rate_burst:
@@ -137,8 +149,7 @@ class CircleConsumer(AsyncWebsocketConsumer):
             return
         if self.in_flight >= self.session.limits.max_in_flight:
             if not entry.is_notification:
-                error = RpcError(RATE_LIMITED, "Rate limited", {"reason": "too many requests in flight"})
-                await self.reply(failure(entry.id, error))
+                await self.reply(failure(entry.id, IN_FLIGHT_FULL))
             return
         self.spawn(self.answer_batch([entry], single=True), 1)
 
@@ -175,7 +186,7 @@ class CircleConsumer(AsyncWebsocketConsumer):
 
     async def reply(self, message: dict[str, Any] | list[dict[str, Any]] | None) -> None:
         """Send a response frame, then close with 4429 if sign-in attempts ran out."""
-        if message is None or self.closing:
+        if not message or self.closing:
             return
         await self.send(text_data=encode(message))
         if self.session is not None and self.session.failed_auth >= self.session.limits.max_failed_auth:

@@ -20,6 +20,7 @@ class Command(BaseCommand):
         parser.add_argument("--description", default="")
         parser.add_argument("--pubkey", help="use this public key (hex) instead of generating a key pair")
         parser.add_argument("--allow-guests", action="store_true", help="let any signed-in key run scripts")
+        parser.add_argument("--inactive", action="store_true", help="create it disabled (closes 4404)")
         parser.add_argument(
             "--demo", action="store_true", help="create the demo circle unless it exists (used by `make run`)"
         )
@@ -51,6 +52,7 @@ class Command(BaseCommand):
             name=options["name"],
             description=options["description"],
             allow_guests=options["allow_guests"],
+            is_active=not options["inactive"],
         )
         self.stdout.write(f"circle {circle.name or '(unnamed)'}: {circle.public_key}")
         self.stdout.write(f"connect: ws://HOST:PORT/{circle.public_key}")

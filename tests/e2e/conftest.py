@@ -1,0 +1,80 @@
+"""End-to-end fixtures: a migrated SQLite database with known circles, and real ASGI servers."""
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from tests.helpers.keys import WalletKey
+from tests.helpers.processes import ManagedProcess, manage, server_env, start_asgi_server
+
+
+@dataclass(frozen=True)
+class World:
+    """The circles and keys the end-to-end database holds."""
+
+    database_url: str
+    owner: WalletKey
+    admin: WalletKey
+    member: WalletKey
+    guest: WalletKey
+    circle: str  # active, members only
+    open_circle: str  # active, guests may play
+    open_owner: WalletKey
+    inactive_circle: str
+    inactive_owner: WalletKey
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    """A fresh SQLite database, migrated and filled through the management commands."""
+    path = tmp_path_factory.mktemp("e2e-db") / "circles.sqlite3"
+    keys = {
+        name: WalletKey.named(f"e2e-{name}") for name in ("owner", "admin", "member", "guest", "open", "off")
+    }
+    world = World(
+        database_url=f"sqlite:///{path}",
+        owner=keys["owner"],
+        admin=keys["admin"],
+        member=keys["member"],
+        guest=keys["guest"],
+        circle=keys["owner"].pubkey,
+        open_circle=keys["open"].pubkey,
+        open_owner=keys["open"],
+        inactive_circle=keys["off"].pubkey,
+        inactive_owner=keys["off"],
+    )
+    env = server_env(world.database_url)
+    manage(env, "migrate", "--noinput", "-v0")
+    manage(env, "create_circle", "--name", "e2e", "--pubkey", world.owner.pubkey_uncompressed)
+    manage(env, "create_circle", "--name", "open", "--pubkey", world.open_circle, "--allow-guests")
+    manage(env, "create_circle", "--name", "off", "--pubkey", world.inactive_circle, "--inactive")
+    manage(env, "add_member", world.circle, world.admin.pubkey, "--role", "admin")
+    manage(env, "add_member", world.circle, "0x" + world.member.pubkey.upper(), "--role", "member")
+    return world
+
+
+ServerFactory = Callable[..., str]
+
+
+@pytest.fixture(scope="module")
+def start_server(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerFactory]:
+    """Start real ASGI servers on free ports (`kind` uvicorn or daphne, `settings` as env); stopped after."""
+    started: list[ManagedProcess] = []
+    logs = tmp_path_factory.mktemp("server-logs")
+
+    def start(kind: str = "uvicorn", **settings: str) -> str:
+        env = server_env(world.database_url, **{key: str(value) for key, value in settings.items()})
+        process, port = start_asgi_server(kind, env, logs / f"{kind}-{len(started)}.log")
+        started.append(process)
+        return f"ws://127.0.0.1:{port}"
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+@pytest.fixture(scope="module")
+def server(start_server: ServerFactory) -> str:
+    """A uvicorn server with default settings (no Redis: embedded mode)."""
+    return start_server()

@@ -1,0 +1,1 @@
+"""Shared test support: real server processes, keys, and a small JSON-RPC WebSocket client."""
