@@ -1,0 +1,24 @@
+"""The same sign-in over the other ways the endpoint is served: daphne, and the Redis channel layer."""
+
+import pytest
+
+from tests.e2e.conftest import World
+from tests.helpers.redis_server import RedisServer
+from tests.helpers.rpc import RpcClient
+
+pytestmark = pytest.mark.e2e
+
+
+async def sign_in_round_trip(server: str, world: World) -> None:
+    async with await RpcClient.connect(f"{server}/{world.circle}") as client:
+        await client.sign_in(world.admin)
+        assert (await client.call("whoami"))["role"] == "admin"
+        assert (await client.request("nope"))["error"]["code"] == -32601
+
+
+async def test_daphne_serves_the_endpoint(start_server, world: World) -> None:
+    await sign_in_round_trip(start_server("daphne"), world)
+
+
+async def test_uvicorn_with_the_redis_channel_layer(start_server, world: World, redis_server: RedisServer) -> None:
+    await sign_in_round_trip(start_server(REDIS_URL=redis_server.url), world)
