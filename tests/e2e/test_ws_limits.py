@@ -23,9 +23,19 @@ async def closed_with(ws: websockets.ClientConnection) -> websockets.frames.Clos
 async def test_oversized_message_closes_1009(start_server, world: World) -> None:
     server = start_server(CIRCLES_MAX_MESSAGE_BYTES="1024")
     async with websockets.connect(f"{server}/{world.circle}") as ws:
-        await ws.send(json.dumps({"jsonrpc": "2.0", "method": "whoami", "id": 1, "params": {"x": "é" * 400}}, ensure_ascii=False))
+        await ws.send(
+            json.dumps(
+                {"jsonrpc": "2.0", "method": "whoami", "id": 1, "params": {"x": "é" * 400}},
+                ensure_ascii=False,
+            )
+        )
         assert "error" in json.loads(await ws.recv())  # 800+ bytes: still under the limit
-        await ws.send(json.dumps({"jsonrpc": "2.0", "method": "whoami", "id": 2, "params": {"x": "é" * 600}}, ensure_ascii=False))
+        await ws.send(
+            json.dumps(
+                {"jsonrpc": "2.0", "method": "whoami", "id": 2, "params": {"x": "é" * 600}},
+                ensure_ascii=False,
+            )
+        )
         close = await closed_with(ws)
     assert close.code == 1009 and close.reason == "message too big"
 

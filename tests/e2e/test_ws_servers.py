@@ -20,5 +20,7 @@ async def test_daphne_serves_the_endpoint(start_server, world: World) -> None:
     await sign_in_round_trip(start_server("daphne"), world)
 
 
-async def test_uvicorn_with_the_redis_channel_layer(start_server, world: World, redis_server: RedisServer) -> None:
+async def test_uvicorn_with_the_redis_channel_layer(
+    start_server, world: World, redis_server: RedisServer
+) -> None:
     await sign_in_round_trip(start_server(REDIS_URL=redis_server.url), world)
