@@ -12,6 +12,9 @@ PORT ?= 8000
 
 .PHONY: run test install system-deps lint migrate demo clean
 
+# The embedded development server runs with DEBUG on unless told otherwise (no SECRET_KEY needed).
+run migrate demo: export DEBUG ?= 1
+
 ## run: install, migrate SQLite, create the demo circle, serve on $(HOST):$(PORT) with embedded defaults
 run: install migrate demo
 	$(PY) manage.py runserver $(HOST):$(PORT)
