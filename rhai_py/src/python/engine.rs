@@ -1,0 +1,380 @@
+//! `rhai.Engine` and `rhai.RunResult`: the Python face of [`crate::runner::run_script`].
+
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString, PyTuple};
+use rhai::{Dynamic, Engine, EvalAltResult, FuncRegistration, Module, NativeCallContext};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+
+use crate::cache::ScriptCache;
+use crate::errors::{ErrorKind, ScriptFailure, Termination};
+use crate::limits::Limits;
+use crate::python::convert::{dynamic_to_py, py_to_dynamic};
+use crate::python::errors::{failure_to_pyerr, stash_host_error, take_host_error};
+use crate::runner::{run_script, RunOutcome};
+use crate::sandbox::build_engine;
+use crate::state;
+
+/// Most parameters a registered Python function can take.
+pub const MAX_ARITY: usize = 12;
+
+/// A Python callable registered as a Rhai function.
+struct HostFn {
+    /// `name` or `module::name`, for messages.
+    qualified: String,
+    callable: Py<PyAny>,
+    max_depth: usize,
+}
+
+struct Registration {
+    module: Option<String>,
+    name: String,
+    arity: usize,
+    host: Arc<HostFn>,
+}
+
+/// Call a host function from a script: with the GIL (re-)acquired for the duration only.
+/// Any Python exception becomes an uncatchable `ErrorTerminated(Host)` at the call site.
+fn call_host(host: &HostFn, ctx: &NativeCallContext, args: Vec<Dynamic>) -> Result<Dynamic, Box<EvalAltResult>> {
+    let pos = ctx.call_position();
+    let outcome = Python::attach(|py| {
+        let result = (|| -> PyResult<Dynamic> {
+            let mut py_args = Vec::with_capacity(args.len());
+            for (i, arg) in args.iter().enumerate() {
+                let v = dynamic_to_py(py, arg, host.max_depth, false).map_err(|e| {
+                    PyTypeError::new_err(format!("argument {} of {}(): {}", i + 1, host.qualified, e.0))
+                })?;
+                py_args.push(v);
+            }
+            let ret = host.callable.bind(py).call1(PyTuple::new(py, py_args)?)?;
+            py_to_dynamic(&ret, host.max_depth).map_err(|e| {
+                PyTypeError::new_err(format!("return value of {}(): {}", host.qualified, e.0))
+            })
+        })();
+        result.map_err(|err| {
+            let text = err.value(py).str().map(|s| s.to_string()).unwrap_or_default();
+            let message = if text.is_empty() {
+                err.get_type(py).name().map(|n| n.to_string()).unwrap_or_else(|_| "error".into())
+            } else {
+                text
+            };
+            stash_host_error(err);
+            message
+        })
+    });
+    match outcome {
+        Ok(value) if state::deadline_passed() => {
+            drop(value);
+            Err(EvalAltResult::ErrorTerminated(Dynamic::from(Termination::Timeout), pos).into())
+        }
+        Ok(value) => Ok(value),
+        Err(message) => Err(EvalAltResult::ErrorTerminated(
+            Dynamic::from(Termination::Host { message, position: pos }),
+            pos,
+        )
+        .into()),
+    }
+}
+
+/// Expand `$body` with `$f` bound to a closure of the given arity (0..=MAX_ARITY) that
+/// forwards its `Dynamic` arguments to `call_host`.
+macro_rules! with_host_closure {
+    ($n:expr, $host:expr, $f:ident => $body:expr) => {
+        with_host_closure!(@arms $n, $host, $f, $body;
+            0 => (), 1 => (a0), 2 => (a0, a1), 3 => (a0, a1, a2), 4 => (a0, a1, a2, a3),
+            5 => (a0, a1, a2, a3, a4), 6 => (a0, a1, a2, a3, a4, a5),
+            7 => (a0, a1, a2, a3, a4, a5, a6), 8 => (a0, a1, a2, a3, a4, a5, a6, a7),
+            9 => (a0, a1, a2, a3, a4, a5, a6, a7, a8),
+            10 => (a0, a1, a2, a3, a4, a5, a6, a7, a8, a9),
+            11 => (a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10),
+            12 => (a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11))
+    };
+    (@arms $n:expr, $host:expr, $f:ident, $body:expr; $($k:literal => ($($a:ident),*)),*) => {
+        match $n {
+            $($k => {
+                let h = Arc::clone(&$host);
+                let $f = move |ctx: NativeCallContext, $($a: Dynamic),*| -> Result<Dynamic, Box<EvalAltResult>> {
+                    call_host(&h, &ctx, vec![$($a),*])
+                };
+                $body;
+            })*
+            _ => unreachable!("arity checked at registration"),
+        }
+    };
+}
+
+/// A sandboxed Rhai engine with fixed limits. See the Python docstrings in `rhai/__init__.py`.
+#[pyclass(frozen, subclass, module = "rhai._rhai", name = "Engine")]
+pub struct PyEngine {
+    limits: Limits,
+    max_depth: usize,
+    /// The current engine; registrations build a new one and swap it in, runs clone the Arc.
+    engine: RwLock<Arc<Engine>>,
+    registrations: Mutex<Vec<Registration>>,
+    cache: ScriptCache,
+}
+
+impl PyEngine {
+    fn current(&self) -> Arc<Engine> {
+        Arc::clone(&self.engine.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn build(&self, regs: &[Registration]) -> Engine {
+        let mut engine = build_engine(&self.limits);
+        let mut modules: BTreeMap<&str, Module> = BTreeMap::new();
+        for r in regs {
+            let reg = FuncRegistration::new(r.name.as_str()).with_volatility(true);
+            match &r.module {
+                None => with_host_closure!(r.arity, r.host, f => {
+                    reg.register_into_engine(&mut engine, f)
+                }),
+                Some(ns) => {
+                    let module = modules.entry(ns.as_str()).or_default();
+                    with_host_closure!(r.arity, r.host, f => {
+                        reg.set_into_module(module, f)
+                    })
+                }
+            }
+        }
+        for (ns, module) in modules {
+            engine.register_static_module(ns, module.into());
+        }
+        engine
+    }
+
+    fn constants_from(&self, constants: Option<&Bound<'_, PyDict>>) -> PyResult<HashMap<String, Dynamic>> {
+        let mut out = HashMap::new();
+        if let Some(d) = constants {
+            for (k, v) in d.iter() {
+                let key = k
+                    .cast::<PyString>()
+                    .map_err(|_| PyTypeError::new_err("constant names must be str"))?
+                    .to_str()?
+                    .to_owned();
+                let value = py_to_dynamic(&v, self.max_depth).map_err(|e| {
+                    let mut e = e;
+                    e.0 = format!("constant {key:?}: {}", e.0);
+                    e.to_pyerr()
+                })?;
+                out.insert(key, value);
+            }
+        }
+        Ok(out)
+    }
+
+    fn execute(&self, py: Python<'_>, script: &str, constants: Option<&Bound<'_, PyDict>>) -> PyResult<RunOutcome> {
+        let constants = self.constants_from(constants)?;
+        let engine = self.current();
+        let outcome = py.detach(|| run_script(&engine, &self.cache, &self.limits, script, constants));
+        Ok(outcome)
+    }
+
+    /// The run's value converted to Python, or the run's error raised.
+    fn value_or_raise(&self, py: Python<'_>, result: Result<Dynamic, ScriptFailure>, json_safe: bool) -> PyResult<(Py<PyAny>, Dynamic)> {
+        let host_error = take_host_error();
+        let failure = match result {
+            Ok(value) => match dynamic_to_py(py, &value, self.max_depth, json_safe) {
+                Ok(obj) => return Ok((obj, value)),
+                Err(e) => ScriptFailure::new(
+                    ErrorKind::Runtime,
+                    format!("cannot return the script's value: {}", e.0),
+                    rhai::Position::NONE,
+                ),
+            },
+            Err(f) => f,
+        };
+        let cause = if failure.kind == ErrorKind::Host { host_error } else { None };
+        Err(failure_to_pyerr(py, failure, cause, self.max_depth))
+    }
+}
+
+#[pymethods]
+impl PyEngine {
+    #[new]
+    #[pyo3(signature = (
+        *,
+        max_operations = 1_000_000,
+        timeout_ms = 1_000,
+        max_call_levels = 64,
+        max_expr_depth = 64,
+        max_string_size = 262_144,
+        max_array_size = 10_000,
+        max_map_size = 10_000,
+        max_variables = 256,
+        max_functions = 64,
+        max_source_size = 65_536,
+        max_output_size = 65_536,
+        cache_size = 256,
+        max_value_depth = 64,
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        max_operations: u64,
+        timeout_ms: u64,
+        max_call_levels: usize,
+        max_expr_depth: usize,
+        max_string_size: usize,
+        max_array_size: usize,
+        max_map_size: usize,
+        max_variables: usize,
+        max_functions: usize,
+        max_source_size: usize,
+        max_output_size: usize,
+        cache_size: usize,
+        max_value_depth: usize,
+    ) -> PyResult<Self> {
+        let limits = Limits {
+            max_operations,
+            timeout_ms,
+            max_call_levels,
+            max_expr_depth,
+            max_string_size,
+            max_array_size,
+            max_map_size,
+            max_variables,
+            max_functions,
+            max_source_size,
+            max_output_size,
+        };
+        limits.validate().map_err(PyValueError::new_err)?;
+        if max_value_depth == 0 || max_value_depth > 512 {
+            return Err(PyValueError::new_err("max_value_depth must be between 1 and 512"));
+        }
+        let engine = build_engine(&limits);
+        Ok(PyEngine {
+            limits,
+            max_depth: max_value_depth,
+            engine: RwLock::new(Arc::new(engine)),
+            registrations: Mutex::new(Vec::new()),
+            cache: ScriptCache::new(cache_size),
+        })
+    }
+
+    /// Low-level registration used by `Engine.register_fn` (which computes the arities).
+    #[pyo3(signature = (name, func, arities, module = None))]
+    fn _register(&self, name: String, func: Bound<'_, PyAny>, arities: Vec<usize>, module: Option<String>) -> PyResult<()> {
+        if !func.is_callable() {
+            return Err(PyTypeError::new_err("func must be callable"));
+        }
+        if arities.is_empty() {
+            return Err(PyValueError::new_err("at least one arity is needed"));
+        }
+        if let Some(&bad) = arities.iter().find(|&&a| a > MAX_ARITY) {
+            return Err(PyValueError::new_err(format!("arity {bad} is more than the maximum ({MAX_ARITY})")));
+        }
+        let qualified = match &module {
+            Some(ns) => format!("{ns}::{name}"),
+            None => name.clone(),
+        };
+        let host = Arc::new(HostFn { qualified, callable: func.unbind(), max_depth: self.max_depth });
+        let mut regs = self.registrations.lock().unwrap_or_else(|e| e.into_inner());
+        for arity in arities {
+            regs.retain(|r| !(r.module == module && r.name == name && r.arity == arity));
+            regs.push(Registration { module: module.clone(), name: name.clone(), arity, host: Arc::clone(&host) });
+        }
+        let engine = Arc::new(self.build(&regs));
+        *self.engine.write().unwrap_or_else(|e| e.into_inner()) = engine;
+        self.cache.clear();
+        Ok(())
+    }
+
+    /// Evaluate `script` and return its value (see the Python docstring).
+    #[pyo3(signature = (script, constants = None, *, json_safe = false))]
+    fn eval(&self, py: Python<'_>, script: &str, constants: Option<&Bound<'_, PyDict>>, json_safe: bool) -> PyResult<Py<PyAny>> {
+        let outcome = self.execute(py, script, constants)?;
+        self.value_or_raise(py, outcome.result, json_safe).map(|(obj, _)| obj)
+    }
+
+    /// Run `script` and return a `RunResult` (see the Python docstring).
+    #[pyo3(signature = (script, constants = None, *, json_safe = false))]
+    fn run(&self, py: Python<'_>, script: &str, constants: Option<&Bound<'_, PyDict>>, json_safe: bool) -> PyResult<RunResult> {
+        let outcome = self.execute(py, script, constants)?;
+        let (value, raw) = self.value_or_raise(py, outcome.result, json_safe)?;
+        Ok(RunResult {
+            value,
+            raw,
+            logs: outcome.stats.logs,
+            truncated: outcome.stats.truncated,
+            operations: outcome.stats.operations,
+            elapsed_ms: outcome.elapsed.as_secs_f64() * 1000.0,
+        })
+    }
+
+    /// Cache counters: `{"hits", "misses", "size", "capacity"}`; `misses` counts parses.
+    fn cache_info<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = self.cache.stats();
+        let d = PyDict::new(py);
+        d.set_item("hits", s.hits)?;
+        d.set_item("misses", s.misses)?;
+        d.set_item("size", s.size)?;
+        d.set_item("capacity", s.capacity)?;
+        Ok(d)
+    }
+
+    /// Forget every cached compiled script.
+    fn clear_cache(&self) {
+        self.cache.clear();
+    }
+
+    /// The limits this engine enforces, as a dict.
+    #[getter]
+    fn limits<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let l = &self.limits;
+        let d = PyDict::new(py);
+        d.set_item("max_operations", l.max_operations)?;
+        d.set_item("timeout_ms", l.timeout_ms)?;
+        d.set_item("max_call_levels", l.max_call_levels)?;
+        d.set_item("max_expr_depth", l.max_expr_depth)?;
+        d.set_item("max_string_size", l.max_string_size)?;
+        d.set_item("max_array_size", l.max_array_size)?;
+        d.set_item("max_map_size", l.max_map_size)?;
+        d.set_item("max_variables", l.max_variables)?;
+        d.set_item("max_functions", l.max_functions)?;
+        d.set_item("max_source_size", l.max_source_size)?;
+        d.set_item("max_output_size", l.max_output_size)?;
+        d.set_item("cache_size", self.cache.stats().capacity)?;
+        d.set_item("max_value_depth", self.max_depth)?;
+        Ok(d)
+    }
+}
+
+/// The outcome of `Engine.run`.
+#[pyclass(frozen, module = "rhai._rhai", name = "RunResult")]
+pub struct RunResult {
+    /// The script's value as a Python object.
+    #[pyo3(get)]
+    value: Py<PyAny>,
+    raw: Dynamic,
+    /// Lines produced by `print`/`debug`, capped at `max_output_size` bytes.
+    #[pyo3(get)]
+    logs: Vec<String>,
+    /// Whether the logs were cut (the last line is then the truncation marker).
+    #[pyo3(get)]
+    truncated: bool,
+    /// Rhai operations the run counted.
+    #[pyo3(get)]
+    operations: u64,
+    /// Wall time of the run (parse included), in milliseconds.
+    #[pyo3(get)]
+    elapsed_ms: f64,
+}
+
+#[pymethods]
+impl RunResult {
+    /// The value as Rhai prints it (`to_string`), e.g. `"20"` for `10 * 2`.
+    #[getter]
+    fn output(&self) -> String {
+        self.raw.to_string()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "RunResult(output={:?}, logs={}, operations={}, elapsed_ms={:.3})",
+            self.raw.to_string(),
+            self.logs.len(),
+            self.operations,
+            self.elapsed_ms
+        )
+    }
+}

@@ -1,0 +1,16 @@
+//! The Python module `rhai._rhai` (re-exported by the `rhai` package, python/rhai/).
+
+mod convert;
+mod engine;
+mod errors;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _rhai(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<engine::PyEngine>()?;
+    m.add_class::<engine::RunResult>()?;
+    m.add("RHAI_VERSION", "1.27.0")?;
+    m.add("MAX_ARITY", engine::MAX_ARITY)?;
+    Ok(())
+}

@@ -1,0 +1,73 @@
+//! Running one script: source-size check, cache, per-run state, stack guarantee, timing.
+
+use rhai::{Dynamic, Engine, Scope};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use crate::cache::ScriptCache;
+use crate::errors::{ErrorKind, ScriptFailure};
+use crate::limits::Limits;
+use crate::state::{RunScope, RunStats};
+
+/// Every run starts with at least this much stack; if the calling thread has less left
+/// (small thread stacks), the run is moved to a fresh stack of [`RUN_STACK_SIZE`].
+pub const MIN_STACK_FOR_RUN: usize = 4 * 1024 * 1024;
+/// Size of the stack allocated for a run when the thread's own is too small.
+pub const RUN_STACK_SIZE: usize = 16 * 1024 * 1024;
+
+/// The result of one run.
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub result: Result<Dynamic, ScriptFailure>,
+    pub stats: RunStats,
+    pub elapsed: Duration,
+}
+
+/// Run `source` on `engine` under `limits` with `constants` visible (read-only) to the script.
+///
+/// Runs on the calling thread (state is per thread, see [`crate::state`]), on a stack with at
+/// least [`MIN_STACK_FOR_RUN`] bytes available.
+pub fn run_script(
+    engine: &Engine,
+    cache: &ScriptCache,
+    limits: &Limits,
+    source: &str,
+    constants: HashMap<String, Dynamic>,
+) -> RunOutcome {
+    stacker::maybe_grow(MIN_STACK_FOR_RUN, RUN_STACK_SIZE, || {
+        run_on_this_stack(engine, cache, limits, source, constants)
+    })
+}
+
+fn run_on_this_stack(
+    engine: &Engine,
+    cache: &ScriptCache,
+    limits: &Limits,
+    source: &str,
+    constants: HashMap<String, Dynamic>,
+) -> RunOutcome {
+    let start = Instant::now();
+    if source.len() > limits.max_source_size {
+        let failure = ScriptFailure::new(
+            ErrorKind::SourceSize,
+            format!(
+                "script is {} bytes, more than max_source_size ({})",
+                source.len(),
+                limits.max_source_size
+            ),
+            rhai::Position::NONE,
+        );
+        return RunOutcome { result: Err(failure), stats: RunStats::default(), elapsed: start.elapsed() };
+    }
+    let deadline = start.checked_add(Duration::from_millis(limits.timeout_ms));
+    let scope = RunScope::enter(deadline, limits.max_output_size, constants);
+    let result = match cache.get_or_compile(engine, source) {
+        Err(err) => Err(ScriptFailure::from_parse_error(&err)),
+        Ok(ast) => {
+            let mut vars = Scope::new();
+            engine.eval_ast_with_scope::<Dynamic>(&mut vars, &ast).map_err(ScriptFailure::from_eval_error)
+        }
+    };
+    let stats = scope.finish();
+    RunOutcome { result, stats, elapsed: start.elapsed() }
+}
