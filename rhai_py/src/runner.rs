@@ -1,6 +1,6 @@
 //! Running one script: source-size check, cache, per-run state, stack guarantee, timing.
 
-use rhai::{Dynamic, Engine, Scope};
+use rhai::{Array, Dynamic, Engine, Map, Position, Scope};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -33,10 +33,40 @@ pub fn run_script(
     limits: &Limits,
     source: &str,
     constants: HashMap<String, Dynamic>,
+    max_value_depth: usize,
 ) -> RunOutcome {
     stacker::maybe_grow(MIN_STACK_FOR_RUN, RUN_STACK_SIZE, || {
-        run_on_this_stack(engine, cache, limits, source, constants)
+        let mut outcome = run_on_this_stack(engine, cache, limits, source, constants);
+        // Values nested deeper than the caller can convert are refused (and dropped) here, on
+        // the guaranteed stack: dropping or walking a 10,000-deep array recurses 10,000 times.
+        match &mut outcome.result {
+            Ok(value) if nested_deeper_than(value, max_value_depth) => {
+                outcome.result = Err(ScriptFailure::new(
+                    ErrorKind::Runtime,
+                    format!(
+                        "cannot return the script's value: value is nested deeper than max_value_depth ({max_value_depth})"
+                    ),
+                    Position::NONE,
+                ));
+            }
+            Err(failure) if failure.thrown.as_ref().is_some_and(|v| nested_deeper_than(v, max_value_depth)) => {
+                failure.thrown = None;
+            }
+            _ => {}
+        }
+        outcome
     })
+}
+
+/// Does `value` have more than `levels` levels of nested arrays/maps?
+pub fn nested_deeper_than(value: &Dynamic, levels: usize) -> bool {
+    if let Some(arr) = value.read_lock::<Array>() {
+        return levels == 0 || arr.iter().any(|v| nested_deeper_than(v, levels - 1));
+    }
+    if let Some(map) = value.read_lock::<Map>() {
+        return levels == 0 || map.values().any(|v| nested_deeper_than(v, levels - 1));
+    }
+    false
 }
 
 fn run_on_this_stack(
@@ -55,7 +85,7 @@ fn run_on_this_stack(
                 source.len(),
                 limits.max_source_size
             ),
-            rhai::Position::NONE,
+            Position::NONE,
         );
         return RunOutcome { result: Err(failure), stats: RunStats::default(), elapsed: start.elapsed() };
     }

@@ -166,7 +166,9 @@ impl PyEngine {
     fn execute(&self, py: Python<'_>, script: &str, constants: Option<&Bound<'_, PyDict>>) -> PyResult<RunOutcome> {
         let constants = self.constants_from(constants)?;
         let engine = self.current();
-        let outcome = py.detach(|| run_script(&engine, &self.cache, &self.limits, script, constants));
+        let outcome = py.detach(|| {
+            run_script(&engine, &self.cache, &self.limits, script, constants, self.max_depth)
+        });
         Ok(outcome)
     }
 
