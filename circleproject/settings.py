@@ -33,6 +33,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "circles",
+    "executor",
 ]
 
 MIDDLEWARE = [
@@ -64,10 +65,20 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+# Keep connections between requests (a new SQLite or PostgreSQL connection per sign-in was the
+# largest cost of a sign-in, docs/BENCHMARKS.md); health checks replace ones that went stale.
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=600)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # WAL lets the ASGI server read while a worker writes; the timeout rides out short write locks.
+    # WAL lets the ASGI server read while a worker writes; synchronous=NORMAL drops the fsync per
+    # commit (WAL stays consistent; a power cut may lose the last commits). IMMEDIATE transactions
+    # take the write lock up front, so two workers wait on the timeout instead of failing "locked".
     DATABASES["default"].setdefault("OPTIONS", {}).update(
-        {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL;"}
+        {
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
+        }
     )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -116,3 +127,36 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django": {"level": "INFO"}},
 }
+
+# --- Scripts and the executor ----------------------------------------------------------------
+
+# Limits of every script run (rhai.Engine keyword arguments); docs/SCRIPTING.md explains each.
+CIRCLES_SCRIPT_LIMITS = {
+    "max_operations": env.int("CIRCLES_SCRIPT_MAX_OPERATIONS", default=5_000_000),
+    "timeout_ms": CIRCLES_PLAY_MAX_TIMEOUT_MS,
+    "max_call_levels": env.int("CIRCLES_SCRIPT_MAX_CALL_LEVELS", default=48),
+    "max_expr_depth": env.int("CIRCLES_SCRIPT_MAX_EXPR_DEPTH", default=64),
+    "max_string_size": env.int("CIRCLES_SCRIPT_MAX_STRING_SIZE", default=1024 * 1024),
+    "max_array_size": env.int("CIRCLES_SCRIPT_MAX_ARRAY_SIZE", default=100_000),
+    "max_map_size": env.int("CIRCLES_SCRIPT_MAX_MAP_SIZE", default=10_000),
+    "max_variables": env.int("CIRCLES_SCRIPT_MAX_VARIABLES", default=1_000),
+    "max_functions": env.int("CIRCLES_SCRIPT_MAX_FUNCTIONS", default=200),
+    "max_source_size": env.int("CIRCLES_SCRIPT_MAX_SOURCE_SIZE", default=CIRCLES_MAX_MESSAGE_BYTES),
+    "max_output_size": env.int("CIRCLES_SCRIPT_MAX_OUTPUT_SIZE", default=64 * 1024),
+}
+# Record caps: one value, and everything one circle stores.
+CIRCLES_RECORD_MAX_BYTES = env.int("CIRCLES_RECORD_MAX_BYTES", default=64 * 1024)
+CIRCLES_CIRCLE_MAX_BYTES = env.int("CIRCLES_CIRCLE_MAX_BYTES", default=50 * 1024 * 1024)
+CIRCLES_LIST_MAX = env.int("CIRCLES_LIST_MAX", default=1000)
+# Which runs get a ScriptRun row: all, errors (failed runs), webhooks (webhook runs and failed runs).
+CIRCLES_RECORD_RUNS = env.str("CIRCLES_RECORD_RUNS", default="all")
+if CIRCLES_RECORD_RUNS not in ("all", "errors", "webhooks"):
+    raise ImproperlyConfigured("CIRCLES_RECORD_RUNS must be all, errors or webhooks")
+# Embedded mode (no REDIS_URL): threads running scripts inside the ASGI process.
+CIRCLES_LOCAL_EXECUTOR_THREADS = env.int("CIRCLES_LOCAL_EXECUTOR_THREADS", default=2)
+# The Redis Stream queue (REDIS_URL set).
+CIRCLES_QUEUE_STREAM = env.str("CIRCLES_QUEUE_STREAM", default="circles:jobs")
+CIRCLES_QUEUE_GROUP = env.str("CIRCLES_QUEUE_GROUP", default="workers")
+CIRCLES_QUEUE_MAX_LENGTH = env.int("CIRCLES_QUEUE_MAX_LENGTH", default=10_000)
+CIRCLES_QUEUE_CLAIM_IDLE_MS = env.int("CIRCLES_QUEUE_CLAIM_IDLE_MS", default=30_000)
+CIRCLES_QUEUE_MAX_DELIVERIES = env.int("CIRCLES_QUEUE_MAX_DELIVERIES", default=3)

@@ -9,6 +9,7 @@ import asyncio
 import logging
 from typing import Any
 
+from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
@@ -26,8 +27,9 @@ from circles.jsonrpc import (
 )
 from circles.limits import ConnectionLimits
 from circles.lookups import find_active_circle
-from circles.methods import executor_unavailable, registry
+from circles.methods import registry
 from circles.session import CircleSession
+from executor.scripts import script_runner_for
 
 logger = logging.getLogger("circles.consumer")
 
@@ -70,9 +72,21 @@ class CircleConsumer(AsyncWebsocketConsumer):
     session: CircleSession | None = None
     closing = False
 
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Route a message to its handler, without Channels' per-message database clean-up.
+
+        Channels closes stale database connections before every message (a hop to the
+        database thread each time), which doubled the cost of a `whoami`. Every database call
+        here goes through `database_sync_to_async`, which does that clean-up around itself.
+        """
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"no handler for message type {message['type']}")
+        await handler(message)
+
     async def connect(self) -> None:
         """Accept, then close with 4404 at once if the circle is unknown (browsers can read the reason)."""
-        raw_key = self.scope["url_route"]["kwargs"]["circle_pk"]
+        raw_key = self.scope["url_route"]["kwargs"]["circle_pk"].removesuffix("/")
         self.log = ConnectionLog(logger, {"circle": raw_key[:80], "peer": peer_of(self.scope)})
         self.tasks: set[asyncio.Task] = set()
         self.in_flight = 0
@@ -84,6 +98,7 @@ class CircleConsumer(AsyncWebsocketConsumer):
             await self.shut(CLOSE_CIRCLE_NOT_FOUND, "circle not found")
             return
         limits = ConnectionLimits.from_settings()
+        self.scripts = script_runner_for(self.channel_name)
         self.session = CircleSession(
             circle=circle,
             peer=peer_of(self.scope),
@@ -91,13 +106,17 @@ class CircleConsumer(AsyncWebsocketConsumer):
             challenges=ChallengeBook(
                 settings.CIRCLES_SERVER_NAME, circle.public_key, ttl=limits.nonce_ttl_seconds
             ),
-            run_script=executor_unavailable,
+            run_script=self.scripts,
         )
 
     async def disconnect(self, code: int) -> None:
         """Cancel whatever this connection still has running."""
         for task in self.tasks:
             task.cancel()
+
+    async def script_result(self, event: dict[str, Any]) -> None:
+        """A worker's outcome for one of this connection's `play` requests (channel-layer event)."""
+        self.scripts.deliver(event["run_id"], event["outcome"])
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Check one frame against the limits, parse it, and answer or start answering it."""
@@ -131,12 +150,15 @@ class CircleConsumer(AsyncWebsocketConsumer):
 
     def admit(self, entry: Request | InvalidEntry) -> Request | InvalidEntry | None:
         """Apply the request rate: a request over it is answered -32029 (a notification is dropped)."""
-        if isinstance(entry, Request) and not self.session.rate.take():
-            self.rate_rejections += 1
-            if entry.is_notification:
-                return None
-            return InvalidEntry(RpcError(RATE_LIMITED, "Rate limited", {"reason": "request rate"}), entry.id)
-        return entry
+        if not isinstance(entry, Request):
+            return entry
+        if self.session.rate.take():
+            self.rate_rejections = 0  # only an unbroken run of rejections closes the socket
+            return entry
+        self.rate_rejections += 1
+        if entry.is_notification:
+            return None
+        return InvalidEntry(RpcError(RATE_LIMITED, "Rate limited", {"reason": "request rate"}), entry.id)
 
     async def answer_single(self, entry: Request | InvalidEntry | None) -> None:
         """Answer cheap methods in place; run the rest as a task, within the in-flight bound."""

@@ -83,9 +83,15 @@ class Frame:
     is_batch: bool = False
 
 
+# orjson reads integers beyond 64 bits as floats; a float id this large could not be echoed exactly.
+_MAX_FLOAT_ID = 2**53
+
+
 def _valid_id(value: Any) -> bool:
+    if isinstance(value, float):
+        return abs(value) < _MAX_FLOAT_ID
     # bool is an int subclass but not a valid id.
-    return value is None or (isinstance(value, str | int | float) and not isinstance(value, bool))
+    return value is None or (isinstance(value, str | int) and not isinstance(value, bool))
 
 
 def parse_entry(obj: Any) -> Request | InvalidEntry:
@@ -95,15 +101,22 @@ def parse_entry(obj: Any) -> Request | InvalidEntry:
     raw_id = obj.get("id", _ABSENT)
     has_id = raw_id is not _ABSENT
     if has_id and not _valid_id(raw_id):
-        return InvalidEntry(RpcError(INVALID_REQUEST, data={"reason": "id must be a string, number or null"}))
+        return InvalidEntry(
+            RpcError(
+                INVALID_REQUEST,
+                data={"reason": "id must be a string, a number that fits in 53 bits, or null"},
+            )
+        )
     request_id = raw_id if has_id else None
     if obj.get("jsonrpc") != "2.0":
         return InvalidEntry(RpcError(INVALID_REQUEST, data={"reason": 'jsonrpc must be "2.0"'}), request_id)
     method = obj.get("method")
     if not isinstance(method, str):
         return InvalidEntry(RpcError(INVALID_REQUEST, data={"reason": "method must be a string"}), request_id)
-    params = obj.get("params")
-    if params is not None and not isinstance(params, list | dict):
+    params = obj.get("params", _ABSENT)
+    if params is _ABSENT:
+        params = None
+    elif not isinstance(params, list | dict):
         return InvalidEntry(
             RpcError(INVALID_REQUEST, data={"reason": "params must be an array or an object"}), request_id
         )

@@ -10,7 +10,7 @@ from typing import Any
 from auth_secp import InvalidAddress, InvalidCredentials, InvalidPublicKey
 from circles import jsonrpc
 from circles.jsonrpc import RpcError
-from circles.lookups import standing_in_circle
+from circles.lookups import role_in_circle, standing_in_circle
 from circles.registry import Method, MethodRegistry, Param
 from circles.roles import may_play
 from circles.session import CircleSession
@@ -87,8 +87,7 @@ async def authenticate(session: CircleSession, pubkey: str, signature: str) -> b
     except InvalidCredentials as exc:
         session.failed_auth += 1
         raise _error(jsonrpc.INVALID_CREDENTIALS, log_detail=exc.reason) from exc
-    role, _ = await standing_in_circle(session.circle.id, key)
-    session.sign_in(key, role)
+    session.sign_in(key, await role_in_circle(session.circle, key))
     return True
 
 
@@ -139,10 +138,12 @@ async def logout(session: CircleSession) -> bool:
         },
     },
     errors=(
+        jsonrpc.INVALID_PARAMS,
         jsonrpc.EXECUTION_ERROR,
         jsonrpc.AUTHENTICATION_REQUIRED,
         jsonrpc.FORBIDDEN,
         jsonrpc.EXECUTOR_UNAVAILABLE,
+        jsonrpc.RATE_LIMITED,
     ),
 )
 async def play(session: CircleSession, script: str, timeout_ms: int | None = None) -> dict[str, Any]:
@@ -168,8 +169,3 @@ def openrpc_document() -> dict[str, Any]:
 @rpc_method("rpc.discover", "This endpoint's OpenRPC document.", result={"type": "object"}, inline=True)
 async def discover(session: CircleSession) -> dict[str, Any]:
     return openrpc_document()
-
-
-async def executor_unavailable(session: CircleSession, script: str, timeout_ms: int) -> dict[str, Any]:
-    """The script runner used while no executor is configured: every play answers -32012."""
-    raise _error(jsonrpc.EXECUTOR_UNAVAILABLE, data={"reason": "no script executor is configured"})

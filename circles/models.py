@@ -1,10 +1,15 @@
 """Circles and their members."""
 
+import re
+
 from django.core.exceptions import ValidationError
 from django.db import models
 
 from auth_secp import InvalidPublicKey, canonical_public_key
 from circles.roles import Role, role_of
+
+# Already canonical keys (the common case) skip the curve arithmetic of canonicalisation.
+_LOOKS_CANONICAL = re.compile(r"0[23][0-9a-f]{64}\Z")
 
 
 def validate_public_key(value: str) -> None:
@@ -26,7 +31,7 @@ class PublicKeyField(models.CharField):
     def get_prep_value(self, value):
         """Canonicalise on the way into the database so lookups by any accepted form match."""
         value = super().get_prep_value(value)
-        if value:
+        if value and not _LOOKS_CANONICAL.match(value):
             try:
                 return canonical_public_key(value)
             except InvalidPublicKey:
@@ -91,3 +96,25 @@ class Member(models.Model):
         """Store the key canonically whatever form it was given in."""
         self.public_key = canonical_public_key(self.public_key)
         super().save(*args, **kwargs)
+
+
+class Record(models.Model):
+    """One document of a circle's data, written by scripts through `db::put` (collection + key → JSON map)."""
+
+    circle = models.ForeignKey(Circle, on_delete=models.CASCADE, related_name="records")
+    collection = models.CharField(max_length=64)
+    key = models.CharField(max_length=200)
+    data = models.JSONField(default=dict)
+    size = models.PositiveIntegerField(default=0, help_text="Bytes of the JSON data, for the per-circle cap.")
+    version = models.PositiveIntegerField(default=1)
+    updated_by = models.CharField(max_length=66, help_text="Caller id of the last writer (key or provider).")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["circle", "collection", "key"]
+        constraints = [
+            models.UniqueConstraint(fields=["circle", "collection", "key"], name="unique_record_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.collection}/{self.key}"

@@ -4,7 +4,8 @@ from django.urls import re_path
 
 from circles.consumer import CircleConsumer
 
-# Anything up to the first slash; the consumer canonicalises the key and closes 4404 if unknown.
+# Every path reaches the consumer, which canonicalises the key and closes 4404 for anything
+# that is not an active circle (a router miss would be an opaque HTTP 500 instead).
 websocket_urlpatterns = [
-    re_path(r"^(?P<circle_pk>[^/]+)/?$", CircleConsumer.as_asgi()),
+    re_path(r"^(?P<circle_pk>.*)$", CircleConsumer.as_asgi()),
 ]

@@ -294,7 +294,7 @@ async def test_rpc_discover_lists_every_method(server: str, world: World) -> Non
 # --- closes ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", ["unknown", "inactive", "02" + "ab" * 32, "not-a-key"])
+@pytest.mark.parametrize("path", ["unknown", "inactive", "02" + "ab" * 32, "not-a-key", "a/b/c", ""])
 async def test_unknown_or_inactive_circle_closes_4404(server: str, world: World, path: str) -> None:
     circle = {"unknown": WalletKey.named("nobody").pubkey, "inactive": world.inactive_circle}.get(path, path)
     async with websockets.connect(f"{server}/{circle}") as ws:

@@ -283,9 +283,18 @@ def test_error_data_of_a_parse_error() -> None:
         ("whoami", "a request must be an object"),
         (None, "a request must be an object"),
         ([], "a request must be an object"),
-        ({"jsonrpc": "2.0", "method": "m", "id": True}, "id must be a string, number or null"),
-        ({"jsonrpc": "2.0", "method": "m", "id": {}}, "id must be a string, number or null"),
-        ({"jsonrpc": "2.0", "method": "m", "id": []}, "id must be a string, number or null"),
+        (
+            {"jsonrpc": "2.0", "method": "m", "id": True},
+            "id must be a string, a number that fits in 53 bits, or null",
+        ),
+        (
+            {"jsonrpc": "2.0", "method": "m", "id": {}},
+            "id must be a string, a number that fits in 53 bits, or null",
+        ),
+        (
+            {"jsonrpc": "2.0", "method": "m", "id": []},
+            "id must be a string, a number that fits in 53 bits, or null",
+        ),
         ({"method": "m", "id": 1}, 'jsonrpc must be "2.0"'),
         ({"jsonrpc": "1.0", "method": "m", "id": 1}, 'jsonrpc must be "2.0"'),
         ({"jsonrpc": 2.0, "method": "m", "id": 1}, 'jsonrpc must be "2.0"'),
@@ -316,7 +325,7 @@ def test_invalid_request_echoes_a_valid_id_and_nulls_an_invalid_one() -> None:
 
 @pytest.mark.parametrize(
     "request_id",
-    ["1", "", "ünïcødé ✓", 0, -1, 42, 2**63 - 1, -(2**63), 2**64 - 1, 1.5, -0.25, 1e300, None],
+    ["1", "", "ünïcødé ✓", 0, -1, 42, 2**63 - 1, -(2**63), 2**64 - 1, 1.5, -0.25, 2.0**52, None],
 )
 def test_valid_ids_are_echoed_exactly(request_id: Any) -> None:
     text = json.dumps({"jsonrpc": "2.0", "method": "whoami", "id": request_id})
@@ -708,7 +717,7 @@ def test_any_json_value(value: Any) -> None:
 @given(
     request_id=st.integers(-(2**63), 2**64 - 1)
     | st.text()
-    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.floats(allow_nan=False, allow_infinity=False, min_value=-(2.0**53) + 1, max_value=2.0**53 - 1)
     | st.none(),
     method=st.text(),
     params=st.none()
@@ -727,3 +736,16 @@ def test_well_formed_requests_round_trip(request_id: Any, method: str, params: A
     echoed = orjson.loads(encode(success(entry.id, None)))["id"]
     assert echoed == request_id
     assert type(echoed) is type(request_id)
+
+
+@pytest.mark.parametrize("value", [2**64, 2**64 + 1, -(2**63) - 1, 10**30])
+def test_id_beyond_64_bits_is_refused_rather_than_rounded(value: int) -> None:
+    (entry,) = parse_frame(f'{{"jsonrpc": "2.0", "method": "whoami", "id": {value}}}', max_batch=20).entries
+    assert isinstance(entry, InvalidEntry) and entry.error.code == INVALID_REQUEST
+
+
+def test_null_params_is_an_invalid_request() -> None:
+    (entry,) = parse_frame(
+        '{"jsonrpc": "2.0", "method": "whoami", "params": null, "id": 1}', max_batch=20
+    ).entries
+    assert isinstance(entry, InvalidEntry) and entry.error.code == INVALID_REQUEST
