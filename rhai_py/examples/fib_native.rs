@@ -2,7 +2,7 @@
 //! builder, limits, per-run state and script cache as the Python module, without Python.
 //!
 //! Usage: cargo run --release --example fib_native -- ITERATIONS MAX_OPERATIONS TIMEOUT_MS [SCRIPT]
-//! Prints one JSON line: {"median_ms": .., "min_ms": .., "value": "..", "operations": ..}
+//! Prints one JSON line: {"median_ms": .., "min_ms": .., "value": "..", "operations": .., "times_ms": [..]}
 
 use rhai_py::{build_engine, run_script, Limits, ScriptCache};
 use std::collections::HashMap;
@@ -34,12 +34,15 @@ fn main() {
         Ok(v) => v.to_string(),
         Err(e) => panic!("script failed: {e}"),
     };
-    times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let listed: Vec<String> = times.iter().map(|t| format!("{t:.4}")).collect();
+    let mut sorted = times.clone();
+    sorted.sort_by(|a, b| a.partial_cmp(b).unwrap());
     println!(
-        "{{\"median_ms\": {:.4}, \"min_ms\": {:.4}, \"value\": \"{}\", \"operations\": {}}}",
-        times[times.len() / 2],
-        times[0],
+        "{{\"median_ms\": {:.4}, \"min_ms\": {:.4}, \"value\": \"{}\", \"operations\": {}, \"times_ms\": [{}]}}",
+        sorted[sorted.len() / 2],
+        sorted[0],
         value,
-        last.stats.operations
+        last.stats.operations,
+        listed.join(", ")
     );
 }
