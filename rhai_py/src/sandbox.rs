@@ -20,7 +20,7 @@ fn denied(message: &str) -> Box<EvalAltResult> {
 /// Build an engine with the sandbox and `limits` applied (no host functions yet).
 ///
 /// * packages: `StandardPackage` only (built with `no_time`, so there is no `timestamp()`);
-/// * `import` finds nothing (`DummyModuleResolver`, and no module may be loaded);
+/// * `import` is a disabled keyword (and would find nothing: `DummyModuleResolver`, 0 modules);
 /// * `eval` is a disabled keyword; `sleep` raises an error (uncatchable) instead of blocking;
 /// * `print`/`debug` go to the per-run log, never to stdout;
 /// * constants given to a run are resolved by `on_var`, also inside script functions;
@@ -31,6 +31,9 @@ pub fn build_engine(limits: &Limits) -> Engine {
     engine.set_module_resolver(DummyModuleResolver::new());
     engine.set_optimization_level(OptimizationLevel::Simple);
     engine.disable_symbol("eval");
+    // `import` is refused when compiling (clear message); the dummy resolver and a module
+    // limit of 0 stay as a second line of defence.
+    engine.disable_symbol("import");
 
     // Every limit explicitly: Rhai's defaults differ between debug and release builds.
     engine.set_max_operations(limits.max_operations);

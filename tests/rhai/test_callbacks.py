@@ -1,5 +1,8 @@
 """Python functions registered into Rhai: values in and out, arities, modules, exceptions."""
 
+import gc
+import weakref
+
 import pytest
 import rhai
 
@@ -159,6 +162,24 @@ def test_callback_can_run_another_script(engine):
     result = engine.run('print("before"); let x = inner(); print("after"); x + A', {"A": 100})
     assert result.value == 105
     assert result.logs == ["before", "after"]
+
+
+def test_engine_and_callback_cycle_is_collected():
+    class UsesEngine:
+        def __init__(self, engine):
+            self.engine = engine  # engine -> callback -> engine
+
+        def __call__(self):
+            return self.engine.eval("1")
+
+    engine = rhai.Engine()
+    callback = UsesEngine(engine)
+    engine.register_fn("uses_engine", callback, arity=0)
+    assert engine.eval("uses_engine() + 1") == 2
+    ref = weakref.ref(callback)
+    del engine, callback
+    gc.collect()
+    assert ref() is None
 
 
 def test_registration_after_runs_clears_cache_and_applies(engine):

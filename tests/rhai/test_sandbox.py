@@ -5,13 +5,14 @@ import rhai
 
 
 def test_import_blocked(engine):
-    with pytest.raises(rhai.ScriptError) as info:
+    with pytest.raises(rhai.ParseError, match="import") as info:
         engine.eval('import "os" as os; 1')
-    assert info.value.kind == "runtime"
+    assert info.value.kind == "parse"
+    assert (info.value.line, info.value.column) == (1, 1)
 
 
 def test_import_blocked_even_inside_functions(engine):
-    with pytest.raises(rhai.ScriptError):
+    with pytest.raises(rhai.ParseError, match="import"):
         engine.eval('fn f() { import "x" as y; 1 } f()')
 
 

@@ -90,7 +90,7 @@ class Engine(_NativeEngine):
     max_source_size     65_536      bytes of script source (kind ``source_size``)
     max_output_size     65_536      bytes of print/debug output kept per run
     cache_size          256         compiled scripts kept (LRU by source; 0 = no cache)
-    max_value_depth     64          nesting of values converted in and out (1..512)
+    max_value_depth     64          nesting of values converted in and out (1..256)
     ==================  ==========  ================================================
     """
 

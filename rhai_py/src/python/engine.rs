@@ -3,6 +3,7 @@
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
+use pyo3::{PyTraverseError, PyVisit};
 use rhai::{Dynamic, Engine, EvalAltResult, FuncRegistration, Module, NativeCallContext};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
@@ -240,8 +241,8 @@ impl PyEngine {
             max_output_size,
         };
         limits.validate().map_err(PyValueError::new_err)?;
-        if max_value_depth == 0 || max_value_depth > 512 {
-            return Err(PyValueError::new_err("max_value_depth must be between 1 and 512"));
+        if max_value_depth == 0 || max_value_depth > 256 {
+            return Err(PyValueError::new_err("max_value_depth must be between 1 and 256"));
         }
         let engine = build_engine(&limits);
         Ok(PyEngine {
@@ -279,6 +280,28 @@ impl PyEngine {
         *self.engine.write().unwrap_or_else(|e| e.into_inner()) = engine;
         self.cache.clear();
         Ok(())
+    }
+
+    /// GC support: registered callables may refer back to the engine (closures).
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Ok(regs) = self.registrations.try_lock() {
+            let mut seen: Vec<*const HostFn> = Vec::new();
+            for r in regs.iter() {
+                let ptr = Arc::as_ptr(&r.host);
+                if !seen.contains(&ptr) {
+                    seen.push(ptr);
+                    visit.call(&r.host.callable)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        let mut regs = self.registrations.lock().unwrap_or_else(|e| e.into_inner());
+        regs.clear();
+        *self.engine.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(build_engine(&self.limits));
+        self.cache.clear();
     }
 
     /// Evaluate `script` and return its value (see the Python docstring).
