@@ -116,17 +116,13 @@ impl ScriptFailure {
     pub fn from_eval_error(err: Box<EvalAltResult>) -> Self {
         let mut err = err;
         let mut outer = Position::NONE;
-        loop {
-            match *err {
-                EvalAltResult::ErrorInFunctionCall(_, _, inner, pos)
-                | EvalAltResult::ErrorInModule(_, inner, pos) => {
-                    if !pos.is_none() {
-                        outer = pos;
-                    }
-                    err = inner;
-                }
-                _ => break,
+        while let EvalAltResult::ErrorInFunctionCall(_, _, inner, pos)
+        | EvalAltResult::ErrorInModule(_, inner, pos) = *err
+        {
+            if !pos.is_none() {
+                outer = pos;
             }
+            err = inner;
         }
         let pos = if err.position().is_none() { outer } else { err.position() };
         let kind = match &*err {

@@ -49,7 +49,9 @@ pub fn run_script(
                     Position::NONE,
                 ));
             }
-            Err(failure) if failure.thrown.as_ref().is_some_and(|v| nested_deeper_than(v, max_value_depth)) => {
+            Err(failure)
+                if failure.thrown.as_ref().is_some_and(|v| nested_deeper_than(v, max_value_depth)) =>
+            {
                 failure.thrown = None;
             }
             _ => {}

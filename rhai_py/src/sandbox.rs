@@ -13,8 +13,7 @@ use crate::state;
 pub const SLEEP_DENIED: &str = "sleep() is disabled in this sandbox";
 
 fn denied(message: &str) -> Box<EvalAltResult> {
-    EvalAltResult::ErrorTerminated(Dynamic::from(Termination::Denied(message.into())), Position::NONE)
-        .into()
+    EvalAltResult::ErrorTerminated(Dynamic::from(Termination::Denied(message.into())), Position::NONE).into()
 }
 
 /// Build an engine with the sandbox and `limits` applied (no host functions yet).

@@ -103,9 +103,9 @@ fn to_dyn(obj: &Bound<'_, PyAny>, max_depth: usize, depth: usize, path: &mut Str
         check_depth(depth, max_depth)?;
         let mut map = Map::new();
         for (k, v) in d.iter() {
-            let key = k.cast::<PyString>().map_err(|_| {
-                ConvError::ty(format!("dict keys must be str, got {}", type_name(&k)))
-            })?;
+            let key = k
+                .cast::<PyString>()
+                .map_err(|_| ConvError::ty(format!("dict keys must be str, got {}", type_name(&k))))?;
             let key = key.to_str().map_err(|_| ConvError::value("dict key is not valid UTF-8"))?;
             let mark = path.len();
             path.push_str(&format!("[{key:?}]"));
@@ -141,7 +141,12 @@ fn short_repr(obj: &Bound<'_, PyAny>) -> String {
 
 /// Convert a Rhai value to Python. With `json_safe`, NaN/infinity and blobs are refused so
 /// the result can always be serialised as JSON.
-pub fn dynamic_to_py(py: Python<'_>, value: &Dynamic, max_depth: usize, json_safe: bool) -> ConvResult<Py<PyAny>> {
+pub fn dynamic_to_py(
+    py: Python<'_>,
+    value: &Dynamic,
+    max_depth: usize,
+    json_safe: bool,
+) -> ConvResult<Py<PyAny>> {
     let mut path = String::new();
     to_py(py, value, max_depth, json_safe, 0, &mut path).map_err(|e| e.at(&path))
 }

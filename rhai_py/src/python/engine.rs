@@ -37,7 +37,11 @@ struct Registration {
 
 /// Call a host function from a script: with the GIL (re-)acquired for the duration only.
 /// Any Python exception becomes an uncatchable `ErrorTerminated(Host)` at the call site.
-fn call_host(host: &HostFn, ctx: &NativeCallContext, args: Vec<Dynamic>) -> Result<Dynamic, Box<EvalAltResult>> {
+fn call_host(
+    host: &HostFn,
+    ctx: &NativeCallContext,
+    args: Vec<Dynamic>,
+) -> Result<Dynamic, Box<EvalAltResult>> {
     let pos = ctx.call_position();
     let outcome = Python::attach(|py| {
         let result = (|| -> PyResult<Dynamic> {
@@ -49,9 +53,8 @@ fn call_host(host: &HostFn, ctx: &NativeCallContext, args: Vec<Dynamic>) -> Resu
                 py_args.push(v);
             }
             let ret = host.callable.bind(py).call1(PyTuple::new(py, py_args)?)?;
-            py_to_dynamic(&ret, host.max_depth).map_err(|e| {
-                PyTypeError::new_err(format!("return value of {}(): {}", host.qualified, e.0))
-            })
+            py_to_dynamic(&ret, host.max_depth)
+                .map_err(|e| PyTypeError::new_err(format!("return value of {}(): {}", host.qualified, e.0)))
         })();
         result.map_err(|err| {
             let text = err.value(py).str().map(|s| s.to_string()).unwrap_or_default();
@@ -164,17 +167,26 @@ impl PyEngine {
         Ok(out)
     }
 
-    fn execute(&self, py: Python<'_>, script: &str, constants: Option<&Bound<'_, PyDict>>) -> PyResult<RunOutcome> {
+    fn execute(
+        &self,
+        py: Python<'_>,
+        script: &str,
+        constants: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<RunOutcome> {
         let constants = self.constants_from(constants)?;
         let engine = self.current();
-        let outcome = py.detach(|| {
-            run_script(&engine, &self.cache, &self.limits, script, constants, self.max_depth)
-        });
+        let outcome =
+            py.detach(|| run_script(&engine, &self.cache, &self.limits, script, constants, self.max_depth));
         Ok(outcome)
     }
 
     /// The run's value converted to Python, or the run's error raised.
-    fn value_or_raise(&self, py: Python<'_>, result: Result<Dynamic, ScriptFailure>, json_safe: bool) -> PyResult<(Py<PyAny>, Dynamic)> {
+    fn value_or_raise(
+        &self,
+        py: Python<'_>,
+        result: Result<Dynamic, ScriptFailure>,
+        json_safe: bool,
+    ) -> PyResult<(Py<PyAny>, Dynamic)> {
         let host_error = take_host_error();
         let failure = match result {
             Ok(value) => match dynamic_to_py(py, &value, self.max_depth, json_safe) {
@@ -256,7 +268,13 @@ impl PyEngine {
 
     /// Low-level registration used by `Engine.register_fn` (which computes the arities).
     #[pyo3(signature = (name, func, arities, module = None))]
-    fn _register(&self, name: String, func: Bound<'_, PyAny>, arities: Vec<usize>, module: Option<String>) -> PyResult<()> {
+    fn _register(
+        &self,
+        name: String,
+        func: Bound<'_, PyAny>,
+        arities: Vec<usize>,
+        module: Option<String>,
+    ) -> PyResult<()> {
         if !func.is_callable() {
             return Err(PyTypeError::new_err("func must be callable"));
         }
@@ -274,7 +292,12 @@ impl PyEngine {
         let mut regs = self.registrations.lock().unwrap_or_else(|e| e.into_inner());
         for arity in arities {
             regs.retain(|r| !(r.module == module && r.name == name && r.arity == arity));
-            regs.push(Registration { module: module.clone(), name: name.clone(), arity, host: Arc::clone(&host) });
+            regs.push(Registration {
+                module: module.clone(),
+                name: name.clone(),
+                arity,
+                host: Arc::clone(&host),
+            });
         }
         let engine = Arc::new(self.build(&regs));
         *self.engine.write().unwrap_or_else(|e| e.into_inner()) = engine;
@@ -306,14 +329,26 @@ impl PyEngine {
 
     /// Evaluate `script` and return its value (see the Python docstring).
     #[pyo3(signature = (script, constants = None, *, json_safe = false))]
-    fn eval(&self, py: Python<'_>, script: &str, constants: Option<&Bound<'_, PyDict>>, json_safe: bool) -> PyResult<Py<PyAny>> {
+    fn eval(
+        &self,
+        py: Python<'_>,
+        script: &str,
+        constants: Option<&Bound<'_, PyDict>>,
+        json_safe: bool,
+    ) -> PyResult<Py<PyAny>> {
         let outcome = self.execute(py, script, constants)?;
         self.value_or_raise(py, outcome.result, json_safe).map(|(obj, _)| obj)
     }
 
     /// Run `script` and return a `RunResult` (see the Python docstring).
     #[pyo3(signature = (script, constants = None, *, json_safe = false))]
-    fn run(&self, py: Python<'_>, script: &str, constants: Option<&Bound<'_, PyDict>>, json_safe: bool) -> PyResult<RunResult> {
+    fn run(
+        &self,
+        py: Python<'_>,
+        script: &str,
+        constants: Option<&Bound<'_, PyDict>>,
+        json_safe: bool,
+    ) -> PyResult<RunResult> {
         let outcome = self.execute(py, script, constants)?;
         let (value, raw) = self.value_or_raise(py, outcome.result, json_safe)?;
         Ok(RunResult {

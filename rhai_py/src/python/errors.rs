@@ -32,7 +32,12 @@ pub fn take_host_error() -> Option<PyErr> {
 /// The `rhai` exception for a failed run. For kind `host`, `cause` is the callback's
 /// exception: it becomes `__cause__`, and a non-`Exception` (KeyboardInterrupt, SystemExit)
 /// is re-raised as it is.
-pub fn failure_to_pyerr(py: Python<'_>, failure: ScriptFailure, cause: Option<PyErr>, max_depth: usize) -> PyErr {
+pub fn failure_to_pyerr(
+    py: Python<'_>,
+    failure: ScriptFailure,
+    cause: Option<PyErr>,
+    max_depth: usize,
+) -> PyErr {
     if let Some(cause) = &cause {
         if !cause.is_instance_of::<PyException>(py) {
             return cause.clone_ref(py);
