@@ -196,3 +196,23 @@ def test_output_cap_stops_a_print_loop_from_growing_memory():
     result = rhai.Engine(max_output_size=1000).run('for i in 0..1000 { print("spam spam spam"); } 0')
     assert result.truncated
     assert sum(len(line) for line in result.logs[:-1]) <= 1000
+
+
+def test_per_run_timeout_shortens_the_engines() -> None:
+    engine = rhai.Engine(timeout_ms=10_000, max_operations=10**15)
+    started = time.monotonic()
+    with pytest.raises(rhai.LimitError) as stopped:
+        engine.run("loop {}", timeout_ms=200)
+    assert stopped.value.kind == "timeout"
+    assert time.monotonic() - started < 2.0
+    assert engine.run("1 + 1", timeout_ms=200).value == 2  # the next run has the engine's timeout again
+
+
+def test_per_run_timeout_cannot_lengthen_the_engines() -> None:
+    engine = rhai.Engine(timeout_ms=200, max_operations=10**15)
+    started = time.monotonic()
+    with pytest.raises(rhai.LimitError) as stopped:
+        engine.eval("loop {}", timeout_ms=60_000)
+    assert stopped.value.kind == "timeout" and time.monotonic() - started < 2.0
+    with pytest.raises(ValueError):
+        engine.eval("1", timeout_ms=0)

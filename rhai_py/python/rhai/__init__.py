@@ -133,25 +133,39 @@ class Engine(_NativeEngine):
             raise ValueError(f"arities must be between 0 and {MAX_ARITY}, got {arities}")
         self._register(name, func, arities, module)
 
-    def eval(self, script: str, constants: dict[str, Any] | None = None, *, json_safe: bool = False) -> Any:
+    def eval(
+        self,
+        script: str,
+        constants: dict[str, Any] | None = None,
+        *,
+        json_safe: bool = False,
+        timeout_ms: int | None = None,
+    ) -> Any:
         """Run ``script`` and return its value as a Python object.
 
         ``constants`` (str -> value) are visible read-only by name, also inside the script's
         own ``fn`` definitions (a script's ``let`` of the same name shadows them). With
         ``json_safe=True``, NaN/infinity and blobs in the value raise :class:`ScriptError`
-        (kind ``runtime``) instead of being returned. Raises a :class:`RhaiError` subclass
-        when the script fails. The GIL is released while the script runs.
+        (kind ``runtime``) instead of being returned. ``timeout_ms`` shortens the engine's
+        timeout for this run only (a longer one is ignored: the engine's is the ceiling).
+        Raises a :class:`RhaiError` subclass when the script fails. The GIL is released while
+        the script runs.
         """
-        return super().eval(script, constants, json_safe=json_safe)
+        return super().eval(script, constants, json_safe=json_safe, timeout_ms=timeout_ms)
 
     def run(
-        self, script: str, constants: dict[str, Any] | None = None, *, json_safe: bool = False
+        self,
+        script: str,
+        constants: dict[str, Any] | None = None,
+        *,
+        json_safe: bool = False,
+        timeout_ms: int | None = None,
     ) -> RunResult:
         """Like :meth:`eval`, but return a :class:`RunResult`: ``value``, ``output`` (the value
         as Rhai prints it), ``logs`` (print/debug lines, capped at ``max_output_size`` bytes,
         then ``truncated`` is true and the last line is a marker), ``operations`` and
         ``elapsed_ms``."""
-        return super().run(script, constants, json_safe=json_safe)
+        return super().run(script, constants, json_safe=json_safe, timeout_ms=timeout_ms)
 
 
 def to_json_value(value: Any, *, _depth: int = 0) -> Any:

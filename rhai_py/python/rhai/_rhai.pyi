@@ -27,10 +27,20 @@ class Engine:
     ) -> Engine: ...
     def _register(self, name: str, func: Any, arities: list[int], module: str | None = None) -> None: ...
     def eval(
-        self, script: str, constants: dict[str, Any] | None = None, *, json_safe: bool = False
+        self,
+        script: str,
+        constants: dict[str, Any] | None = None,
+        *,
+        json_safe: bool = False,
+        timeout_ms: int | None = None,
     ) -> Any: ...
     def run(
-        self, script: str, constants: dict[str, Any] | None = None, *, json_safe: bool = False
+        self,
+        script: str,
+        constants: dict[str, Any] | None = None,
+        *,
+        json_safe: bool = False,
+        timeout_ms: int | None = None,
     ) -> RunResult: ...
     def cache_info(self) -> dict[str, int]: ...
     def clear_cache(self) -> None: ...

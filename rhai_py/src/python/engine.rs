@@ -172,11 +172,17 @@ impl PyEngine {
         py: Python<'_>,
         script: &str,
         constants: Option<&Bound<'_, PyDict>>,
+        timeout_ms: Option<u64>,
     ) -> PyResult<RunOutcome> {
         let constants = self.constants_from(constants)?;
         let engine = self.current();
-        let outcome =
-            py.detach(|| run_script(&engine, &self.cache, &self.limits, script, constants, self.max_depth));
+        // A per-run timeout can only shorten the engine's: callers pass what is left of a deadline.
+        let limits = match timeout_ms {
+            Some(0) => return Err(PyValueError::new_err("timeout_ms must be at least 1")),
+            Some(ms) if ms < self.limits.timeout_ms => Limits { timeout_ms: ms, ..self.limits.clone() },
+            _ => self.limits.clone(),
+        };
+        let outcome = py.detach(|| run_script(&engine, &self.cache, &limits, script, constants, self.max_depth));
         Ok(outcome)
     }
 
@@ -328,28 +334,30 @@ impl PyEngine {
     }
 
     /// Evaluate `script` and return its value (see the Python docstring).
-    #[pyo3(signature = (script, constants = None, *, json_safe = false))]
+    #[pyo3(signature = (script, constants = None, *, json_safe = false, timeout_ms = None))]
     fn eval(
         &self,
         py: Python<'_>,
         script: &str,
         constants: Option<&Bound<'_, PyDict>>,
         json_safe: bool,
+        timeout_ms: Option<u64>,
     ) -> PyResult<Py<PyAny>> {
-        let outcome = self.execute(py, script, constants)?;
+        let outcome = self.execute(py, script, constants, timeout_ms)?;
         self.value_or_raise(py, outcome.result, json_safe).map(|(obj, _)| obj)
     }
 
     /// Run `script` and return a `RunResult` (see the Python docstring).
-    #[pyo3(signature = (script, constants = None, *, json_safe = false))]
+    #[pyo3(signature = (script, constants = None, *, json_safe = false, timeout_ms = None))]
     fn run(
         &self,
         py: Python<'_>,
         script: &str,
         constants: Option<&Bound<'_, PyDict>>,
         json_safe: bool,
+        timeout_ms: Option<u64>,
     ) -> PyResult<RunResult> {
-        let outcome = self.execute(py, script, constants)?;
+        let outcome = self.execute(py, script, constants, timeout_ms)?;
         let (value, raw) = self.value_or_raise(py, outcome.result, json_safe)?;
         Ok(RunResult {
             value,
