@@ -2,7 +2,7 @@
 
 from django.contrib import admin
 
-from circles.models import Circle, Member
+from circles.models import Circle, Member, Record
 
 
 class MemberInline(admin.TabularInline):
@@ -37,3 +37,17 @@ class MemberAdmin(admin.ModelAdmin):
     list_filter = ("role", "circle")
     search_fields = ("public_key", "display_name", "circle__name", "circle__public_key")
     list_select_related = ("circle",)
+
+
+@admin.register(Record)
+class RecordAdmin(admin.ModelAdmin):
+    """Circle data as scripts wrote it (read-only: scripts own it)."""
+
+    list_display = ("collection", "key", "circle", "version", "size", "updated_by", "updated_at")
+    list_filter = ("collection", "circle")
+    search_fields = ("key", "collection", "updated_by", "circle__public_key", "circle__name")
+    list_select_related = ("circle",)
+    readonly_fields = ("circle", "collection", "key", "data", "size", "version", "updated_by", "updated_at")
+
+    def has_add_permission(self, request) -> bool:
+        return False

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import pytest
 
 from tests.helpers.keys import WalletKey
-from tests.helpers.processes import ManagedProcess, manage, server_env, start_asgi_server
+from tests.helpers.processes import PYTHON, ManagedProcess, manage, server_env, start_asgi_server
 
 
 @dataclass(frozen=True)
@@ -78,3 +78,23 @@ def start_server(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iter
 def server(start_server: ServerFactory) -> str:
     """A uvicorn server with default settings (no Redis: embedded mode)."""
     return start_server()
+
+
+@pytest.fixture(scope="module")
+def start_workers(
+    world: World, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., ManagedProcess]]:
+    """Start real `manage.py rhai_worker` processes; stopped (SIGTERM) after the module."""
+    started: list[ManagedProcess] = []
+    logs = tmp_path_factory.mktemp("worker-logs")
+
+    def start(*, concurrency: int = 1, **settings: str) -> ManagedProcess:
+        env = server_env(world.database_url, LOG_LEVEL="DEBUG", **{k: str(v) for k, v in settings.items()})
+        argv = [PYTHON, "manage.py", "rhai_worker", "--concurrency", str(concurrency)]
+        process = ManagedProcess(argv, env=env, log_path=logs / f"worker-{len(started)}.log")
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()

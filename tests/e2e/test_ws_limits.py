@@ -117,3 +117,19 @@ async def test_explicit_allowed_origins(start_server, world: World) -> None:
         assert "result" in json.loads(await ws.recv())
     with pytest.raises(websockets.InvalidStatus):
         await websockets.connect(f"{server}/{world.circle}", origin="http://localhost")
+
+
+async def test_in_flight_bound_refuses_requests_beyond_it(start_server, world: World) -> None:
+    server = start_server(CIRCLES_MAX_IN_FLIGHT="2")
+    async with await RpcClient.connect(f"{server}/{world.circle}") as client:
+        await client.sign_in(world.member)
+        for i in range(3):
+            params = {"script": "loop {}", "timeout_ms": 1000}
+            await client.send_json({"jsonrpc": "2.0", "method": "play", "params": params, "id": i})
+        refused = await client.response_to(2, timeout=0.9)
+        assert refused["error"]["code"] == -32029
+        assert refused["error"]["data"] == {"reason": "too many requests in flight"}
+        assert "result" in await client.request("whoami")  # answered in place, not counted
+        for i in range(2):
+            assert (await client.response_to(i, timeout=5))["error"]["code"] == -32000
+        assert (await client.call("play", {"script": "1"}))["value"] == 1  # room again

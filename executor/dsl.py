@@ -1,0 +1,192 @@
+"""The circle DSL: what a script may do with its circle's data, registered into the engine.
+
+Scripts see `db::put/get/delete/list/count`, `circle::info()` and `circle::members()`.
+Each function acts for the run in progress on this thread (`RunContext`), so one engine
+serves every circle; the caller's role is checked here (writes need member or above,
+or a service caller such as a webhook provider). An exception raised here becomes a host
+error the script cannot catch, so the run fails and its transaction rolls back.
+"""
+
+import re
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from django.conf import settings
+from django.db.models import F, Sum
+
+from circles.models import Circle, Member, Record
+from circles.roles import Role
+from executor.values import NotJsonSafe, to_json
+
+SERVICE_ROLE = "service"  # webhook providers: trusted to write, never an owner
+NAME = re.compile(r"[A-Za-z0-9_.:@-]{1,200}\Z")
+COLLECTION = re.compile(r"[A-Za-z0-9_.:-]{1,64}\Z")
+
+
+class DslError(Exception):
+    """A DSL call refused (bad argument, not allowed, over a cap); its message reaches the script's caller."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunContext:
+    """Who is running a script in which circle."""
+
+    circle_id: int
+    circle_key: str
+    caller_id: str
+    caller_role: str
+
+    @property
+    def may_write(self) -> bool:
+        """Members and above write; so do service callers (webhooks)."""
+        if self.caller_role == SERVICE_ROLE:
+            return True
+        return Role(self.caller_role).at_least(Role.MEMBER)
+
+
+_current = threading.local()
+
+
+def bind_run(context: RunContext | None) -> None:
+    """Make `context` the run in progress on this thread (None when it ends)."""
+    _current.context = context
+
+
+def current_run() -> RunContext:
+    """The run in progress on this thread."""
+    context = getattr(_current, "context", None)
+    if context is None:
+        raise DslError("no script run in progress")
+    return context
+
+
+def _collection(name: Any) -> str:
+    if not isinstance(name, str) or not COLLECTION.match(name):
+        raise DslError("collection must be 1-64 characters of letters, digits and _ . : -")
+    return name
+
+
+def _key(name: Any) -> str:
+    if not isinstance(name, str) or not NAME.match(name):
+        raise DslError("key must be 1-200 characters of letters, digits and _ . : @ -")
+    return name
+
+
+def _writer() -> RunContext:
+    run = current_run()
+    if not run.may_write:
+        raise DslError(f"role {run.caller_role} may not write; member or above needed")
+    return run
+
+
+def db_put(collection: Any, key: Any, data: Any) -> int:
+    """Store map `data` at collection/key; returns the record's new version."""
+    run = _writer()
+    collection, key = _collection(collection), _key(key)
+    if not isinstance(data, dict):
+        raise DslError("db::put stores a map")
+    try:
+        data = to_json(data)
+    except NotJsonSafe as exc:
+        raise DslError(f"cannot store this value: {exc}") from exc
+    size = len(orjson.dumps(data))
+    if size > settings.CIRCLES_RECORD_MAX_BYTES:
+        raise DslError(f"value of {size} bytes is over the {settings.CIRCLES_RECORD_MAX_BYTES}-byte cap")
+    records = Record.objects.filter(circle_id=run.circle_id)
+    existing = records.filter(collection=collection, key=key).values_list("size", flat=True).first() or 0
+    used = records.aggregate(total=Sum("size"))["total"] or 0
+    if used - existing + size > settings.CIRCLES_CIRCLE_MAX_BYTES:
+        raise DslError(f"circle storage cap of {settings.CIRCLES_CIRCLE_MAX_BYTES} bytes reached")
+    updated = records.filter(collection=collection, key=key).update(
+        data=data, size=size, version=F("version") + 1, updated_by=run.caller_id
+    )
+    if not updated:
+        Record.objects.create(
+            circle_id=run.circle_id,
+            collection=collection,
+            key=key,
+            data=data,
+            size=size,
+            updated_by=run.caller_id,
+        )
+        return 1
+    return records.filter(collection=collection, key=key).values_list("version", flat=True).get()
+
+
+def db_get(collection: Any, key: Any) -> dict | None:
+    """The map at collection/key, or () when there is none."""
+    run = current_run()
+    return (
+        Record.objects.filter(circle_id=run.circle_id, collection=_collection(collection), key=_key(key))
+        .values_list("data", flat=True)
+        .first()
+    )
+
+
+def db_delete(collection: Any, key: Any) -> bool:
+    """Remove collection/key; true when something was removed."""
+    run = _writer()
+    deleted, _ = Record.objects.filter(
+        circle_id=run.circle_id, collection=_collection(collection), key=_key(key)
+    ).delete()
+    return deleted > 0
+
+
+def db_list(collection: Any, limit: Any = 100, prefix: Any = "") -> list[dict]:
+    """Up to `limit` records of a collection (keys in order, optionally starting with `prefix`).
+
+    Each item is `#{key, data, version, updated_by}`.
+    """
+    run = current_run()
+    if not isinstance(limit, int) or not 1 <= limit <= settings.CIRCLES_LIST_MAX:
+        raise DslError(f"limit must be between 1 and {settings.CIRCLES_LIST_MAX}")
+    if not isinstance(prefix, str):
+        raise DslError("prefix must be a string")
+    rows = Record.objects.filter(circle_id=run.circle_id, collection=_collection(collection))
+    if prefix:
+        rows = rows.filter(key__startswith=prefix)
+    return list(rows.order_by("key").values("key", "data", "version", "updated_by")[:limit])
+
+
+def db_count(collection: Any) -> int:
+    """How many records a collection holds."""
+    run = current_run()
+    return Record.objects.filter(circle_id=run.circle_id, collection=_collection(collection)).count()
+
+
+def circle_info() -> dict:
+    """`#{id, name, description, allow_guests, members}` of the script's circle."""
+    run = current_run()
+    circle = Circle.objects.get(id=run.circle_id)
+    return {
+        "id": circle.public_key,
+        "name": circle.name,
+        "description": circle.description,
+        "allow_guests": circle.allow_guests,
+        "members": circle.members.count(),
+    }
+
+
+def circle_members() -> list[dict]:
+    """The owner and every member: `#{pubkey, role, name}`."""
+    run = current_run()
+    members = Member.objects.filter(circle_id=run.circle_id).values_list("public_key", "role", "display_name")
+    return [{"pubkey": run.circle_key, "role": Role.OWNER.value, "name": ""}] + [
+        {"pubkey": pubkey, "role": role, "name": name} for pubkey, role, name in members
+    ]
+
+
+def register_dsl(engine) -> None:
+    """Register the DSL's functions into a `rhai.Engine`."""
+    for name, function in {
+        "put": db_put,
+        "get": db_get,
+        "delete": db_delete,
+        "list": db_list,
+        "count": db_count,
+    }.items():
+        engine.register_fn(name, function, module="db")
+    engine.register_fn("info", circle_info, module="circle")
+    engine.register_fn("members", circle_members, module="circle")

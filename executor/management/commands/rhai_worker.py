@@ -1,0 +1,75 @@
+"""`manage.py rhai_worker --concurrency N`: N worker processes running jobs from the Redis queue."""
+
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+import time
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from django.db import connections
+
+logger = logging.getLogger("executor.worker")
+
+
+def _worker_main() -> None:
+    """One child: its own engine, Redis and database connections; SIGTERM finishes the job in hand."""
+    from executor.engine import shared_engine
+    from executor.queue import QueueConfig
+    from executor.worker import Worker
+
+    shared_engine()  # build before the first job, not during it
+    worker = Worker(QueueConfig.from_settings())
+    signal.signal(signal.SIGTERM, lambda *_: worker.stop())
+    signal.signal(signal.SIGINT, lambda *_: worker.stop())
+    worker.run()
+
+
+class Command(BaseCommand):
+    help = "Run script workers: each process reads jobs from the Redis Stream and runs them with Rhai."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--concurrency", type=int, default=1, help="worker processes (one engine each)")
+
+    def handle(self, *args, **options) -> None:
+        if not settings.REDIS_URL:
+            raise CommandError("REDIS_URL is not set: workers read jobs from Redis")
+        concurrency = options["concurrency"]
+        if concurrency < 1:
+            raise CommandError("--concurrency must be at least 1")
+        connections.close_all()  # children must not share the parent's database sockets
+        context = multiprocessing.get_context("fork")
+        stopping = False
+
+        def spawn(index: int) -> multiprocessing.Process:
+            child = context.Process(target=_worker_main, name=f"rhai-worker-{index}")
+            child.start()
+            return child
+
+        def forward(signum, _frame) -> None:
+            nonlocal stopping
+            stopping = True
+            for child in children:
+                if child.is_alive():
+                    os.kill(child.pid, signum)
+
+        signal.signal(signal.SIGTERM, forward)
+        signal.signal(signal.SIGINT, forward)
+        children = [spawn(i) for i in range(concurrency)]
+        logger.info("started %s worker processes", concurrency)
+        # Supervise: a child that dies while we are not stopping (OOM kill, crash) is replaced.
+        while not stopping:
+            for index, child in enumerate(children):
+                if not child.is_alive() and not stopping:
+                    logger.warning(
+                        "worker process %s exited with %s; starting another", child.pid, child.exitcode
+                    )
+                    children[index] = spawn(index)
+            time.sleep(0.5)
+        for child in children:
+            child.join()
+        codes = [child.exitcode for child in children]
+        logger.info("workers stopped: exit codes %s", codes)
+        sys.exit(0 if all(code == 0 for code in codes) else 1)

@@ -1,0 +1,55 @@
+"""ScriptRun: the record of one script execution, for operators."""
+
+import uuid
+
+from django.db import models
+
+
+class ScriptRun(models.Model):
+    """One run of a script (from `play` or a webhook): what ran, for whom, and how it ended."""
+
+    class Status(models.TextChoices):
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        EXPIRED = "expired", "expired (deadline passed before it ran)"
+        DEAD = "dead", "dead-lettered (too many deliveries)"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    circle = models.ForeignKey("circles.Circle", on_delete=models.CASCADE, related_name="script_runs")
+    caller_id = models.CharField(max_length=66, db_index=True)
+    caller_role = models.CharField(max_length=16)
+    source = models.CharField(max_length=40, db_index=True, help_text="ws, or webhook:<provider>")
+    script = models.TextField()
+    status = models.CharField(max_length=16, choices=Status.choices, db_index=True)
+    output = models.TextField(blank=True)
+    value = models.JSONField(null=True, blank=True)
+    logs = models.JSONField(default=list, blank=True)
+    error_kind = models.CharField(max_length=20, blank=True)
+    error_message = models.TextField(blank=True)
+    error_line = models.PositiveIntegerField(null=True, blank=True)
+    error_column = models.PositiveIntegerField(null=True, blank=True)
+    operations = models.PositiveBigIntegerField(default=0)
+    elapsed_ms = models.FloatField(default=0.0, help_text="Time inside the engine.")
+    attempts = models.PositiveSmallIntegerField(default=1)
+    worker = models.CharField(max_length=120, blank=True)
+    queued_at = models.DateTimeField()
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True, db_index=True)
+
+    class Meta:
+        ordering = ["-queued_at"]
+
+    def __str__(self) -> str:
+        return f"{self.source} run {self.id} ({self.status})"
+
+    @property
+    def error(self) -> dict | None:
+        """The error as clients saw it: `{kind, message, line, column}`, or None."""
+        if not self.error_kind:
+            return None
+        return {
+            "kind": self.error_kind,
+            "message": self.error_message,
+            "line": self.error_line,
+            "column": self.error_column,
+        }

@@ -1,0 +1,184 @@
+"""The job queue on a Redis Stream with a consumer group (design doc, section 5).
+
+Producers add with a bounded length (a full queue refuses, it never trims unrun jobs);
+workers read with XREADGROUP, acknowledge *and delete* after the result is delivered (so
+the stream length is the work outstanding), claim jobs a dead worker left pending with
+XAUTOCLAIM, and move a job delivered too often to the dead-letter stream.
+"""
+
+from dataclasses import dataclass
+
+import redis
+import redis.asyncio as aioredis
+from django.conf import settings
+
+from executor.jobs import Job
+
+# Check-and-add in one step so concurrent producers cannot overshoot the bound.
+_BOUNDED_ADD = """
+if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then return false end
+return redis.call('XADD', KEYS[1], '*', 'job', ARGV[2])
+"""
+
+
+class QueueUnavailable(Exception):
+    """Redis cannot be reached: the job was not queued."""
+
+
+class QueueFull(Exception):
+    """The stream holds its maximum of outstanding jobs: the job was not queued."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueueConfig:
+    """Names and bounds of the queue (the `CIRCLES_QUEUE_*` settings)."""
+
+    url: str
+    stream: str = "circles:jobs"
+    group: str = "workers"
+    dead_stream: str = "circles:jobs:dead"
+    max_length: int = 10_000
+    claim_idle_ms: int = 30_000
+    max_deliveries: int = 3
+
+    @classmethod
+    def from_settings(cls) -> "QueueConfig":
+        """The queue the settings describe."""
+        return cls(
+            url=settings.REDIS_URL,
+            stream=settings.CIRCLES_QUEUE_STREAM,
+            group=settings.CIRCLES_QUEUE_GROUP,
+            dead_stream=settings.CIRCLES_QUEUE_STREAM + ":dead",
+            max_length=settings.CIRCLES_QUEUE_MAX_LENGTH,
+            claim_idle_ms=settings.CIRCLES_QUEUE_CLAIM_IDLE_MS,
+            max_deliveries=settings.CIRCLES_QUEUE_MAX_DELIVERIES,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A job as a worker received it: the stream entry id, the job, and how often it was delivered."""
+
+    entry_id: str
+    job: Job | None  # None when the entry could not be decoded
+    raw: bytes
+    deliveries: int = 1
+
+
+def _decode_entry(entry_id: bytes, fields: dict[bytes, bytes], deliveries: int = 1) -> Delivery:
+    raw = fields.get(b"job", b"")
+    try:
+        job = Job.decode(raw)
+    except ValueError:
+        job = None
+    return Delivery(entry_id.decode(), job, raw, deliveries)
+
+
+class JobQueue:
+    """The worker's (synchronous) side of the queue, and a producer for tests and commands."""
+
+    def __init__(self, config: QueueConfig, client: redis.Redis | None = None) -> None:
+        self.config = config
+        self.redis = client or redis.Redis.from_url(config.url, socket_timeout=10, socket_connect_timeout=2)
+        self._add = self.redis.register_script(_BOUNDED_ADD)
+
+    def ensure_group(self) -> None:
+        """Create the stream and consumer group if missing (from id 0: no job added before is missed)."""
+        try:
+            self.redis.xgroup_create(self.config.stream, self.config.group, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def enqueue(self, job: Job) -> str:
+        """Add `job`; raises QueueFull or QueueUnavailable."""
+        try:
+            entry_id = self._add(keys=[self.config.stream], args=[self.config.max_length, job.encode()])
+        except redis.ConnectionError as exc:
+            raise QueueUnavailable(str(exc)) from exc
+        if not entry_id:
+            raise QueueFull(f"{self.config.max_length} jobs outstanding")
+        return entry_id.decode()
+
+    def read(self, consumer: str, *, count: int = 1, block_ms: int = 1000) -> list[Delivery]:
+        """New jobs for `consumer`, waiting up to `block_ms` for one."""
+        reply = self.redis.xreadgroup(
+            self.config.group, consumer, {self.config.stream: ">"}, count=count, block=block_ms
+        )
+        return [_decode_entry(entry_id, fields) for _, entries in reply or [] for entry_id, fields in entries]
+
+    def claim_stale(self, consumer: str, *, count: int = 10) -> list[Delivery]:
+        """Jobs pending longer than the idle timeout (their worker died), now owned by `consumer`."""
+        _, claimed, _ = self.redis.xautoclaim(
+            self.config.stream, self.config.group, consumer, self.config.claim_idle_ms, "0-0", count=count
+        )
+        if not claimed:
+            return []
+        counts = {
+            item["message_id"].decode(): item["times_delivered"]
+            for item in self.redis.xpending_range(
+                self.config.stream,
+                self.config.group,
+                min=claimed[0][0],
+                max=claimed[-1][0],
+                count=len(claimed) * 2,
+            )
+        }
+        return [
+            _decode_entry(entry_id, fields, counts.get(entry_id.decode(), 1))
+            for entry_id, fields in claimed
+            if fields is not None  # deleted while pending
+        ]
+
+    def ack(self, entry_id: str) -> None:
+        """The job is done and answered: acknowledge and delete it."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.xack(self.config.stream, self.config.group, entry_id)
+        pipe.xdel(self.config.stream, entry_id)
+        pipe.execute()
+
+    def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        """Move a job to the dead-letter stream (kept for operators) and off the queue."""
+        self.redis.xadd(
+            self.config.dead_stream, {"job": delivery.raw, "reason": reason, "entry": delivery.entry_id}
+        )
+        self.ack(delivery.entry_id)
+
+    def length(self) -> int:
+        """Jobs outstanding (queued or being run)."""
+        return self.redis.xlen(self.config.stream)
+
+    def pending(self) -> int:
+        """Jobs delivered to a worker and not yet acknowledged."""
+        try:
+            return self.redis.xpending(self.config.stream, self.config.group)["pending"]
+        except redis.ResponseError:
+            return 0
+
+    def dead_length(self) -> int:
+        """Jobs in the dead-letter stream."""
+        return self.redis.xlen(self.config.dead_stream)
+
+
+class AsyncJobProducer:
+    """The ASGI process's side: add jobs without blocking the event loop."""
+
+    def __init__(self, config: QueueConfig) -> None:
+        self.config = config
+        # A bounded pool that waits for a free connection: a burst of plays queues up here
+        # instead of failing with "Too many connections".
+        pool = aioredis.BlockingConnectionPool.from_url(
+            config.url, max_connections=32, timeout=2, socket_timeout=2, socket_connect_timeout=1
+        )
+        self.redis = aioredis.Redis(connection_pool=pool)
+        self._add = self.redis.register_script(_BOUNDED_ADD)
+
+    async def enqueue(self, job: Job) -> str:
+        """Add `job`; raises QueueFull or QueueUnavailable."""
+        try:
+            entry_id = await self._add(keys=[self.config.stream], args=[self.config.max_length, job.encode()])
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            raise QueueUnavailable(str(exc)) from exc
+        if not entry_id:
+            raise QueueFull(f"{self.config.max_length} jobs outstanding")
+        return entry_id.decode()

@@ -1,0 +1,118 @@
+"""The job function: run one job's script in one transaction and say how it went.
+
+Workers and the in-process executor both call `execute_job`, so a script behaves the same
+whichever runs it. The outcome is plain data, ready for the channel layer:
+`{"run_id", "ok": True, "result": {output, value, logs, run_id, elapsed_ms}}` or
+`{"run_id", "ok": False, "error": {kind, message, line, column}}`.
+"""
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import rhai
+from django.conf import settings
+from django.db import transaction
+
+from executor.dsl import RunContext, bind_run
+from executor.engine import shared_engine
+from executor.jobs import Job
+from executor.models import ScriptRun
+from executor.values import NotJsonSafe, to_json
+
+logger = logging.getLogger("executor.runner")
+
+
+def _when(timestamp: float) -> datetime:
+    return datetime.fromtimestamp(timestamp, tz=UTC)
+
+
+def script_error(
+    kind: str, message: str, line: int | None = None, column: int | None = None
+) -> dict[str, Any]:
+    """The `{kind, message, line, column}` of a failed run, as clients see it."""
+    return {"kind": kind, "message": message, "line": line, "column": column}
+
+
+def failed(job: Job, error: dict[str, Any]) -> dict[str, Any]:
+    """The outcome of a run that failed (or never ran)."""
+    return {"run_id": job.run_id, "ok": False, "error": error}
+
+
+def should_record(job: Job, ok: bool) -> bool:
+    """Whether CIRCLES_RECORD_RUNS keeps this run: `all`, `errors` (failures), `webhooks` (+ failures)."""
+    policy = settings.CIRCLES_RECORD_RUNS
+    return policy == "all" or not ok or (policy == "webhooks" and job.source.startswith("webhook:"))
+
+
+def record_run(job: Job, status: str, *, worker: str = "", attempts: int = 1, **fields: Any) -> None:
+    """Write the job's ScriptRun row (if the recording policy keeps it)."""
+    if not should_record(job, status == ScriptRun.Status.SUCCEEDED):
+        return
+    error = fields.pop("error", None) or {}
+    ScriptRun.objects.create(
+        id=job.run_id,
+        circle_id=job.circle_id,
+        caller_id=job.caller_id,
+        caller_role=job.caller_role,
+        source=job.source,
+        script=job.script,
+        status=status,
+        error_kind=error.get("kind") or "",
+        error_message=error.get("message") or "",
+        error_line=error.get("line"),
+        error_column=error.get("column"),
+        attempts=attempts,
+        worker=worker,
+        queued_at=_when(job.queued_at),
+        finished_at=datetime.now(UTC),
+        **fields,
+    )
+
+
+def execute_job(job: Job, *, worker: str = "", attempts: int = 1) -> dict[str, Any]:
+    """Run `job` (unless its deadline passed) in one database transaction; return its outcome."""
+    remaining = job.remaining_ms()
+    if remaining <= 0:
+        error = script_error("timeout", "the deadline passed before the script ran")
+        record_run(job, ScriptRun.Status.EXPIRED, worker=worker, attempts=attempts, error=error)
+        return failed(job, error)
+    constants = {"CALLER_ID": job.caller_id, "CONTEXT_ID": job.circle_key, "CALLER_ROLE": job.caller_role}
+    started_at = datetime.now(UTC)
+    bind_run(RunContext(job.circle_id, job.circle_key, job.caller_id, job.caller_role))
+    try:
+        with transaction.atomic():
+            result = shared_engine().run(job.script, constants, timeout_ms=min(job.timeout_ms, remaining))
+            value = to_json(result.value)
+    except rhai.RhaiError as exc:
+        error = exc.to_dict()
+    except NotJsonSafe as exc:
+        error = script_error("runtime", f"the script's value {exc}")
+    else:
+        record_run(
+            job,
+            ScriptRun.Status.SUCCEEDED,
+            worker=worker,
+            attempts=attempts,
+            started_at=started_at,
+            output=result.output,
+            value=value,
+            logs=result.logs,
+            operations=result.operations,
+            elapsed_ms=result.elapsed_ms,
+        )
+        answer = {
+            "output": result.output,
+            "value": value,
+            "logs": result.logs,
+            "run_id": job.run_id,
+            "elapsed_ms": round(result.elapsed_ms, 3),
+        }
+        return {"run_id": job.run_id, "ok": True, "result": answer}
+    finally:
+        bind_run(None)
+    logger.warning("run %s in circle %s failed: %s", job.run_id, job.circle_key[:16], error)
+    record_run(
+        job, ScriptRun.Status.FAILED, worker=worker, attempts=attempts, started_at=started_at, error=error
+    )
+    return failed(job, error)

@@ -1,0 +1,130 @@
+"""Running `play` scripts for a WebSocket connection: the consumer's side of the executor.
+
+Two runners with one contract (`circles.session.ScriptRunner`): `QueuedScripts` puts the job
+on the Redis queue and waits for the worker's `script.result` on the connection's channel;
+`LocalScripts` (embedded mode, no REDIS_URL) runs the same job function in a small thread
+pool of this process. Either way the caller gets an answer by its deadline: the result, a
+-32000 error, -32012 when the queue cannot take the job, or -32000 `timeout`.
+"""
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from functools import cache
+from typing import Any
+
+from django.conf import settings
+from django.db import close_old_connections
+
+from circles.jsonrpc import EXECUTION_ERROR, EXECUTOR_UNAVAILABLE, RpcError
+from circles.session import CircleSession
+from executor.jobs import Job
+from executor.queue import AsyncJobProducer, QueueConfig, QueueFull, QueueUnavailable
+
+# How long past the deadline the consumer still waits: the worker's own timeout error
+# (which carries the line and column) usually arrives first.
+DELIVERY_GRACE_SECONDS = 0.5
+
+
+def outcome_to_result(outcome: dict[str, Any]) -> dict[str, Any]:
+    """The `play` result, or the -32000 error a failed run becomes."""
+    if outcome["ok"]:
+        return outcome["result"]
+    raise RpcError(EXECUTION_ERROR, "Execution error", outcome["error"])
+
+
+def deadline_passed(timeout_ms: int) -> RpcError:
+    """The -32000 `timeout` answered when no result came by the deadline."""
+    return RpcError(
+        EXECUTION_ERROR,
+        "Execution error",
+        {"kind": "timeout", "message": f"no result within {timeout_ms} ms", "line": None, "column": None},
+    )
+
+
+def new_job(session: CircleSession, script: str, timeout_ms: int, reply_channel: str = "") -> Job:
+    """The job for a `play` by the session's signed-in key."""
+    return Job.for_timeout(
+        circle_id=session.circle.id,
+        circle_key=session.circle.public_key,
+        caller_id=session.pubkey,
+        caller_role=str(session.role),
+        source="ws",
+        script=script,
+        timeout_ms=timeout_ms,
+        reply_channel=reply_channel,
+    )
+
+
+@cache
+def _producer() -> AsyncJobProducer:
+    return AsyncJobProducer(QueueConfig.from_settings())
+
+
+class QueuedScripts:
+    """Runs scripts through the Redis queue; one per connection, fed by its `script.result` events."""
+
+    def __init__(self, reply_channel: str) -> None:
+        self.reply_channel = reply_channel
+        self.waiting: dict[str, asyncio.Future] = {}
+
+    async def __call__(self, session: CircleSession, script: str, timeout_ms: int) -> dict[str, Any]:
+        job = new_job(session, script, timeout_ms, self.reply_channel)
+        answer = asyncio.get_running_loop().create_future()
+        self.waiting[job.run_id] = answer
+        try:
+            try:
+                await _producer().enqueue(job)
+            except (QueueFull, QueueUnavailable) as exc:
+                reason = "queue full" if isinstance(exc, QueueFull) else "queue unavailable"
+                raise RpcError(
+                    EXECUTOR_UNAVAILABLE, "Executor unavailable", {"reason": reason}, log_detail=str(exc)
+                ) from exc
+            try:
+                outcome = await asyncio.wait_for(answer, timeout_ms / 1000 + DELIVERY_GRACE_SECONDS)
+            except TimeoutError:
+                raise deadline_passed(timeout_ms) from None
+        finally:
+            self.waiting.pop(job.run_id, None)
+        return outcome_to_result(outcome)
+
+    def deliver(self, run_id: str, outcome: dict[str, Any]) -> None:
+        """A worker's outcome arrived; a late one (nobody waiting) is dropped."""
+        answer = self.waiting.get(run_id)
+        if answer is not None and not answer.done():
+            answer.set_result(outcome)
+
+
+@cache
+def _pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(settings.CIRCLES_LOCAL_EXECUTOR_THREADS, thread_name_prefix="rhai")
+
+
+def _execute_in_pool(job: Job) -> dict[str, Any]:
+    from executor.runner import execute_job
+
+    close_old_connections()
+    try:
+        return execute_job(job, worker="in-process")
+    finally:
+        close_old_connections()
+
+
+class LocalScripts:
+    """Runs scripts in this process (embedded mode): the same job function, in a thread pool."""
+
+    async def __call__(self, session: CircleSession, script: str, timeout_ms: int) -> dict[str, Any]:
+        job = new_job(session, script, timeout_ms)
+        run = asyncio.get_running_loop().run_in_executor(_pool(), _execute_in_pool, job)
+        try:
+            outcome = await asyncio.wait_for(run, timeout_ms / 1000 + DELIVERY_GRACE_SECONDS)
+        except TimeoutError:
+            raise deadline_passed(timeout_ms) from None
+        return outcome_to_result(outcome)
+
+    def deliver(self, run_id: str, outcome: dict[str, Any]) -> None:
+        """Nothing arrives over the channel layer in embedded mode."""
+
+
+def script_runner_for(reply_channel: str) -> QueuedScripts | LocalScripts:
+    """The runner a new connection uses: the queue when REDIS_URL is set, else in-process."""
+    return QueuedScripts(reply_channel) if settings.REDIS_URL else LocalScripts()

@@ -1,0 +1,97 @@
+"""One worker process: read jobs from the queue, run them, deliver the outcome, acknowledge.
+
+It survives Redis going away (reconnects with backoff and carries on) and stops gracefully:
+`stop()` (SIGTERM) lets the job in hand finish, be delivered and acknowledged, then exits.
+"""
+
+import logging
+import os
+import socket
+import time
+
+import redis
+from django.db import close_old_connections
+
+from executor.delivery import ResultDelivery
+from executor.models import ScriptRun
+from executor.queue import Delivery, JobQueue, QueueConfig
+from executor.runner import execute_job, failed, record_run, script_error
+
+logger = logging.getLogger("executor.worker")
+
+CLAIM_EVERY_SECONDS = 1.0
+MAX_BACKOFF_SECONDS = 5.0
+
+
+class Worker:
+    """Runs jobs until stopped."""
+
+    def __init__(self, config: QueueConfig, *, name: str | None = None, block_ms: int = 1000) -> None:
+        self.config = config
+        self.name = name or f"{socket.gethostname()}-{os.getpid()}"
+        self.block_ms = block_ms
+        self.queue = JobQueue(config)
+        self.delivery = ResultDelivery()
+        self.stopping = False
+        self.jobs_done = 0
+
+    def stop(self) -> None:
+        """Finish the job in hand, then leave `run`."""
+        self.stopping = True
+
+    def run(self) -> None:
+        """The loop: claim stale jobs now and then, read new ones, handle each; survive Redis outages."""
+        backoff = 0.1
+        last_claim = 0.0
+        connected = False
+        while not self.stopping:
+            try:
+                if not connected:
+                    self.queue.ensure_group()
+                    connected = True
+                    logger.info("worker %s reading %s", self.name, self.config.stream)
+                if time.monotonic() - last_claim >= CLAIM_EVERY_SECONDS:
+                    last_claim = time.monotonic()
+                    for delivery in self.queue.claim_stale(self.name):
+                        self.handle(delivery)
+                for delivery in self.queue.read(self.name, block_ms=self.block_ms):
+                    self.handle(delivery)
+                backoff = 0.1
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                connected = False
+                logger.warning("worker %s lost Redis (%s); retrying in %.1fs", self.name, exc, backoff)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+        self.delivery.close()
+        logger.info("worker %s stopped after %s jobs", self.name, self.jobs_done)
+
+    def handle(self, delivery: Delivery) -> None:
+        """Run one delivered job (or dead-letter it), deliver its outcome, then acknowledge it."""
+        job = delivery.job
+        if job is None:
+            logger.warning("worker %s: undecodable entry %s dead-lettered", self.name, delivery.entry_id)
+            self.queue.dead_letter(delivery, "undecodable")
+            return
+        close_old_connections()
+        if delivery.deliveries > self.config.max_deliveries:
+            logger.warning("run %s delivered %s times: dead-lettered", job.run_id, delivery.deliveries)
+            error = script_error("runtime", "the job failed on every worker that took it")
+            record_run(
+                job, ScriptRun.Status.DEAD, worker=self.name, attempts=delivery.deliveries, error=error
+            )
+            self.delivery.deliver(job, failed(job, error))
+            self.queue.dead_letter(delivery, f"delivered {delivery.deliveries} times")
+            return
+        started = time.perf_counter()
+        outcome = execute_job(job, worker=self.name, attempts=delivery.deliveries)
+        self.delivery.deliver(job, outcome)
+        self.queue.ack(delivery.entry_id)
+        self.jobs_done += 1
+        logger.debug(
+            "run %s %s in %.1f ms (%s, circle %s)",
+            job.run_id,
+            "ok" if outcome["ok"] else outcome["error"]["kind"],
+            (time.perf_counter() - started) * 1000,
+            job.source,
+            job.circle_key[:16],
+        )
