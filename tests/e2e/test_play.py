@@ -249,3 +249,23 @@ async def test_connections_and_workers_ride_out_a_redis_restart(
             assert response["result"]["value"] == 3
     finally:
         redis.stop()
+
+
+async def test_sigterm_lets_the_worker_finish_the_job_in_hand(
+    start_server, start_workers, world: World, redis_server: RedisServer
+) -> None:
+    settings = {"REDIS_URL": redis_server.url, "CIRCLES_QUEUE_STREAM": f"e2e-term:{uuid.uuid4().hex[:8]}"}
+    worker = start_workers(**settings)
+    server = start_server(**settings)
+    async with await signed_in(server, world, world.member) as client:
+        assert (await client.call("play", {"script": "1"}, timeout=15))["value"] == 1  # the worker is up
+        params = {"script": "let n = 0;\nloop { n += 1; }", "timeout_ms": 1500}
+        await client.send_json({"jsonrpc": "2.0", "method": "play", "params": params, "id": "in-hand"})
+        await asyncio.sleep(0.4)
+        worker.signal(signal.SIGTERM)
+        answer = await client.response_to("in-hand", timeout=5)
+    # The worker's own timeout error (it carries a position; the consumer's would not).
+    assert answer["error"]["data"]["kind"] in ("timeout", "operations")
+    assert answer["error"]["data"]["line"] == 2
+    assert worker.process.wait(10) == 0
+    assert "stopped after 2 jobs" in worker.output()
