@@ -164,3 +164,41 @@ CIRCLES_QUEUE_GROUP = env.str("CIRCLES_QUEUE_GROUP", default="workers")
 CIRCLES_QUEUE_MAX_LENGTH = env.int("CIRCLES_QUEUE_MAX_LENGTH", default=10_000)
 CIRCLES_QUEUE_CLAIM_IDLE_MS = env.int("CIRCLES_QUEUE_CLAIM_IDLE_MS", default=30_000)
 CIRCLES_QUEUE_MAX_DELIVERIES = env.int("CIRCLES_QUEUE_MAX_DELIVERIES", default=3)
+
+# --- Provider webhooks (the webhooks app; docs/WEBHOOKS.md) -----------------------------------
+# Everything below belongs to `POST /webhooks/{provider}/{circle_pk}` and its processing.
+
+INSTALLED_APPS += ["rest_framework", "webhooks"]
+
+# Fallback signing secrets, used for any circle without a WebhookEndpoint row of its own (or
+# with a blank secret there): a single-tenant setup needs no admin step. Unset: the provider
+# answers 404 for circles that have no endpoint configured.
+STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
+IDENFY_WEBHOOK_SECRET = env.str("IDENFY_WEBHOOK_SECRET", default="")
+# Provider modules (each exposes PROVIDER); a third provider is one more module here.
+CIRCLES_WEBHOOK_PROVIDERS = env.list(
+    "CIRCLES_WEBHOOK_PROVIDERS", default=["webhooks.providers.stripe", "webhooks.providers.idenfy"]
+)
+# Larger bodies are answered 413 (1 MiB by default).
+CIRCLES_WEBHOOK_MAX_BYTES = env.int("CIRCLES_WEBHOOK_MAX_BYTES", default=1024 * 1024)
+# Proxies whose X-Forwarded-For is believed (IPs or CIDRs, comma-separated); empty: none.
+CIRCLES_TRUSTED_PROXIES = env.list("CIRCLES_TRUSTED_PROXIES", default=[])
+# A failed handler run is retried after base * 2^(n-1) seconds (capped), up to MAX_ATTEMPTS runs.
+CIRCLES_WEBHOOK_MAX_ATTEMPTS = env.int("CIRCLES_WEBHOOK_MAX_ATTEMPTS", default=5)
+CIRCLES_WEBHOOK_RETRY_BASE_SECONDS = env.float("CIRCLES_WEBHOOK_RETRY_BASE_SECONDS", default=30.0)
+CIRCLES_WEBHOOK_RETRY_MAX_SECONDS = env.float("CIRCLES_WEBHOOK_RETRY_MAX_SECONDS", default=3600.0)
+# A queued event whose job has not reported back after this long is presumed lost and queued again.
+CIRCLES_WEBHOOK_LEASE_SECONDS = env.int("CIRCLES_WEBHOOK_LEASE_SECONDS", default=900)
+# Rejected requests and duplicate deliveries kept per circle and provider per minute (then only
+# logged), and the bytes of body kept for each.
+CIRCLES_WEBHOOK_NOISE_PER_MINUTE = env.int("CIRCLES_WEBHOOK_NOISE_PER_MINUTE", default=30)
+CIRCLES_WEBHOOK_NOISE_BODY_BYTES = env.int("CIRCLES_WEBHOOK_NOISE_BODY_BYTES", default=1024)
+# How often the sweep queues due events: in workers (CIRCLES_WORKER_PERIODIC) and, without
+# REDIS_URL, in a timer thread of the ASGI process started by the first webhook request.
+CIRCLES_WEBHOOK_SWEEP_SECONDS = env.float("CIRCLES_WEBHOOK_SWEEP_SECONDS", default=2.0)
+CIRCLES_WEBHOOK_LOCAL_SWEEPER = env.bool("CIRCLES_WEBHOOK_LOCAL_SWEEPER", default=True)
+# Executor extension points (executor/hooks.py): what runs after a job with an event_id, and what
+# every worker runs every CIRCLES_WORKER_PERIODIC_SECONDS.
+CIRCLES_JOB_FINISHED_HOOKS = ["webhooks.processing.job_finished"]
+CIRCLES_WORKER_PERIODIC = env.list("CIRCLES_WORKER_PERIODIC", default=["webhooks.processing.sweep"])
+CIRCLES_WORKER_PERIODIC_SECONDS = CIRCLES_WEBHOOK_SWEEP_SECONDS

@@ -1,8 +1,9 @@
-"""HTTP routes: the Django admin (WebSocket routes live in `circles.routing`)."""
+"""HTTP routes: the Django admin and provider webhooks (WebSocket routes live in `circles.routing`)."""
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("", include("webhooks.urls")),
 ]

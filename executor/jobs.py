@@ -14,6 +14,7 @@ class Job:
     `deadline` is a Unix time: past it nobody waits for the answer, so the job is dropped
     unrun. `reply_channel` is the channel-layer name of the WebSocket consumer waiting for
     the result (empty for webhooks, whose result goes to `event_id`'s WebhookEvent).
+    `event` is a webhook's verified payload, given to the script as the `EVENT` constant.
     """
 
     circle_id: int
@@ -27,6 +28,7 @@ class Job:
     reply_channel: str = ""
     request_id: str = ""
     event_id: int | None = None
+    event: dict | None = None  # webhook jobs: the typed payload, the script's EVENT constant
     run_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     queued_at: float = field(default_factory=time.time)
 

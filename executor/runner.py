@@ -78,6 +78,8 @@ def execute_job(job: Job, *, worker: str = "", attempts: int = 1) -> dict[str, A
         record_run(job, ScriptRun.Status.EXPIRED, worker=worker, attempts=attempts, error=error)
         return failed(job, error)
     constants = {"CALLER_ID": job.caller_id, "CONTEXT_ID": job.circle_key, "CALLER_ROLE": job.caller_role}
+    if job.event is not None:
+        constants["EVENT"] = job.event  # webhook runs: the verified, typed payload
     started_at = datetime.now(UTC)
     bind_run(RunContext(job.circle_id, job.circle_key, job.caller_id, job.caller_role))
     try:

@@ -12,6 +12,7 @@ import time
 import redis
 from django.db import close_old_connections
 
+from executor import hooks
 from executor.delivery import ResultDelivery
 from executor.models import ScriptRun
 from executor.queue import Delivery, JobQueue, QueueConfig
@@ -43,6 +44,7 @@ class Worker:
         """The loop: claim stale jobs now and then, read new ones, handle each; survive Redis outages."""
         backoff = 0.1
         last_claim = 0.0
+        last_periodic = 0.0
         connected = False
         while not self.stopping:
             try:
@@ -54,6 +56,9 @@ class Worker:
                     last_claim = time.monotonic()
                     for delivery in self.queue.claim_stale(self.name):
                         self.handle(delivery)
+                if time.monotonic() - last_periodic >= hooks.periodic_every_seconds():
+                    last_periodic = time.monotonic()
+                    hooks.run_periodic()  # e.g. the webhook sweep: retries and events left unqueued
                 for delivery in self.queue.read(self.name, block_ms=self.block_ms):
                     self.handle(delivery)
                 backoff = 0.1
@@ -80,11 +85,13 @@ class Worker:
                 job, ScriptRun.Status.DEAD, worker=self.name, attempts=delivery.deliveries, error=error
             )
             self.delivery.deliver(job, failed(job, error))
+            hooks.job_finished(job, failed(job, error))
             self.queue.dead_letter(delivery, f"delivered {delivery.deliveries} times")
             return
         started = time.perf_counter()
         outcome = execute_job(job, worker=self.name, attempts=delivery.deliveries)
         self.delivery.deliver(job, outcome)
+        hooks.job_finished(job, outcome)  # webhook jobs: the outcome goes to their WebhookEvent
         self.queue.ack(delivery.entry_id)
         self.jobs_done += 1
         logger.debug(

@@ -1,0 +1,323 @@
+"""Processing events: the job for an event, queueing it, recording how its run ended, retries.
+
+Flow: the view inserts the event as `queued` (leased to one job run id) and calls `submit`;
+a worker (or, without REDIS_URL, a thread of this process) runs the job through
+`executor.runner.execute_job`, then `job_finished` writes the outcome to the event:
+`processed`, or back to `received` with a retry time (backoff), or `failed` after
+`CIRCLES_WEBHOOK_MAX_ATTEMPTS` runs. `sweep` (run periodically by every worker, and by a
+timer thread in embedded mode) queues what is due: retries, events whose queueing failed
+(503), and events whose lease ran out (their job was lost). Claims are single UPDATEs
+conditioned on the row's state, so several workers sweeping at once never queue an event
+twice; a job whose run id no longer matches the event's (superseded by a reprocess or a
+lease expiry) does not touch it.
+"""
+
+import logging
+import threading
+import time
+import traceback as tracebacks
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from functools import cache
+from typing import Any
+
+import redis
+from django.conf import settings
+from django.db import close_old_connections
+from django.utils import timezone
+
+from executor.dsl import SERVICE_ROLE
+from executor.jobs import Job
+from executor.models import ScriptRun
+from executor.queue import JobQueue, QueueConfig, QueueFull, QueueUnavailable
+from webhooks.models import WebhookEvent
+from webhooks.providers import get_provider
+from webhooks.recording import endpoint_config, new_run_id
+
+logger = logging.getLogger("webhooks")
+
+Status = WebhookEvent.Status
+DUE = (Status.RECEIVED, Status.QUEUED)
+
+
+def handler_script(circle_id: int, provider_name: str) -> str:
+    """The circle's own handler for the provider, or the shipped default."""
+    provider = get_provider(provider_name)
+    if provider is None:
+        raise LookupError(f"provider {provider_name!r} is no longer configured")
+    config = endpoint_config(circle_id, provider)
+    return (config.script if config else "") or provider.default_script
+
+
+def webhook_job(
+    *,
+    event_id: int,
+    circle_id: int,
+    circle_key: str,
+    provider: str,
+    payload: dict[str, Any],
+    script: str,
+    run_id: str,
+) -> Job:
+    """The job running `script` for one event: caller = the provider, role service, EVENT = payload."""
+    lease = settings.CIRCLES_WEBHOOK_LEASE_SECONDS
+    return Job(
+        circle_id=circle_id,
+        circle_key=circle_key,
+        caller_id=provider,
+        caller_role=SERVICE_ROLE,
+        source=f"webhook:{provider}",
+        script=script,
+        deadline=time.time() + lease,  # nobody waits on the answer: only a lost job expires
+        timeout_ms=settings.CIRCLES_PLAY_TIMEOUT_MS,
+        event_id=event_id,
+        event=payload,
+        run_id=run_id,
+    )
+
+
+# --- queueing ----------------------------------------------------------------------------------
+
+
+@cache
+def _queue() -> JobQueue:
+    config = QueueConfig.from_settings()
+    # Short timeouts: the view answers 503 quickly when Redis is away, rather than hanging.
+    client = redis.Redis.from_url(config.url, socket_timeout=2, socket_connect_timeout=1)
+    return JobQueue(config, client)
+
+
+@cache
+def _local_pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(settings.CIRCLES_LOCAL_EXECUTOR_THREADS, thread_name_prefix="webhook")
+
+
+def submit(job: Job) -> None:
+    """Queue `job` on Redis, or (embedded mode) hand it to this process's threads.
+
+    Raises QueueUnavailable or QueueFull when Redis cannot take it.
+    """
+    if not settings.REDIS_URL:
+        _local_pool().submit(run_in_process, job)
+        return
+    try:
+        _queue().enqueue(job)
+    except (QueueFull, QueueUnavailable):
+        raise
+    except redis.RedisError as exc:
+        raise QueueUnavailable(str(exc)) from exc
+
+
+def run_in_process(job: Job) -> None:
+    """Embedded mode: run the job here, then record its outcome (as a worker would)."""
+    from executor.runner import execute_job, failed, script_error
+
+    close_old_connections()
+    try:
+        trace = ""
+        try:
+            outcome = execute_job(job, worker="in-process")
+        except Exception as exc:
+            trace = tracebacks.format_exc()
+            outcome = failed(job, script_error("host", f"the run crashed: {exc}"))
+        job_finished(job, outcome, traceback=trace)
+    except Exception:
+        logger.exception("recording the outcome of run %s failed", job.run_id)
+    finally:
+        close_old_connections()
+
+
+def release(event_id: int, run_id: str, reason: str, **fields: Any) -> None:
+    """Queueing run `run_id` failed: put the event back to `received` for the sweep's next round."""
+    WebhookEvent.objects.filter(id=event_id, run_id=run_id).update(
+        status=Status.RECEIVED,
+        next_attempt_at=timezone.now() + timedelta(seconds=settings.CIRCLES_WEBHOOK_SWEEP_SECONDS),
+        error=reason,
+        **fields,
+    )
+
+
+def requeue(event_id: int, *, now=None) -> bool:
+    """Claim a due `received`/`queued` event for a new run and queue it; False when someone else did.
+
+    Raises QueueUnavailable / QueueFull (the event is released back to `received`).
+    """
+    now = now or timezone.now()
+    run_id = new_run_id()
+    claimed = WebhookEvent.objects.filter(id=event_id, status__in=DUE, next_attempt_at__lte=now).update(
+        status=Status.QUEUED,
+        run_id=run_id,
+        next_attempt_at=now + timedelta(seconds=settings.CIRCLES_WEBHOOK_LEASE_SECONDS),
+    )
+    if not claimed:
+        return False
+    event = WebhookEvent.objects.select_related("circle").get(id=event_id)
+    try:
+        job = webhook_job(
+            event_id=event.id,
+            circle_id=event.circle_id,
+            circle_key=event.circle.public_key,
+            provider=event.provider,
+            payload=event.payload or {},
+            script=handler_script(event.circle_id, event.provider),
+            run_id=run_id,
+        )
+    except LookupError as exc:
+        _finish(event.id, run_id, Status.FAILED, error=str(exc))
+        return True
+    try:
+        submit(job)
+    except (QueueUnavailable, QueueFull) as exc:
+        release(event.id, run_id, f"queue unavailable: {exc}")
+        raise
+    return True
+
+
+def sweep(limit: int = 100) -> int:
+    """Queue every event that is due (retries, 503s, lost jobs); returns how many were queued."""
+    now = timezone.now()
+    due = list(
+        WebhookEvent.objects.filter(status__in=DUE, next_attempt_at__lte=now)
+        .order_by("next_attempt_at")
+        .values_list("id", flat=True)[:limit]
+    )
+    queued = 0
+    for event_id in due:
+        try:
+            queued += requeue(event_id, now=now)
+        except (QueueUnavailable, QueueFull) as exc:
+            logger.warning("webhook sweep: queue unavailable (%s); %s events wait", exc, len(due) - queued)
+            break
+    if queued:
+        logger.info("webhook sweep queued %s events", queued)
+    return queued
+
+
+def reprocess(event_ids: Iterable[int]) -> tuple[int, int]:
+    """Run events again now (the admin action): attempts start over. Returns (queued, waiting).
+
+    Rejected and duplicate rows are not events to run and are skipped. An event whose queueing
+    fails stays `received` and the sweep queues it later (it counts as waiting).
+    """
+    now = timezone.now()
+    ids = list(
+        WebhookEvent.objects.filter(id__in=list(event_ids))
+        .exclude(status__in=WebhookEvent.NOISE)
+        .values_list("id", flat=True)
+    )
+    WebhookEvent.objects.filter(id__in=ids).update(
+        status=Status.RECEIVED, attempts=0, next_attempt_at=now, run_id=""
+    )
+    queued = waiting = 0
+    for event_id in ids:
+        try:
+            queued += requeue(event_id, now=now)
+        except (QueueUnavailable, QueueFull):
+            waiting += 1
+    return queued, waiting
+
+
+# --- outcomes ----------------------------------------------------------------------------------
+
+
+def retry_delay(attempts: int) -> float:
+    """Seconds before retry number `attempts` (1-based): base * 2^(attempts-1), capped."""
+    base = settings.CIRCLES_WEBHOOK_RETRY_BASE_SECONDS
+    return min(base * 2 ** (attempts - 1), settings.CIRCLES_WEBHOOK_RETRY_MAX_SECONDS)
+
+
+def describe_error(error: dict[str, Any]) -> str:
+    """`kind: message (line L, column C)` for the event's error field."""
+    text = f"{error.get('kind')}: {error.get('message')}"
+    if error.get("line") is not None:
+        text += f" (line {error['line']}, column {error.get('column')})"
+    return text
+
+
+def _finish(event_id: int, run_id: str, status: str, **fields: Any) -> int:
+    return WebhookEvent.objects.filter(id=event_id, run_id=run_id).update(status=status, **fields)
+
+
+def job_finished(job: Job, outcome: dict[str, Any], *, traceback: str = "") -> None:
+    """Write a webhook job's outcome to its event (`executor.hooks` calls this after every run).
+
+    A job that is no longer the event's current run (reprocessed, or re-queued after its lease
+    ran out) changes nothing.
+    """
+    row = WebhookEvent.objects.filter(id=job.event_id, run_id=job.run_id).values_list("attempts").first()
+    if row is None:
+        logger.info("run %s of webhook event %s was superseded", job.run_id, job.event_id)
+        return
+    attempts = row[0] + 1
+    now = timezone.now()
+    script_run = job.run_id if ScriptRun.objects.filter(id=job.run_id).exists() else None
+    common = {"attempts": attempts, "script_run_id": script_run}
+    if outcome["ok"]:
+        _finish(
+            job.event_id,
+            job.run_id,
+            Status.PROCESSED,
+            processed_at=now,
+            next_attempt_at=None,
+            error="",
+            traceback="",
+            **common,
+        )
+        return
+    error = describe_error(outcome["error"])
+    if attempts < settings.CIRCLES_WEBHOOK_MAX_ATTEMPTS:
+        delay = retry_delay(attempts)
+        logger.warning(
+            "webhook event %s run %s failed (%s); retry in %.1fs", job.event_id, attempts, error, delay
+        )
+        _finish(
+            job.event_id,
+            job.run_id,
+            Status.RECEIVED,
+            next_attempt_at=now + timedelta(seconds=delay),
+            error=error,
+            traceback=traceback,
+            **common,
+        )
+    else:
+        logger.warning("webhook event %s failed after %s runs: %s", job.event_id, attempts, error)
+        _finish(
+            job.event_id,
+            job.run_id,
+            Status.FAILED,
+            next_attempt_at=None,
+            processed_at=now,
+            error=error,
+            traceback=traceback,
+            **common,
+        )
+
+
+# --- embedded mode: the sweep on a timer thread ------------------------------------------------
+
+_sweeper_lock = threading.Lock()
+_sweeper: threading.Thread | None = None
+
+
+def _sweep_forever() -> None:
+    while True:
+        time.sleep(settings.CIRCLES_WEBHOOK_SWEEP_SECONDS)
+        close_old_connections()
+        try:
+            sweep()
+        except Exception:
+            logger.exception("webhook sweep failed")
+        finally:
+            close_old_connections()
+
+
+def ensure_local_sweeper() -> None:
+    """Embedded mode (no REDIS_URL): start this process's sweep thread once (workers sweep otherwise)."""
+    global _sweeper
+    if settings.REDIS_URL or not settings.CIRCLES_WEBHOOK_LOCAL_SWEEPER or _sweeper is not None:
+        return
+    with _sweeper_lock:
+        if _sweeper is None:
+            _sweeper = threading.Thread(target=_sweep_forever, name="webhook-sweep", daemon=True)
+            _sweeper.start()
