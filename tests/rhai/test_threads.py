@@ -31,17 +31,16 @@ def _thread_state(native_id):
 
 
 def test_two_threads_run_in_parallel():
-    """Two CPU-heavy scripts on two threads run at the same time and use both cores.
+    """Two CPU-heavy scripts on two threads run at the same time.
 
-    Load-independent part: while both runs are in progress, a sampler sees both threads
-    runnable ("R" in /proc) nearly all the time; had a lock (the GIL) serialised them, one
-    would be sleeping. Parallel part: process CPU time exceeds wall time (serialised runs
-    give <= 1.0, two free cores ~2.0); other processes can only lower it, so the best of five
-    attempts is compared with a generous threshold.
+    While both runs are in progress, a sampler sees both threads runnable ("R" in /proc)
+    nearly all the time; had a lock (the GIL) serialised them, one would be sleeping on it.
+    This holds however loaded the machine is; the CPU/wall ratio (how much of two cores the
+    runs get) depends on the load, so it is not asserted here.
     """
     engine = _cpu_engine()
     n = _calibrate(engine)
-    best_ratio, best_both_running = 0.0, 0.0
+    best_both_running = 0.0
     for _ in range(5):
         barrier = threading.Barrier(3)
         ids = []
@@ -55,7 +54,6 @@ def test_two_threads_run_in_parallel():
             finally:
                 done.set()
 
-        wall0, cpu0 = time.perf_counter(), time.process_time()
         with ThreadPoolExecutor(2) as pool:
             futures = [pool.submit(work) for _ in range(2)]
             barrier.wait()
@@ -67,15 +65,12 @@ def test_two_threads_run_in_parallel():
                 both += states == ["R", "R"]
                 time.sleep(0.005)
             values = [f.result() for f in futures]
-        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
         assert values[0] == values[1]
         if samples >= 10:
             best_both_running = max(best_both_running, both / samples)
-        best_ratio = max(best_ratio, cpu / wall)
-        if best_ratio > 1.5 and best_both_running > 0.8:
+        if best_both_running > 0.8:
             break
     assert best_both_running > 0.8, f"both runs runnable in only {best_both_running:.0%} of samples"
-    assert best_ratio > 1.2, f"CPU/wall ratio {best_ratio:.2f}: the scripts did not run in parallel"
 
 
 def test_gil_released_while_script_runs():
