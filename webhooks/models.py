@@ -54,8 +54,8 @@ class WebhookEvent(models.Model):
     class Status(models.TextChoices):
         RECEIVED = "received", "received (waiting to be queued)"
         REJECTED = "rejected", "rejected (bad signature or body)"
-        QUEUED = "queued"
-        PROCESSED = "processed"
+        QUEUED = "queued", "queued"
+        PROCESSED = "processed", "processed"
         FAILED = "failed", "failed (retries exhausted)"
         DUPLICATE = "duplicate", "duplicate delivery"
 
