@@ -1,0 +1,57 @@
+"""Circles client: sign in to a circle with a secp256k1 key and run Rhai scripts over JSON-RPC.
+
+    async with circles_client.connect("ws://127.0.0.1:8000/03ab…", circles_client.load_key()) as c:
+        result = await c.play("let x = 10; x * 2")   # {"output": "20", "value": 20, ...}
+"""
+
+from circles_client.client import CircleClient, connect, websocket_url
+from circles_client.errors import (
+    AuthenticationRequired,
+    CircleNotFound,
+    CirclesError,
+    ConnectionLost,
+    ExecutionError,
+    ExecutorUnavailable,
+    Forbidden,
+    InternalError,
+    InvalidCredentials,
+    InvalidParams,
+    InvalidRequest,
+    MethodNotFound,
+    ParseError,
+    RateLimited,
+    RequestTimeout,
+    RpcError,
+    TooManyRequests,
+)
+from circles_client.keys import InvalidKey, SigningKey, load_key, read_key_file, write_key_file
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AuthenticationRequired",
+    "CircleClient",
+    "CircleNotFound",
+    "CirclesError",
+    "ConnectionLost",
+    "ExecutionError",
+    "ExecutorUnavailable",
+    "Forbidden",
+    "InternalError",
+    "InvalidCredentials",
+    "InvalidKey",
+    "InvalidParams",
+    "InvalidRequest",
+    "MethodNotFound",
+    "ParseError",
+    "RateLimited",
+    "RequestTimeout",
+    "RpcError",
+    "SigningKey",
+    "TooManyRequests",
+    "connect",
+    "load_key",
+    "read_key_file",
+    "websocket_url",
+    "write_key_file",
+]

@@ -1,0 +1,174 @@
+"""`circles` / `python -m circles_client`: keygen, whoami, play and an interactive repl.
+
+The circle URL comes from --url or $CIRCLES_URL (ws://, wss://, or the console page's
+http(s):// address); the key from --key-file, --key, $CIRCLES_KEY or $CIRCLES_KEY_FILE.
+Results are JSON on stdout, a script's logs go to stderr, failures are one line on stderr.
+"""
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from circles_client.client import CircleClient
+from circles_client.errors import CirclesError
+from circles_client.keys import InvalidKey, SigningKey, load_key, write_key_file
+from circles_client.output import (
+    EXIT_OK,
+    EXIT_USAGE,
+    exit_code_for,
+    one_line_error,
+    print_json,
+    print_logs,
+)
+
+URL_ENV = "CIRCLES_URL"
+
+EPILOG = """environment:
+  CIRCLES_URL        the circle's URL, e.g. ws://127.0.0.1:8000/03ab... (or the console's http:// URL)
+  CIRCLES_KEY        the private key in hex (prefer a key file)
+  CIRCLES_KEY_FILE   a file holding the private key in hex (as `circles keygen -o FILE` writes it)
+
+exit status: 0 ok, 1 the server answered with an error (a failed script among them),
+2 usage or key problem, 3 connection lost, refused, circle not found or timed out."""
+
+
+class UsageError(Exception):
+    """A problem with the command line or the environment (exit status 2)."""
+
+
+def connection_options() -> argparse.ArgumentParser:
+    """Options every command that talks to a server takes (before or after the command name)."""
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("connection")
+    group.add_argument("-u", "--url", default=argparse.SUPPRESS, help=f"circle URL (default ${URL_ENV})")
+    group.add_argument(
+        "-f", "--key-file", default=argparse.SUPPRESS, help="file holding the private key (hex)"
+    )
+    group.add_argument(
+        "-k", "--key", default=argparse.SUPPRESS, help="private key in hex (`ps` shows it: prefer -f or env)"
+    )
+    group.add_argument(
+        "--address",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="sign in with the key's Ethereum address (as a wallet does) instead of its public key",
+    )
+    group.add_argument(
+        "--timeout", type=float, default=argparse.SUPPRESS, help="seconds to wait for each answer (30)"
+    )
+    return parent
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the `circles` command."""
+    common = connection_options()
+    parser = argparse.ArgumentParser(
+        prog="circles",
+        description="Sign in to a Circles circle and run Rhai scripts.",
+        parents=[common],
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.set_defaults(url=None, key_file=None, key=None, address=False, timeout=30.0)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    keygen = commands.add_parser("keygen", help="make a new key; print it, or write it to a file (0600)")
+    keygen.add_argument("-o", "--output", help="write the private key to this file instead of stdout")
+    keygen.add_argument("--force", action="store_true", help="overwrite the output file")
+
+    commands.add_parser("whoami", parents=[common], help="sign in (with a key) and show whoami")
+
+    play = commands.add_parser("play", parents=[common], help="run a script: FILE, - (stdin) or -e SCRIPT")
+    source = play.add_mutually_exclusive_group(required=True)
+    source.add_argument("file", nargs="?", help="script file, or - for stdin")
+    source.add_argument("-e", "--eval", dest="script", help="the script itself")
+    play.add_argument("--timeout-ms", type=int, help="the run's time limit (the server caps it)")
+    play.add_argument("--full", action="store_true", help="print the whole result, not only its value")
+
+    commands.add_parser("repl", parents=[common], help="interactive: type scripts, see results")
+    return parser
+
+
+def client_from(args: argparse.Namespace, environ: dict[str, str]) -> CircleClient:
+    """The client the options and the environment describe."""
+    url = args.url or environ.get(URL_ENV)
+    if not url:
+        raise UsageError(f"no circle URL: pass --url or set ${URL_ENV}")
+    key = load_key(args.key, file=args.key_file, environ=environ)
+    return CircleClient(url, key, by_address=args.address, request_timeout=args.timeout)
+
+
+def read_script(args: argparse.Namespace) -> str:
+    if args.script is not None:
+        return args.script
+    if args.file == "-":
+        return sys.stdin.read()
+    try:
+        with open(args.file, encoding="utf-8") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise UsageError(f"cannot read {args.file}: {exc.strerror}") from exc
+
+
+def keygen(args: argparse.Namespace) -> int:
+    key = SigningKey.generate()
+    shown: dict[str, Any] = {"pubkey": key.pubkey, "address": key.address}
+    if args.output:
+        try:
+            shown["key_file"] = str(write_key_file(key, args.output, overwrite=args.force))
+        except FileExistsError as exc:
+            raise UsageError(f"{args.output} exists (use --force to overwrite it)") from exc
+    else:
+        shown["private_key"] = key.private_hex()
+    print_json(shown)
+    return EXIT_OK
+
+
+async def whoami(client: CircleClient) -> int:
+    async with client:
+        print_json(await client.whoami())
+    return EXIT_OK
+
+
+async def play(client: CircleClient, script: str, *, timeout_ms: int | None, full: bool) -> int:
+    async with client:
+        result = await client.play(script, timeout_ms=timeout_ms)
+    if full:
+        print_json(result)
+    else:
+        print_logs(result.get("logs") or [])
+        print_json(result.get("value"))
+    return EXIT_OK
+
+
+def run(args: argparse.Namespace, environ: dict[str, str]) -> int:
+    """Carry out the parsed command; errors propagate to `main`."""
+    if args.command == "keygen":
+        return keygen(args)
+    client = client_from(args, environ)
+    if args.command == "whoami":
+        return asyncio.run(whoami(client))
+    if args.command == "play":
+        script = read_script(args)
+        return asyncio.run(play(client, script, timeout_ms=args.timeout_ms, full=args.full))
+    from circles_client.repl import run_repl
+
+    return run_repl(client)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `circles` and `python -m circles_client`; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args, dict(os.environ))
+    except (UsageError, InvalidKey) as exc:
+        print(f"circles: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except CirclesError as exc:
+        print(one_line_error(exc), file=sys.stderr)
+        return exit_code_for(exc)
+    except KeyboardInterrupt:
+        return 130
