@@ -25,6 +25,9 @@ from circles_client.output import (
 )
 
 URL_ENV = "CIRCLES_URL"
+# The connection options may come before or after the command; their defaults are filled in after
+# parsing (argparse's own defaults would let the subcommand's overwrite a value given before it).
+DEFAULTS = {"url": None, "key_file": None, "key": None, "address": False, "timeout": 30.0}
 
 EPILOG = """environment:
   CIRCLES_URL        the circle's URL, e.g. ws://127.0.0.1:8000/03ab... (or the console's http:// URL)
@@ -72,7 +75,6 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.set_defaults(url=None, key_file=None, key=None, address=False, timeout=30.0)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     keygen = commands.add_parser("keygen", help="make a new key; print it, or write it to a file (0600)")
@@ -162,6 +164,9 @@ def run(args: argparse.Namespace, environ: dict[str, str]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `circles` and `python -m circles_client`; returns the exit status."""
     args = build_parser().parse_args(argv)
+    for name, default in DEFAULTS.items():
+        if not hasattr(args, name):
+            setattr(args, name, default)
     try:
         return run(args, dict(os.environ))
     except (UsageError, InvalidKey) as exc:
