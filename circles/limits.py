@@ -20,6 +20,7 @@ class ConnectionLimits:
     nonce_ttl_seconds: int
     play_timeout_ms: int
     play_max_timeout_ms: int
+    role_cache_seconds: float
 
     @classmethod
     def from_settings(cls) -> "ConnectionLimits":
@@ -34,6 +35,7 @@ class ConnectionLimits:
             nonce_ttl_seconds=settings.CIRCLES_NONCE_TTL_SECONDS,
             play_timeout_ms=settings.CIRCLES_PLAY_TIMEOUT_MS,
             play_max_timeout_ms=settings.CIRCLES_PLAY_MAX_TIMEOUT_MS,
+            role_cache_seconds=settings.CIRCLES_ROLE_CACHE_SECONDS,
         )
 
 

@@ -149,10 +149,11 @@ async def logout(session: CircleSession) -> bool:
 async def play(session: CircleSession, script: str, timeout_ms: int | None = None) -> dict[str, Any]:
     if not session.authenticated:
         raise _error(jsonrpc.AUTHENTICATION_REQUIRED)
-    role, allow_guests = await standing_in_circle(session.circle.id, session.pubkey)
-    session.role = role
-    if not may_play(role, allow_guests=allow_guests):
-        raise _error(jsonrpc.FORBIDDEN, data={"role": role, "needs": "member"})
+    if not session.may_play_without_lookup():
+        role, allow_guests = await standing_in_circle(session.circle.id, session.pubkey)
+        session.note_role(role)
+        if not may_play(role, allow_guests=allow_guests):
+            raise _error(jsonrpc.FORBIDDEN, data={"role": role, "needs": "member"})
     limits = session.limits
     timeout = min(timeout_ms or limits.play_timeout_ms, limits.play_max_timeout_ms)
     return await session.run_script(session, script, timeout)

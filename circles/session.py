@@ -1,5 +1,6 @@
 """The state of one connection to a circle: who signed in, pending challenge, counters."""
 
+import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -35,6 +36,7 @@ class CircleSession:
     rate: TokenBucket = field(init=False)
     pubkey: str | None = None
     role: Role | None = None
+    role_checked_at: float = 0.0
     failed_auth: int = 0
 
     def __post_init__(self) -> None:
@@ -48,7 +50,24 @@ class CircleSession:
     def sign_in(self, pubkey: str, role: Role) -> None:
         """Record a successful sign-in."""
         self.pubkey = pubkey
+        self.note_role(role)
+
+    def note_role(self, role: Role) -> None:
+        """Record the signed-in key's role as just read from the database."""
         self.role = role
+        self.role_checked_at = time.monotonic()
+
+    def may_play_without_lookup(self) -> bool:
+        """True when a member-or-above role was read recently enough to trust without a query.
+
+        Roles change rarely, and re-reading them cost a third of a `play`'s server CPU
+        (docs/BENCHMARKS.md); a change takes effect within `role_cache_seconds`.
+        """
+        return (
+            self.role is not None
+            and self.role.at_least(Role.MEMBER)
+            and time.monotonic() - self.role_checked_at < self.limits.role_cache_seconds
+        )
 
     def sign_out(self) -> None:
         """Forget the signed-in key."""

@@ -7,6 +7,7 @@ whichever runs it. The outcome is plain data, ready for the channel layer:
 """
 
 import logging
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -70,13 +71,30 @@ def record_run(job: Job, status: str, *, worker: str = "", attempts: int = 1, **
     )
 
 
-def execute_job(job: Job, *, worker: str = "", attempts: int = 1) -> dict[str, Any]:
-    """Run `job` (unless its deadline passed) in one database transaction; return its outcome."""
+@dataclass(slots=True)
+class RunReport:
+    """How a job's run went: the outcome for whoever waits, and what its ScriptRun row will say."""
+
+    job: Job
+    outcome: dict[str, Any]
+    status: str
+    row: dict[str, Any] = field(default_factory=dict)
+
+    def record(self, *, worker: str = "", attempts: int = 1) -> None:
+        """Write the ScriptRun row (if the recording policy keeps it)."""
+        record_run(self.job, self.status, worker=worker, attempts=attempts, **self.row)
+
+
+def run_job(job: Job) -> RunReport:
+    """Run `job` (unless its deadline passed) in one database transaction; nothing is recorded yet.
+
+    Callers answer first and record after (`RunReport.record`): the row is for operators,
+    the caller should not wait for it.
+    """
     remaining = job.remaining_ms()
     if remaining <= 0:
         error = script_error("timeout", "the deadline passed before the script ran")
-        record_run(job, ScriptRun.Status.EXPIRED, worker=worker, attempts=attempts, error=error)
-        return failed(job, error)
+        return RunReport(job, failed(job, error), ScriptRun.Status.EXPIRED, {"error": error})
     constants = {"CALLER_ID": job.caller_id, "CONTEXT_ID": job.circle_key, "CALLER_ROLE": job.caller_role}
     if job.event is not None:
         constants["EVENT"] = job.event  # webhook runs: the verified, typed payload
@@ -91,18 +109,6 @@ def execute_job(job: Job, *, worker: str = "", attempts: int = 1) -> dict[str, A
     except NotJsonSafe as exc:
         error = script_error("runtime", f"the script's value {exc}")
     else:
-        record_run(
-            job,
-            ScriptRun.Status.SUCCEEDED,
-            worker=worker,
-            attempts=attempts,
-            started_at=started_at,
-            output=result.output,
-            value=value,
-            logs=result.logs,
-            operations=result.operations,
-            elapsed_ms=result.elapsed_ms,
-        )
         answer = {
             "output": result.output,
             "value": value,
@@ -110,11 +116,27 @@ def execute_job(job: Job, *, worker: str = "", attempts: int = 1) -> dict[str, A
             "run_id": job.run_id,
             "elapsed_ms": round(result.elapsed_ms, 3),
         }
-        return {"run_id": job.run_id, "ok": True, "result": answer}
+        row = {
+            "started_at": started_at,
+            "output": result.output,
+            "value": value,
+            "logs": result.logs,
+            "operations": result.operations,
+            "elapsed_ms": result.elapsed_ms,
+        }
+        return RunReport(
+            job, {"run_id": job.run_id, "ok": True, "result": answer}, ScriptRun.Status.SUCCEEDED, row
+        )
     finally:
         bind_run(None)
     logger.warning("run %s in circle %s failed: %s", job.run_id, job.circle_key[:16], error)
-    record_run(
-        job, ScriptRun.Status.FAILED, worker=worker, attempts=attempts, started_at=started_at, error=error
+    return RunReport(
+        job, failed(job, error), ScriptRun.Status.FAILED, {"started_at": started_at, "error": error}
     )
-    return failed(job, error)
+
+
+def execute_job(job: Job, *, worker: str = "", attempts: int = 1) -> dict[str, Any]:
+    """Run `job` and record it; return its outcome (`run_job` + `RunReport.record`)."""
+    report = run_job(job)
+    report.record(worker=worker, attempts=attempts)
+    return report.outcome

@@ -8,6 +8,7 @@ pool of this process. Either way the caller gets an answer by its deadline: the 
 """
 
 import asyncio
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from typing import Any
@@ -99,12 +100,18 @@ def _pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(settings.CIRCLES_LOCAL_EXECUTOR_THREADS, thread_name_prefix="rhai")
 
 
-def _execute_in_pool(job: Job) -> dict[str, Any]:
-    from executor.runner import execute_job
+def _run_in_pool(job: Job, answer: Callable[[dict[str, Any] | BaseException], None]) -> None:
+    """Run a job on a pool thread: answer the waiting request first, then record the run."""
+    from executor.runner import run_job
 
     close_old_connections()
     try:
-        return execute_job(job, worker="in-process")
+        report = run_job(job)
+        answer(report.outcome)
+        report.record(worker="in-process")
+    except Exception as exc:  # the request must not wait for its deadline on a crash
+        answer(exc)
+        raise
     finally:
         close_old_connections()
 
@@ -114,9 +121,16 @@ class LocalScripts:
 
     async def __call__(self, session: CircleSession, script: str, timeout_ms: int) -> dict[str, Any]:
         job = new_job(session, script, timeout_ms)
-        run = asyncio.get_running_loop().run_in_executor(_pool(), _execute_in_pool, job)
+        loop = asyncio.get_running_loop()
+        answer = loop.create_future()
+
+        def settle(result: dict[str, Any] | BaseException) -> None:
+            if not answer.done():
+                (answer.set_exception if isinstance(result, BaseException) else answer.set_result)(result)
+
+        _pool().submit(_run_in_pool, job, lambda result: loop.call_soon_threadsafe(settle, result))
         try:
-            outcome = await asyncio.wait_for(run, timeout_ms / 1000 + DELIVERY_GRACE_SECONDS)
+            outcome = await asyncio.wait_for(answer, timeout_ms / 1000 + DELIVERY_GRACE_SECONDS)
         except TimeoutError:
             raise deadline_passed(timeout_ms) from None
         return outcome_to_result(outcome)

@@ -16,7 +16,7 @@ from executor import hooks
 from executor.delivery import ResultDelivery
 from executor.models import ScriptRun
 from executor.queue import Delivery, JobQueue, QueueConfig
-from executor.runner import execute_job, failed, record_run, script_error
+from executor.runner import failed, record_run, run_job, script_error
 
 logger = logging.getLogger("executor.worker")
 
@@ -89,8 +89,10 @@ class Worker:
             self.queue.dead_letter(delivery, f"delivered {delivery.deliveries} times")
             return
         started = time.perf_counter()
-        outcome = execute_job(job, worker=self.name, attempts=delivery.deliveries)
-        self.delivery.deliver(job, outcome)
+        report = run_job(job)
+        outcome = report.outcome
+        self.delivery.deliver(job, outcome)  # answer first; the ScriptRun row is for operators
+        report.record(worker=self.name, attempts=delivery.deliveries)
         hooks.job_finished(job, outcome)  # webhook jobs: the outcome goes to their WebhookEvent
         self.queue.ack(delivery.entry_id)
         self.jobs_done += 1

@@ -152,6 +152,7 @@ SETTING_OF_FIELD = {
     "nonce_ttl_seconds": "CIRCLES_NONCE_TTL_SECONDS",
     "play_timeout_ms": "CIRCLES_PLAY_TIMEOUT_MS",
     "play_max_timeout_ms": "CIRCLES_PLAY_MAX_TIMEOUT_MS",
+    "role_cache_seconds": "CIRCLES_ROLE_CACHE_SECONDS",
 }
 
 
@@ -176,6 +177,7 @@ def test_from_settings_follows_overrides() -> None:
         "CIRCLES_NONCE_TTL_SECONDS": 9,
         "CIRCLES_PLAY_TIMEOUT_MS": 100,
         "CIRCLES_PLAY_MAX_TIMEOUT_MS": 200,
+        "CIRCLES_ROLE_CACHE_SECONDS": 1.5,
     }
     with override_settings(**values):
         limits = ConnectionLimits.from_settings()
@@ -189,6 +191,7 @@ def test_from_settings_follows_overrides() -> None:
         nonce_ttl_seconds=9,
         play_timeout_ms=100,
         play_max_timeout_ms=200,
+        role_cache_seconds=1.5,
     )
     # Outside the override the settings are back.
     assert ConnectionLimits.from_settings().max_batch == settings.CIRCLES_MAX_BATCH
@@ -219,6 +222,7 @@ def test_documented_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
         "CIRCLES_NONCE_TTL_SECONDS": 300,
         "CIRCLES_PLAY_TIMEOUT_MS": 10_000,
         "CIRCLES_PLAY_MAX_TIMEOUT_MS": 60_000,
+        "CIRCLES_ROLE_CACHE_SECONDS": 5.0,
     }
     assert defaults["CIRCLES_ALLOWED_ORIGINS"] == ["localhost", "127.0.0.1", "[::1]"]
     assert defaults["CIRCLES_ALLOW_MISSING_ORIGIN"] is True
