@@ -34,6 +34,7 @@ INSTALLED_APPS = [
     "channels",
     "circles",
     "executor",
+    "console",
 ]
 
 MIDDLEWARE = [

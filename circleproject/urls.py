@@ -1,4 +1,4 @@
-"""HTTP routes: the Django admin and provider webhooks (WebSocket routes live in `circles.routing`)."""
+"""HTTP routes: the admin, provider webhooks and the console (WebSockets: `circles.routing`)."""
 
 from django.contrib import admin
 from django.urls import include, path
@@ -6,4 +6,5 @@ from django.urls import include, path
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("webhooks.urls")),
+    path("", include("console.urls")),  # GET /{circle_pk}: last, so every other route wins
 ]
