@@ -4,6 +4,7 @@ import asyncio
 from typing import Any
 
 from channels.layers import get_channel_layer
+from channels_redis.pubsub import RedisPubSubChannelLayer
 
 from executor.jobs import Job
 
@@ -33,7 +34,6 @@ class ResultDelivery:
 
     def close(self) -> None:
         """Release the layer's connections and the loop."""
-        close_pools = getattr(self.layer, "close_pools", None)  # only channels-redis has pools
-        if close_pools is not None:
-            self.loop.run_until_complete(close_pools())
+        if isinstance(self.layer, RedisPubSubChannelLayer):
+            self.loop.run_until_complete(self.layer.flush())  # pub/sub: unsubscribes and disconnects
         self.loop.close()

@@ -1,32 +1,52 @@
-"""The Redis channel layer, made to ride out Redis outages instead of killing every connection."""
+"""The Redis channel layer results travel on, made to ride out Redis outages.
+
+Results go from a worker to the waiting consumer over Redis pub/sub (channels-redis'
+`RedisPubSubChannelLayer`): one PUBLISH per result and a push to the subscriber, where the
+list-based core layer took three round trips to send and a polling loop to receive
+(docs/BENCHMARKS.md). A consumer is always listening on its channel before it queues a job,
+so pub/sub's "no subscriber, no message" costs nothing here.
+"""
 
 import asyncio
 import logging
+import uuid
 
 import redis
-from channels_redis.core import RedisChannelLayer
+from channels_redis.pubsub import RedisPubSubChannelLayer
 
 logger = logging.getLogger("executor.layer")
 
+REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, OSError)
 MAX_BACKOFF_SECONDS = 5.0
 
 
-class ResilientRedisChannelLayer(RedisChannelLayer):
-    """channels-redis' layer whose `receive` waits for Redis to come back.
+class ResilientRedisPubSubChannelLayer(RedisPubSubChannelLayer):
+    """The pub/sub layer, except that a consumer can start while Redis is away.
 
-    Every consumer listens on its own channel; with the stock layer a Redis outage raises
-    out of that listen and Channels ends the consumer, so every WebSocket drops at once.
-    Here the listen retries with backoff: sockets stay open, `play` answers -32012 while the
-    queue is away, and results flow again when Redis returns.
+    The stock `new_channel` subscribes at once and raises when Redis is down, which fails
+    the WebSocket handshake. Here the channel exists at once and its subscription is
+    retried in the background; once subscribed, redis-py re-subscribes after reconnects.
     """
 
-    async def receive(self, channel: str) -> dict:
-        """Wait for the next message on `channel`, retrying across Redis outages."""
-        delay = 0.1
-        while True:
-            try:
-                return await super().receive(channel)
-            except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-                logger.warning("channel layer lost Redis (%s); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, MAX_BACKOFF_SECONDS)
+    async def new_channel(self, prefix: str = "specific.") -> str:
+        """A channel name for a consumer of this process, subscribed now or as soon as Redis is back."""
+        layer = self._get_layer()
+        channel = f"{layer.prefix}{prefix}{uuid.uuid4().hex}"
+        layer.channels[channel] = asyncio.Queue()
+        try:
+            await layer._get_shard(channel).subscribe(channel)
+        except REDIS_DOWN as exc:
+            logger.warning("channel layer cannot subscribe (%s); retrying in the background", exc)
+            asyncio.ensure_future(_subscribe_when_back(layer, channel))
+        return channel
+
+
+async def _subscribe_when_back(layer, channel: str) -> None:
+    delay = 0.1
+    while channel in layer.channels:  # gone once its consumer ended
+        await asyncio.sleep(delay)
+        try:
+            await layer._get_shard(channel).subscribe(channel)
+            return
+        except REDIS_DOWN:
+            delay = min(delay * 2, MAX_BACKOFF_SECONDS)
