@@ -17,6 +17,7 @@ from channels_redis.pubsub import RedisPubSubChannelLayer
 logger = logging.getLogger("executor.layer")
 
 REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, OSError)
+_retries: set[asyncio.Task] = set()  # background subscriptions, kept alive until done
 MAX_BACKOFF_SECONDS = 5.0
 
 
@@ -37,7 +38,9 @@ class ResilientRedisPubSubChannelLayer(RedisPubSubChannelLayer):
             await layer._get_shard(channel).subscribe(channel)
         except REDIS_DOWN as exc:
             logger.warning("channel layer cannot subscribe (%s); retrying in the background", exc)
-            asyncio.ensure_future(_subscribe_when_back(layer, channel))
+            retry = asyncio.ensure_future(_subscribe_when_back(layer, channel))
+            _retries.add(retry)
+            retry.add_done_callback(_retries.discard)
         return channel
 
 

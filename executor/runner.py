@@ -46,12 +46,12 @@ def should_record(job: Job, ok: bool) -> bool:
     return policy == "all" or not ok or (policy == "webhooks" and job.source.startswith("webhook:"))
 
 
-def record_run(job: Job, status: str, *, worker: str = "", attempts: int = 1, **fields: Any) -> None:
-    """Write the job's ScriptRun row (if the recording policy keeps it)."""
+def run_row(job: Job, status: str, *, worker: str = "", attempts: int = 1, **fields: Any) -> ScriptRun | None:
+    """The job's ScriptRun row, unsaved, or None when the recording policy does not keep it."""
     if not should_record(job, status == ScriptRun.Status.SUCCEEDED):
-        return
+        return None
     error = fields.pop("error", None) or {}
-    ScriptRun.objects.create(
+    return ScriptRun(
         id=job.run_id,
         circle_id=job.circle_id,
         caller_id=job.caller_id,
@@ -71,6 +71,13 @@ def record_run(job: Job, status: str, *, worker: str = "", attempts: int = 1, **
     )
 
 
+def record_run(job: Job, status: str, *, worker: str = "", attempts: int = 1, **fields: Any) -> None:
+    """Write the job's ScriptRun row (if the recording policy keeps it)."""
+    row = run_row(job, status, worker=worker, attempts=attempts, **fields)
+    if row is not None:
+        row.save(force_insert=True)
+
+
 @dataclass(slots=True)
 class RunReport:
     """How a job's run went: the outcome for whoever waits, and what its ScriptRun row will say."""
@@ -83,6 +90,10 @@ class RunReport:
     def record(self, *, worker: str = "", attempts: int = 1) -> None:
         """Write the ScriptRun row (if the recording policy keeps it)."""
         record_run(self.job, self.status, worker=worker, attempts=attempts, **self.row)
+
+    def unsaved_row(self, *, worker: str = "", attempts: int = 1) -> ScriptRun | None:
+        """The ScriptRun row to save later with others (None if the policy does not keep it)."""
+        return run_row(self.job, self.status, worker=worker, attempts=attempts, **dict(self.row))
 
 
 def run_job(job: Job) -> RunReport:

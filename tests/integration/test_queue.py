@@ -91,7 +91,9 @@ def test_job_past_its_deadline_is_dropped_unrun(queue: JobQueue, queue_config: Q
     queue.enqueue(job)
     time.sleep(0.01)
     [delivery] = queue.read("w1", block_ms=100)
-    Worker(queue_config, name="w1").handle(delivery)
+    worker = Worker(queue_config, name="w1")
+    worker.handle(delivery)
+    worker.save_runs()  # a worker saves the runs of a batch together, after answering them
     assert ScriptRun.objects.get(id=job.run_id).status == ScriptRun.Status.EXPIRED
     assert not Record.objects.exists()
     assert queue.length() == 0
