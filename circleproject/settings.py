@@ -202,3 +202,5 @@ CIRCLES_WEBHOOK_LOCAL_SWEEPER = env.bool("CIRCLES_WEBHOOK_LOCAL_SWEEPER", defaul
 CIRCLES_JOB_FINISHED_HOOKS = ["webhooks.processing.job_finished"]
 CIRCLES_WORKER_PERIODIC = env.list("CIRCLES_WORKER_PERIODIC", default=["webhooks.processing.sweep"])
 CIRCLES_WORKER_PERIODIC_SECONDS = CIRCLES_WEBHOOK_SWEEP_SECONDS
+# Threads of the ASGI process that verify, record and queue deliveries (they keep their DB connections).
+CIRCLES_WEBHOOK_DB_THREADS = env.int("CIRCLES_WEBHOOK_DB_THREADS", default=4)

@@ -19,8 +19,10 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import FilteredRelation, Q
 from django.utils import timezone
 
+from circles.models import Circle
 from webhooks.models import WebhookEndpoint, WebhookEvent
 from webhooks.providers import ParsedEvent, Provider
 
@@ -45,9 +47,15 @@ def endpoint_config(circle_id: int, provider: Provider) -> EndpointConfig | None
     """
     row = (
         WebhookEndpoint.objects.filter(circle_id=circle_id, provider=provider.name)
+        .order_by()
         .values_list("secret", "enabled", "script")
         .first()
     )
+    return config_from(provider, row)
+
+
+def config_from(provider: Provider, row: tuple[str, bool, str] | None) -> EndpointConfig | None:
+    """The configuration a WebhookEndpoint row's (secret, enabled, script) gives, or None without a row."""
     if row is None:
         secret, script = provider.fallback_secret, ""
     else:
@@ -56,6 +64,27 @@ def endpoint_config(circle_id: int, provider: Provider) -> EndpointConfig | None
             return None
         secret = secret or provider.fallback_secret
     return EndpointConfig(secret, script) if secret else None
+
+
+def find_endpoint(circle_pk: str, provider: Provider) -> tuple[int, str, EndpointConfig] | None:
+    """One query: the active circle `circle_pk` (any accepted key form) and its configuration for
+    `provider`, as (circle id, canonical key, config); None for an unknown or inactive circle or a
+    provider not configured for it."""
+    endpoint = FilteredRelation("webhook_endpoints", condition=Q(webhook_endpoints__provider=provider.name))
+    row = (
+        Circle.objects.filter(public_key=circle_pk, is_active=True)
+        .annotate(endpoint=endpoint)
+        .order_by()
+        .values_list(
+            "id", "public_key", "endpoint__id", "endpoint__secret", "endpoint__enabled", "endpoint__script"
+        )
+        .first()
+    )
+    if row is None:
+        return None
+    circle_id, circle_key, endpoint_id, *settings_row = row
+    config = config_from(provider, None if endpoint_id is None else tuple(settings_row))
+    return None if config is None else (circle_id, circle_key, config)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,7 @@ a script can read `EVENT.data.object.customer` without checking the key is there
 fields are dropped from typed objects (the raw body stays on the WebhookEvent row).
 """
 
+from functools import cache
 from typing import Any
 
 import orjson
@@ -30,12 +31,21 @@ def _metadata() -> serializers.DictField:
     return serializers.DictField(child=serializers.CharField(allow_blank=True), required=False, default=dict)
 
 
+@cache
+def _validator(serializer_class: type[serializers.Serializer]) -> serializers.Serializer:
+    # One unbound instance per class: `run_validation` keeps no per-call state on it, and reusing
+    # it skips the deep copy of every declared field that each new serializer makes (a third of
+    # a verified delivery's cost).
+    return serializer_class()
+
+
 def validated(serializer_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:
     """`data` validated by `serializer_class`, as plain JSON types; raises MalformedEvent."""
-    serializer = serializer_class(data=data)
-    if not serializer.is_valid():
-        raise MalformedEvent(f"invalid payload: {orjson.dumps(serializer.errors).decode()[:500]}")
-    return orjson.loads(orjson.dumps(serializer.validated_data))
+    try:
+        value = _validator(serializer_class).run_validation(data)
+    except serializers.ValidationError as exc:
+        raise MalformedEvent(f"invalid payload: {orjson.dumps(exc.detail).decode()[:500]}") from None
+    return orjson.loads(orjson.dumps(value))
 
 
 # --- Stripe --------------------------------------------------------------------------------------

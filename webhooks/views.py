@@ -1,13 +1,9 @@
-"""The webhook endpoint: HTTP only. Find the circle and provider, check size and signature, hand
-the request to `webhooks.recording` and `webhooks.processing`, turn the outcome into a status.
+"""The webhook endpoint: HTTP only. Check the provider and the body's size, pick the headers and
+the client address, hand the delivery to `webhooks.intake.receive`, turn its answer into a response.
 
-The view is synchronous on purpose: a verified delivery costs two small queries, one insert
-and one Redis round trip, and Django runs sync views on a thread off the event loop
-(docs/BENCHMARKS-webhooks.md has the figures). Nothing here runs in ATOMIC_REQUESTS: the
-event row must be committed before its job is queued, so a worker never races the insert.
+The event row must be committed before its job is queued (a worker must never race the insert),
+so none of this may run inside ATOMIC_REQUESTS; `receive` runs on the intake's own threads anyway.
 """
-
-import logging
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
@@ -16,22 +12,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from circles.models import Circle
-from executor.queue import QueueFull, QueueUnavailable
-from webhooks import processing
 from webhooks.client_address import client_address, trusted_networks
-from webhooks.models import WebhookEvent
-from webhooks.providers import InvalidSignature, MalformedEvent, get_provider
-from webhooks.recording import (
-    IncomingRequest,
-    endpoint_config,
-    new_run_id,
-    record_accepted,
-    record_noise,
-    selected_headers,
-)
-
-logger = logging.getLogger("webhooks")
+from webhooks.intake import receive_on_db_thread
+from webhooks.providers import get_provider
+from webhooks.recording import selected_headers
 
 
 def _error(status: int, message: str) -> Response:
@@ -64,61 +48,11 @@ class WebhookView(APIView):
             return _error(413, f"body over {limit} bytes")
         if len(body) > limit:
             return _error(413, f"body over {limit} bytes")
-        circle = (
-            Circle.objects.filter(public_key=circle_pk, is_active=True)
-            .values_list("id", "public_key")
-            .first()
+        headers = selected_headers(handler, request.headers)
+        remote_addr = client_address(
+            request.META.get("REMOTE_ADDR"),
+            request.META.get("HTTP_X_FORWARDED_FOR"),
+            trusted_networks(tuple(settings.CIRCLES_TRUSTED_PROXIES)),
         )
-        if circle is None:
-            return _error(404, "not found")
-        circle_id, circle_key = circle
-        config = endpoint_config(circle_id, handler)
-        if config is None:
-            return _error(404, "not found")
-        processing.ensure_local_sweeper()
-        incoming = IncomingRequest(
-            provider=handler,
-            circle_id=circle_id,
-            body=body,
-            headers=selected_headers(handler, request.headers),
-            remote_addr=client_address(
-                request.META.get("REMOTE_ADDR"),
-                request.META.get("HTTP_X_FORWARDED_FOR"),
-                trusted_networks(tuple(settings.CIRCLES_TRUSTED_PROXIES)),
-            ),
-        )
-        try:
-            handler.verify(body, incoming.headers, config.secret)
-        except InvalidSignature as exc:
-            logger.info("%s webhook for circle %s refused: %s", provider, circle_key[:16], exc)
-            record_noise(
-                incoming, WebhookEvent.Status.REJECTED, http_status=401, signature_valid=False, error=str(exc)
-            )
-            return _error(401, "invalid signature")
-        try:
-            parsed = handler.parse(body)
-        except MalformedEvent as exc:
-            record_noise(
-                incoming, WebhookEvent.Status.REJECTED, http_status=400, signature_valid=True, error=str(exc)
-            )
-            return _error(400, f"malformed event: {exc}")
-        run_id = new_run_id()
-        event = record_accepted(incoming, parsed, run_id)
-        if event is None:
-            return Response({"status": "duplicate", "event_id": parsed.event_id})
-        job = processing.webhook_job(
-            event_id=event.id,
-            circle_id=circle_id,
-            circle_key=circle_key,
-            provider=handler.name,
-            payload=parsed.payload,
-            script=config.script or handler.default_script,
-            run_id=run_id,
-        )
-        try:
-            processing.submit(job)
-        except (QueueUnavailable, QueueFull) as exc:
-            logger.warning("%s webhook %s stored but not queued: %s", provider, parsed.event_id, exc)
-            processing.release(event.id, run_id, f"queue unavailable: {exc}", http_status=503)
-            return _error(503, "queue unavailable; the event is stored and will be processed")
-        return Response({"status": "queued", "event_id": parsed.event_id})
+        answer = receive_on_db_thread(handler, circle_pk, body, headers, remote_addr)
+        return Response(answer.body, status=answer.status)
