@@ -6,6 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 DEPS_STAMP := $(VENV)/.stamp-deps
 RHAI_STAMP := $(VENV)/.stamp-rhai
+CLIENT_STAMP := $(VENV)/.stamp-client
 RHAI_SOURCES := $(shell find rhai_py -path rhai_py/target -prune -o -type f \( -name '*.rs' -o -name '*.toml' -o -name 'Cargo.lock' -o -name '*.py' -o -name '*.pyi' \) -print 2>/dev/null)
 HOST ?= 127.0.0.1
 PORT ?= 8000
@@ -23,7 +24,7 @@ run: install migrate demo
 test: install system-deps lint
 	$(PY) -m pytest
 
-install: $(DEPS_STAMP) $(RHAI_STAMP)
+install: $(DEPS_STAMP) $(RHAI_STAMP) $(CLIENT_STAMP)
 
 $(DEPS_STAMP): requirements.txt requirements-dev.txt
 	@command -v cargo >/dev/null || { echo "A Rust toolchain (cargo) is needed to build rhai_py: https://rustup.rs"; exit 1; }
@@ -37,10 +38,18 @@ $(RHAI_STAMP): $(DEPS_STAMP) $(RHAI_SOURCES)
 	$(PIP) install -q ./rhai_py
 	touch $@
 
-# Servers the integration and end-to-end tests start privately (on free ports, stopped after).
+# The client library and its `circles` command, editable so the tests use the tree's code.
+$(CLIENT_STAMP): $(DEPS_STAMP) circles_client/pyproject.toml
+	$(PIP) install -q -e ./circles_client
+	touch $@
+
+# Servers the integration and end-to-end tests start privately (on free ports, stopped after),
+# and the headless browser the admin and console tests drive.
 system-deps:
 	@missing=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing from Debian:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
