@@ -115,7 +115,7 @@ def manage(env: dict[str, str], *args: str, check: bool = True) -> subprocess.Co
 def start_asgi_server(
     kind: str, env: dict[str, str], log_path: Path, port: int | None = None
 ) -> tuple[ManagedProcess, int]:
-    """Start uvicorn or daphne (`kind`) serving the project on 127.0.0.1 and wait until it listens."""
+    """Start uvicorn, daphne or `circleproject.serve` ("serve") on 127.0.0.1 and wait until it listens."""
     port = port or free_port()
     if kind == "uvicorn":
         argv = [
@@ -131,6 +131,8 @@ def start_asgi_server(
             "--lifespan",
             "off",
         ]
+    elif kind == "serve":  # the production entry point, circleproject/serve.py
+        argv = [PYTHON, "-m", "circleproject.serve", "--host", "127.0.0.1", "--port", str(port)]
     elif kind == "daphne":
         argv = [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "circleproject.asgi:application"]
     else:
