@@ -122,6 +122,8 @@ CIRCLES_RATE_PER_SECOND = env.float("CIRCLES_RATE_PER_SECOND", default=50.0)
 CIRCLES_RATE_BURST = env.int("CIRCLES_RATE_BURST", default=100)
 CIRCLES_PLAY_TIMEOUT_MS = env.int("CIRCLES_PLAY_TIMEOUT_MS", default=10_000)
 CIRCLES_PLAY_MAX_TIMEOUT_MS = env.int("CIRCLES_PLAY_MAX_TIMEOUT_MS", default=60_000)
+# How long a looked-up active circle is trusted before a connect reads it again.
+CIRCLES_CIRCLE_CACHE_SECONDS = env.float("CIRCLES_CIRCLE_CACHE_SECONDS", default=5.0)
 # How long a signed-in member's role is trusted before `play` reads it again.
 CIRCLES_ROLE_CACHE_SECONDS = env.float("CIRCLES_ROLE_CACHE_SECONDS", default=5.0)
 

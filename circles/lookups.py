@@ -1,20 +1,43 @@
 """The database reads a connection makes, as coroutines for the consumer and the RPC methods."""
 
+import time
+
 from channels.db import database_sync_to_async
+from django.conf import settings
 
 from auth_secp import InvalidPublicKey, canonical_public_key
 from circles.models import Circle, Member
 from circles.roles import Role, role_of
 from circles.session import CircleInfo
 
+# Active circles by key, with when to look again: a connect then costs no database hop
+# (it was a fifth of a sign-in's server CPU, docs/BENCHMARKS.md). Only hits are kept, so a
+# new circle is reachable at once; deactivating one takes up to CIRCLES_CIRCLE_CACHE_SECONDS.
+_active_circles: dict[str, tuple[float, CircleInfo]] = {}
+_MAX_CACHED_CIRCLES = 10_000
 
-@database_sync_to_async
-def find_active_circle(raw_key: str) -> CircleInfo | None:
+
+async def find_active_circle(raw_key: str) -> CircleInfo | None:
     """The active circle addressed by `raw_key` (any accepted key form), or None."""
     try:
         key = canonical_public_key(raw_key)
     except InvalidPublicKey:
         return None
+    now = time.monotonic()
+    cached = _active_circles.get(key)
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    circle = await _load_active_circle(key)
+    ttl = settings.CIRCLES_CIRCLE_CACHE_SECONDS
+    if circle is not None and ttl > 0:
+        if len(_active_circles) >= _MAX_CACHED_CIRCLES:
+            _active_circles.clear()
+        _active_circles[key] = (now + ttl, circle)
+    return circle
+
+
+@database_sync_to_async
+def _load_active_circle(key: str) -> CircleInfo | None:
     row = Circle.objects.filter(public_key=key, is_active=True).values("id", "public_key", "name").first()
     return CircleInfo(**row) if row else None
 
