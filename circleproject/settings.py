@@ -209,3 +209,13 @@ CIRCLES_WORKER_PERIODIC = env.list("CIRCLES_WORKER_PERIODIC", default=["webhooks
 CIRCLES_WORKER_PERIODIC_SECONDS = CIRCLES_WEBHOOK_SWEEP_SECONDS
 # Threads of the ASGI process that verify, record and queue deliveries (they keep their DB connections).
 CIRCLES_WEBHOOK_DB_THREADS = env.int("CIRCLES_WEBHOOK_DB_THREADS", default=4)
+
+# --- Health, metrics and graceful shutdown (docs/OPERATIONS-observability.md) -----------------
+# Who may read /metrics: addresses in these networks (IPs or CIDRs; the client address as
+# resolved through CIRCLES_TRUSTED_PROXIES), or any client sending `Authorization: Bearer TOKEN`.
+CIRCLES_METRICS_ALLOWED_IPS = env.list("CIRCLES_METRICS_ALLOWED_IPS", default=["127.0.0.1/32", "::1/128"])
+CIRCLES_METRICS_TOKEN = env.str("CIRCLES_METRICS_TOKEN", default="")
+# /readyz fails when no worker wrote a heartbeat within this many seconds (the key's TTL).
+CIRCLES_WORKER_HEARTBEAT_TTL_SECONDS = env.int("CIRCLES_WORKER_HEARTBEAT_TTL_SECONDS", default=15)
+# On SIGTERM (circleproject.serve), how long in-flight requests may run before the 1001 close.
+CIRCLES_SHUTDOWN_GRACE_SECONDS = env.float("CIRCLES_SHUTDOWN_GRACE_SECONDS", default=10.0)

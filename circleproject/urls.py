@@ -3,8 +3,13 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from circleproject import health, metrics
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("webhooks.urls")),
+    path("healthz", health.healthz),
+    path("readyz", health.readyz),
+    path("metrics", metrics.metrics_view),
     path("", include("console.urls")),  # GET /{circle_pk}: last, so every other route wins
 ]

@@ -29,6 +29,7 @@ from circles.limits import ConnectionLimits
 from circles.lookups import find_active_circle
 from circles.methods import registry
 from circles.session import CircleSession
+from circles.shutdown import SHUTTING_DOWN, track, untrack
 from executor.scripts import script_runner_for
 
 logger = logging.getLogger("circles.consumer")
@@ -71,6 +72,7 @@ class CircleConsumer(AsyncWebsocketConsumer):
 
     session: CircleSession | None = None
     closing = False
+    draining = False  # set by circles.shutdown: new requests are answered -32012
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Route a message to its handler, without Channels' per-message database clean-up.
@@ -91,6 +93,7 @@ class CircleConsumer(AsyncWebsocketConsumer):
         self.tasks: set[asyncio.Task] = set()
         self.in_flight = 0
         self.rate_rejections = 0
+        track(self)  # live connections: the open-connections gauge and the shutdown drain
         circle = await find_active_circle(raw_key)
         await self.accept()
         if circle is None:
@@ -111,6 +114,7 @@ class CircleConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         """Cancel whatever this connection still has running."""
+        untrack(self)
         for task in self.tasks:
             task.cancel()
 
@@ -152,6 +156,8 @@ class CircleConsumer(AsyncWebsocketConsumer):
         """Apply the request rate: a request over it is answered -32029 (a notification is dropped)."""
         if not isinstance(entry, Request):
             return entry
+        if self.draining:
+            return None if entry.is_notification else InvalidEntry(SHUTTING_DOWN, entry.id)
         if self.session.rate.take():
             self.rate_rejections = 0  # only an unbroken run of rejections closes the socket
             return entry

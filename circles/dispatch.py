@@ -3,6 +3,7 @@
 import logging
 from typing import Any
 
+from circleproject.metrics import count_rpc
 from circles.jsonrpc import INTERNAL_ERROR, METHOD_NOT_FOUND, Request, RpcError, failure, success
 from circles.registry import MethodRegistry
 from circles.session import CircleSession
@@ -22,6 +23,7 @@ async def answer(
             raise RpcError(METHOD_NOT_FOUND, data={"method": request.method[:100]})
         result = await method.handler(session, **method.bind(request.params))
     except RpcError as error:
+        count_rpc(request.method, error.code)
         log.info(
             "%s failed: %s %s%s",
             request.method[:100],
@@ -31,6 +33,8 @@ async def answer(
         )
         return None if request.is_notification else failure(request.id, error)
     except Exception:
+        count_rpc(request.method, INTERNAL_ERROR)
         log.exception("%s raised", request.method[:100])
         return None if request.is_notification else failure(request.id, RpcError(INTERNAL_ERROR))
+    count_rpc(request.method, 0)
     return None if request.is_notification else success(request.id, result)

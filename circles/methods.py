@@ -8,6 +8,7 @@ from functools import cache
 from typing import Any
 
 from auth_secp import InvalidAddress, InvalidCredentials, InvalidPublicKey
+from circleproject.metrics import SIGN_IN_FAILED, SIGN_IN_OK
 from circles import jsonrpc
 from circles.jsonrpc import RpcError
 from circles.lookups import role_in_circle, standing_in_circle
@@ -86,8 +87,10 @@ async def authenticate(session: CircleSession, pubkey: str, signature: str) -> b
         key = session.challenges.redeem(pubkey, signature)
     except InvalidCredentials as exc:
         session.failed_auth += 1
+        SIGN_IN_FAILED.inc()
         raise _error(jsonrpc.INVALID_CREDENTIALS, log_detail=exc.reason) from exc
     session.sign_in(key, await role_in_circle(session.circle, key))
+    SIGN_IN_OK.inc()
     return True
 
 

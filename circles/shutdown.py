@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 
+from circleproject.metrics import CONNECTIONS
 from circles.jsonrpc import EXECUTOR_UNAVAILABLE, RpcError
 
 if TYPE_CHECKING:
@@ -36,6 +37,20 @@ SHUTTING_DOWN = RpcError(EXECUTOR_UNAVAILABLE, "Executor unavailable", {"reason"
 
 live: weakref.WeakSet[CircleConsumer] = weakref.WeakSet()
 draining = False
+
+
+def track(consumer: CircleConsumer) -> None:
+    """A connection opened: count it, and drain it on shutdown."""
+    if consumer not in live:
+        live.add(consumer)
+        CONNECTIONS.inc()
+
+
+def untrack(consumer: CircleConsumer) -> None:
+    """A connection closed."""
+    if consumer in live:
+        live.discard(consumer)
+        CONNECTIONS.dec()
 
 
 def grace_seconds() -> float:

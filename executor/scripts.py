@@ -16,6 +16,7 @@ from typing import Any
 from django.conf import settings
 from django.db import close_old_connections
 
+from circleproject.metrics import timed_play
 from circles.jsonrpc import EXECUTION_ERROR, EXECUTOR_UNAVAILABLE, RpcError
 from circles.session import CircleSession
 from executor.jobs import Job
@@ -68,6 +69,7 @@ class QueuedScripts:
         self.reply_channel = reply_channel
         self.waiting: dict[str, asyncio.Future] = {}
 
+    @timed_play
     async def __call__(self, session: CircleSession, script: str, timeout_ms: int) -> dict[str, Any]:
         job = new_job(session, script, timeout_ms, self.reply_channel)
         answer = asyncio.get_running_loop().create_future()
@@ -119,6 +121,7 @@ def _run_in_pool(job: Job, answer: Callable[[dict[str, Any] | BaseException], No
 class LocalScripts:
     """Runs scripts in this process (embedded mode): the same job function, in a thread pool."""
 
+    @timed_play
     async def __call__(self, session: CircleSession, script: str, timeout_ms: int) -> dict[str, Any]:
         job = new_job(session, script, timeout_ms)
         loop = asyncio.get_running_loop()

@@ -12,6 +12,8 @@ import time
 import redis
 from django.db import close_old_connections
 
+from circleproject import metrics
+from circleproject.health import Heartbeat
 from executor import hooks
 from executor.delivery import ResultDelivery
 from executor.models import ScriptRun
@@ -37,6 +39,7 @@ class Worker:
         self.stopping = False
         self.jobs_done = 0
         self.unsaved_runs: list[ScriptRun] = []
+        self.heartbeat = Heartbeat(self.queue.redis, self.name)  # /readyz counts live workers
 
     def stop(self) -> None:
         """Finish the job in hand, then leave `run`."""
@@ -54,6 +57,7 @@ class Worker:
                     self.queue.ensure_group()
                     connected = True
                     logger.info("worker %s reading %s", self.name, self.config.stream)
+                self.heartbeat.tick()
                 if time.monotonic() - last_claim >= CLAIM_EVERY_SECONDS:
                     last_claim = time.monotonic()
                     for delivery in self.queue.claim_stale(self.name):
@@ -108,6 +112,7 @@ class Worker:
             self.delivery.deliver(job, failed(job, error))
             hooks.job_finished(job, failed(job, error))
             self.queue.dead_letter(delivery, f"delivered {delivery.deliveries} times")
+            metrics.JOB_DEAD.observe(0)
             return
         started = time.perf_counter()
         report = run_job(job)
@@ -119,6 +124,7 @@ class Worker:
             report.record(worker=self.name, attempts=delivery.deliveries)
             hooks.job_finished(job, outcome)
         self.queue.ack(delivery.entry_id)
+        metrics.observe_job(outcome["ok"], time.perf_counter() - started)
         self.jobs_done += 1
         logger.debug(
             "run %s %s in %.1f ms (%s, circle %s)",

@@ -5,6 +5,8 @@ The event row must be committed before its job is queued (a worker must never ra
 so none of this may run inside ATOMIC_REQUESTS; `receive` runs on the intake's own threads anyway.
 """
 
+from typing import Any
+
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from rest_framework.renderers import JSONRenderer
@@ -12,6 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from circleproject.metrics import count_webhook
 from webhooks.client_address import client_address, trusted_networks
 from webhooks.intake import receive_on_db_thread
 from webhooks.providers import get_provider
@@ -29,6 +32,11 @@ class WebhookView(APIView):
     permission_classes: list = []
     renderer_classes = [JSONRenderer]
     throttle_classes: list = []
+
+    def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any) -> Response:
+        """Count every answer in `circles_webhook_requests_total` (provider, status)."""
+        count_webhook(kwargs.get("provider", ""), response.status_code)
+        return super().finalize_response(request, response, *args, **kwargs)
 
     def post(self, request: Request, provider: str, circle_pk: str) -> Response:
         """Verify, record and queue one delivery."""

@@ -1,0 +1,59 @@
+"""SIGTERM to `circleproject.serve`: in-flight plays are answered, new requests get -32012, then 1001."""
+
+import asyncio
+import signal
+import uuid
+
+import pytest
+import websockets
+
+from tests.e2e.conftest import World
+from tests.helpers.processes import server_env, start_asgi_server
+from tests.helpers.redis_server import RedisServer
+from tests.helpers.rpc import RpcClient
+
+pytestmark = pytest.mark.e2e
+
+
+async def test_sigterm_answers_in_flight_plays_then_closes_1001(
+    start_workers, redis_server: RedisServer, world: World, tmp_path
+) -> None:
+    settings = {"REDIS_URL": redis_server.url, "CIRCLES_QUEUE_STREAM": f"drain:{uuid.uuid4().hex[:8]}"}
+    start_workers(**settings, CIRCLES_SCRIPT_MAX_OPERATIONS="1000000000000")  # `loop {}` runs to its timeout
+    process, port = start_asgi_server("serve", server_env(world.database_url, **settings), tmp_path / "s.log")
+    try:
+        client = await RpcClient.connect(f"ws://127.0.0.1:{port}/{world.circle}")
+        await client.sign_in(world.member)
+        await client.call("play", {"script": "1"}, timeout=30)  # the worker is up and reading
+        play = {"script": "loop {}", "timeout_ms": 1500}
+        await client.send_json({"jsonrpc": "2.0", "method": "play", "params": play, "id": "long"})
+        await asyncio.sleep(0.3)
+        process.signal(signal.SIGTERM)
+        await asyncio.sleep(0.5)  # the drain has started: the long play is still running
+        await client.send_json({"jsonrpc": "2.0", "method": "whoami", "id": "late"})
+
+        late = await client.response_to("late", timeout=5)
+        assert late["error"]["code"] == -32012, late
+        assert late["error"]["data"] == {"reason": "server shutting down"}
+        long = await client.response_to("long", timeout=10)
+        assert long["error"]["code"] == -32000 and long["error"]["data"]["kind"] == "timeout", long
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await client.recv_json(timeout=5)
+        assert closed.value.rcvd.code == 1001 and closed.value.rcvd.reason == "server shutting down"
+        assert process.process.wait(15) == 0, process.output()
+    finally:
+        process.stop()
+
+
+async def test_sigterm_with_nothing_in_flight_closes_at_once(world: World, tmp_path) -> None:
+    process, port = start_asgi_server("serve", server_env(world.database_url), tmp_path / "s.log")
+    try:
+        client = await RpcClient.connect(f"ws://127.0.0.1:{port}/{world.circle}")
+        await client.call("whoami")
+        process.signal(signal.SIGTERM)
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await client.recv_json(timeout=5)
+        assert closed.value.rcvd.code == 1001
+        assert process.process.wait(15) == 0, process.output()
+    finally:
+        process.stop()
