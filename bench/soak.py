@@ -251,7 +251,7 @@ async def client_loop(conn: Connection, args: argparse.Namespace, stop_at: float
     per_connection = args.rate / args.connections
     rng = random.Random(id(conn))
     while True:
-        await asyncio.sleep(rng.expovariate(per_connection))
+        await asyncio.sleep(min(rng.expovariate(per_connection), max(0.0, stop_at - time.monotonic())))
         if time.monotonic() >= stop_at:
             return
         method = "play" if rng.random() < args.play_share else "whoami"
