@@ -2,13 +2,23 @@
 
 import time
 
-from channels.db import database_sync_to_async
+from channels.db import DatabaseSyncToAsync
 from django.conf import settings
 
 from auth_secp import InvalidPublicKey, canonical_public_key
 from circles.models import Circle, Member
 from circles.roles import Role, role_of
 from circles.session import CircleInfo
+
+
+def database_read(func):
+    """Run a read-only ORM function from async code on a thread pool.
+
+    Channels' default sends every database call through one shared thread; these reads
+    need no ordering with anything, and the pool hop costs less (docs/BENCHMARKS.md).
+    """
+    return DatabaseSyncToAsync(func, thread_sensitive=False)
+
 
 # Active circles by key, with when to look again: a connect then costs no database hop
 # (it was a fifth of a sign-in's server CPU, docs/BENCHMARKS.md). Only hits are kept, so a
@@ -36,13 +46,13 @@ async def find_active_circle(raw_key: str) -> CircleInfo | None:
     return circle
 
 
-@database_sync_to_async
+@database_read
 def _load_active_circle(key: str) -> CircleInfo | None:
     row = Circle.objects.filter(public_key=key, is_active=True).values("id", "public_key", "name").first()
     return CircleInfo(**row) if row else None
 
 
-@database_sync_to_async
+@database_read
 def role_in_circle(circle: CircleInfo, pubkey: str) -> Role:
     """The role of `pubkey` in the circle (no query for the owner)."""
     member_role = None
@@ -55,7 +65,7 @@ def role_in_circle(circle: CircleInfo, pubkey: str) -> Role:
     return role_of(pubkey, circle_key=circle.public_key, member_role=member_role)
 
 
-@database_sync_to_async
+@database_read
 def standing_in_circle(circle_id: int, pubkey: str) -> tuple[Role, bool]:
     """The current role of `pubkey` in the circle and whether the circle lets guests play."""
     circle = Circle.objects.only("public_key", "allow_guests").get(id=circle_id)
