@@ -1,7 +1,7 @@
 """Soak and fault test: many signed-in connections under a steady mix while a worker and Redis die.
 
 Not part of the default suite (it runs for minutes); run it for the figures in
-`docs/BENCHMARKS-soak.md`:
+`docs/benchmarks/soak.md`:
 
     .venv/bin/python -m bench.soak [--connections 1000] [--seconds 300] [--rate 100] [--json out.json]
 

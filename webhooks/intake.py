@@ -4,7 +4,7 @@ The view hands every size-checked request to `receive`, on one of a few long-liv
 this module (`receive_on_db_thread`). Why: Django serves a sync view under ASGI on a new thread
 per request, and database connections belong to threads, so each delivery would open (and
 configure) a new database connection, which cost more than all the rest of a delivery
-together (docs/BENCHMARKS-webhooks.md). Our threads keep their connections (CONN_MAX_AGE).
+together (docs/benchmarks/webhooks.md). Our threads keep their connections (CONN_MAX_AGE).
 """
 
 import logging
