@@ -43,11 +43,14 @@ $(CLIENT_STAMP): $(DEPS_STAMP) circles_client/pyproject.toml
 	$(PIP) install -q -e ./circles_client
 	touch $@
 
-# Servers the integration and end-to-end tests start privately (on free ports, stopped after),
-# and the headless browser the admin and console tests drive.
+# Servers the integration and end-to-end tests start privately (on free ports, stopped after):
+# Redis, PostgreSQL (the production database; Debian keeps its binaries off PATH), nginx for the
+# production-layout test, and the headless browser the admin and console tests drive.
 system-deps:
 	@missing=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
 	if [ -n "$$missing" ]; then \

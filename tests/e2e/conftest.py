@@ -1,4 +1,4 @@
-"""End-to-end fixtures: a migrated SQLite database with known circles, and real ASGI servers."""
+"""End-to-end fixtures: a migrated database with known circles (PostgreSQL; SQLite for embedded mode)."""
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import pytest
 
 from tests.helpers.keys import WalletKey
+from tests.helpers.postgres_server import PostgresServer
 from tests.helpers.processes import PYTHON, ManagedProcess, manage, server_env, start_asgi_server
 
 
@@ -25,15 +26,13 @@ class World:
     inactive_owner: WalletKey
 
 
-@pytest.fixture(scope="session")
-def world(tmp_path_factory: pytest.TempPathFactory) -> World:
-    """A fresh SQLite database, migrated and filled through the management commands."""
-    path = tmp_path_factory.mktemp("e2e-db") / "circles.sqlite3"
+def build_world(database_url: str) -> World:
+    """Migrate the empty database at `database_url` and fill it through the management commands."""
     keys = {
         name: WalletKey.named(f"e2e-{name}") for name in ("owner", "admin", "member", "guest", "open", "off")
     }
     world = World(
-        database_url=f"sqlite:///{path}",
+        database_url=database_url,
         owner=keys["owner"],
         admin=keys["admin"],
         member=keys["member"],
@@ -54,16 +53,34 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     return world
 
 
+@pytest.fixture(scope="session")
+def world(postgres_server: PostgresServer) -> World:
+    """A fresh database on the private PostgreSQL (the production database), migrated and filled."""
+    return build_world(postgres_server.create_database("e2e"))
+
+
+@pytest.fixture(scope="session")
+def sqlite_world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    """The same world in a SQLite file, for the tests of embedded mode (`make run`'s database).
+
+    Pass it to `start_server(world=sqlite_world)` and `start_workers(world=sqlite_world)`.
+    """
+    return build_world(f"sqlite:///{tmp_path_factory.mktemp('e2e-db') / 'circles.sqlite3'}")
+
+
 ServerFactory = Callable[..., str]
 
 
 @pytest.fixture(scope="module")
 def start_server(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerFactory]:
-    """Start real ASGI servers on free ports (`kind` uvicorn or daphne, `settings` as env); stopped after."""
+    """Start real ASGI servers on free ports (`kind` uvicorn or daphne, `settings` as env); stopped after.
+
+    They use `world`'s database unless given another (`world=sqlite_world`).
+    """
     started: list[ManagedProcess] = []
     logs = tmp_path_factory.mktemp("server-logs")
 
-    def start(kind: str = "uvicorn", **settings: str) -> str:
+    def start(kind: str = "uvicorn", *, world: World = world, **settings: str) -> str:
         env = server_env(world.database_url, **{key: str(value) for key, value in settings.items()})
         process, port = start_asgi_server(kind, env, logs / f"{kind}-{len(started)}.log")
         started.append(process)
@@ -88,7 +105,7 @@ def start_workers(
     started: list[ManagedProcess] = []
     logs = tmp_path_factory.mktemp("worker-logs")
 
-    def start(*, concurrency: int = 1, **settings: str) -> ManagedProcess:
+    def start(*, concurrency: int = 1, world: World = world, **settings: str) -> ManagedProcess:
         env = server_env(world.database_url, LOG_LEVEL="DEBUG", **{k: str(v) for k, v in settings.items()})
         argv = [PYTHON, "manage.py", "rhai_worker", "--concurrency", str(concurrency)]
         process = ManagedProcess(argv, env=env, log_path=logs / f"worker-{len(started)}.log")

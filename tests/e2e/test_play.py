@@ -213,9 +213,9 @@ async def test_unreachable_redis_answers_32012(start_server, world: World) -> No
 # --- embedded mode ------------------------------------------------------------------------------
 
 
-async def test_embedded_mode_runs_scripts_in_process(start_server, world: World) -> None:
-    server = start_server()  # no REDIS_URL
-    async with await signed_in(server, world, world.member) as client:
+async def test_embedded_mode_runs_scripts_in_process(start_server, sqlite_world: World) -> None:
+    server = start_server(world=sqlite_world)  # no REDIS_URL, SQLite: `make run`'s setup
+    async with await signed_in(server, sqlite_world, sqlite_world.member) as client:
         result = await client.call(
             "play", {"script": 'db::put("embedded", "k", #{n: 1}); db::get("embedded", "k")'}
         )

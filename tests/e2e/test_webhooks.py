@@ -191,9 +191,10 @@ def test_queue_down_answers_503_then_the_event_is_processed(
         redis.stop()
 
 
-def test_embedded_mode_processes_and_retries_in_process(start_server, world: World, db: Database) -> None:
-    circle = create_circle(world, "webhooks-embedded", WalletKey.named("e2e-webhooks-embedded").pubkey)
-    base = http_url(start_server(**FAST_RETRIES))  # no REDIS_URL
+def test_embedded_mode_processes_and_retries_in_process(start_server, sqlite_world: World) -> None:
+    db = Database(sqlite_world)
+    circle = create_circle(sqlite_world, "webhooks-embedded", WalletKey.named("e2e-webhooks-embedded").pubkey)
+    base = http_url(start_server(world=sqlite_world, **FAST_RETRIES))  # no REDIS_URL, SQLite: `make run`
     event = stripe_event("payment_intent.succeeded", payment_intent("pi_embedded"))
     assert post_stripe(base, circle, event, STRIPE_SECRET)[0] == 200
     wait_for(processed(db, "stripe", event["id"]))

@@ -1,5 +1,6 @@
-"""Helpers for the webhook end-to-end tests: HTTP posts, and reading the server's SQLite database."""
+"""Helpers for the webhook end-to-end tests: HTTP posts, and reading the server's database (PG or SQLite)."""
 
+import datetime
 import json
 import sqlite3
 import time
@@ -7,6 +8,8 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from typing import Any
+
+import psycopg
 
 from tests.e2e.conftest import World
 from tests.helpers.processes import manage, server_env
@@ -45,13 +48,18 @@ def post_idenfy(base: str, circle: str, result: dict, secret: str) -> tuple[int,
 
 
 class Database:
-    """Direct reads and small writes on the end-to-end SQLite database."""
+    """Direct reads and small writes on the end-to-end database (SQL with `?` placeholders)."""
 
     def __init__(self, world: World) -> None:
-        self.path = world.database_url.removeprefix("sqlite:///")
+        self.url = world.database_url
+        self.sqlite = self.url.startswith("sqlite:///")
 
     def query(self, sql: str, *params: Any) -> list[tuple]:
-        connection = sqlite3.connect(self.path, timeout=20)
+        if not self.sqlite:
+            with psycopg.connect(self.url, autocommit=True) as connection:
+                cursor = connection.execute(sql.replace("?", "%s"), params)
+                return cursor.fetchall() if cursor.description else []
+        connection = sqlite3.connect(self.url.removeprefix("sqlite:///"), timeout=20)
         try:
             with connection:
                 return connection.execute(sql, params).fetchall()
@@ -64,16 +72,19 @@ class Database:
     def set_endpoint(self, circle: str, provider: str, *, script: str = "", secret: str = "") -> None:
         """Create or replace the circle's WebhookEndpoint for `provider`."""
         circle_id = self.circle_id(circle)
+        now = datetime.datetime.now(datetime.UTC)
         self.query(
             "DELETE FROM webhooks_webhookendpoint WHERE circle_id = ? AND provider = ?", circle_id, provider
         )
         self.query(
             "INSERT INTO webhooks_webhookendpoint (circle_id, provider, secret, enabled, script, created)"
-            " VALUES (?, ?, ?, 1, ?, datetime('now'))",
+            " VALUES (?, ?, ?, ?, ?, ?)",
             circle_id,
             provider,
             secret,
+            True,
             script,
+            now if not self.sqlite else now.strftime("%Y-%m-%d %H:%M:%S"),
         )
 
     def event(self, provider: str, event_id: str) -> dict | None:
@@ -95,7 +106,9 @@ class Database:
             collection,
             key,
         )
-        return json.loads(rows[0][0]) if rows else None
+        if not rows:
+            return None
+        return json.loads(rows[0][0]) if isinstance(rows[0][0], str) else rows[0][0]  # jsonb arrives decoded
 
 
 def wait_for(check: Callable[[], Any], timeout: float = 30, interval: float = 0.1) -> Any:
