@@ -210,7 +210,7 @@ CIRCLES_WORKER_PERIODIC_SECONDS = CIRCLES_WEBHOOK_SWEEP_SECONDS
 # Threads of the ASGI process that verify, record and queue deliveries (they keep their DB connections).
 CIRCLES_WEBHOOK_DB_THREADS = env.int("CIRCLES_WEBHOOK_DB_THREADS", default=4)
 
-# --- Health, metrics and graceful shutdown (docs/OPERATIONS-observability.md) -----------------
+# --- Health, metrics and graceful shutdown (docs/OPERATIONS.md) -----------------
 # Who may read /metrics: addresses in these networks (IPs or CIDRs; the client address as
 # resolved through CIRCLES_TRUSTED_PROXIES), or any client sending `Authorization: Bearer TOKEN`.
 CIRCLES_METRICS_ALLOWED_IPS = env.list("CIRCLES_METRICS_ALLOWED_IPS", default=["127.0.0.1/32", "::1/128"])
