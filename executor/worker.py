@@ -18,7 +18,7 @@ from executor import hooks
 from executor.delivery import ResultDelivery
 from executor.models import ScriptRun
 from executor.queue import Delivery, JobQueue, QueueConfig
-from executor.runner import failed, record_run, run_job, script_error
+from executor.runner import failed, record_run, run_job, save_runs, script_error
 
 logger = logging.getLogger("executor.worker")
 
@@ -93,7 +93,7 @@ class Worker:
         """
         if self.unsaved_runs:
             runs, self.unsaved_runs = self.unsaved_runs, []
-            ScriptRun.objects.bulk_create(runs)
+            save_runs(runs)
 
     def handle(self, delivery: Delivery) -> None:
         """Run one delivered job (or dead-letter it), deliver its outcome, then acknowledge it."""

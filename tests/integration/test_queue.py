@@ -158,3 +158,18 @@ def wait_for(condition, timeout: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(0.05)
+
+
+def test_a_job_run_twice_keeps_one_run_row(queue: JobQueue, queue_config: QueueConfig, circle) -> None:
+    """A redelivered job (its worker died before acknowledging) is run again; its row is replaced."""
+    job = make_job(circle, "1")
+    queue.enqueue(job)
+    [first] = queue.read("w1", block_ms=100)
+    time.sleep(queue_config.claim_idle_ms / 1000 + 0.05)
+    [again] = queue.claim_stale("w2")
+    for delivery in (first, again):
+        worker = Worker(queue_config, name="w")
+        worker.handle(delivery)
+        worker.save_runs()
+    run = ScriptRun.objects.get(id=job.run_id)
+    assert run.status == ScriptRun.Status.SUCCEEDED and run.attempts == 2
