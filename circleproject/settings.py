@@ -100,7 +100,9 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
-STATIC_ROOT = env.str("STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))
+# Unset in development (WhiteNoise then serves from the apps and does not warn about a missing
+# directory); production sets it and runs collectstatic (deploy/circles.env.example).
+STATIC_ROOT = env.str("STATIC_ROOT", default="") or None
 # WhiteNoise serves the admin's and the console's static files from the ASGI process; with
 # finders on it needs no collectstatic (run it in production for compressed, cached files).
 WHITENOISE_USE_FINDERS = env.bool("WHITENOISE_USE_FINDERS", default=True)
