@@ -55,6 +55,12 @@ WEBHOOK_REQUESTS = Counter(
     ["provider", "status"],
 )
 
+WEBHOOK_EVENTS = Counter(
+    "circles_webhook_events_total",
+    "Webhook event runs by provider and what followed (processed, retry, failed).",
+    ["provider", "status"],
+)
+
 SIGN_IN_OK = SIGN_INS.labels("ok")
 SIGN_IN_FAILED = SIGN_INS.labels("invalid")
 JOB_OK, JOB_ERROR, JOB_DEAD = (JOB_SECONDS.labels(outcome) for outcome in ("ok", "error", "dead"))
@@ -73,6 +79,11 @@ def count_rpc(method: str, code: int) -> None:
         if known:  # bounded: registered methods x codes; unknown names are not cached
             _rpc_children[(method, code)] = child
     child.inc()
+
+
+def count_webhook_event(provider: str, status: str) -> None:
+    """A webhook event's run ended: `processed`, `retry` (will run again) or `failed` (gave up)."""
+    WEBHOOK_EVENTS.labels(provider, status).inc()
 
 
 def observe_job(ok: bool, seconds: float) -> None:

@@ -27,6 +27,7 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 
+from circleproject import metrics
 from executor.dsl import SERVICE_ROLE
 from executor.jobs import Job
 from executor.models import ScriptRun
@@ -251,6 +252,7 @@ def job_finished(job: Job, outcome: dict[str, Any], *, traceback: str = "") -> N
         return
     attempts = row[0] + 1
     now = timezone.now()
+    provider = job.source.removeprefix("webhook:")
     script_run = job.run_id if ScriptRun.objects.filter(id=job.run_id).exists() else None
     common = {"attempts": attempts, "script_run_id": script_run}
     if outcome["ok"]:
@@ -264,6 +266,7 @@ def job_finished(job: Job, outcome: dict[str, Any], *, traceback: str = "") -> N
             traceback="",
             **common,
         )
+        metrics.count_webhook_event(provider, "processed")
         return
     error = describe_error(outcome["error"])
     if attempts < settings.CIRCLES_WEBHOOK_MAX_ATTEMPTS:
@@ -280,6 +283,7 @@ def job_finished(job: Job, outcome: dict[str, Any], *, traceback: str = "") -> N
             traceback=traceback,
             **common,
         )
+        metrics.count_webhook_event(provider, "retry")
     else:
         logger.warning("webhook event %s failed after %s runs: %s", job.event_id, attempts, error)
         _finish(
@@ -292,6 +296,7 @@ def job_finished(job: Job, outcome: dict[str, Any], *, traceback: str = "") -> N
             traceback=traceback,
             **common,
         )
+        metrics.count_webhook_event(provider, "failed")
 
 
 # --- embedded mode: the sweep on a timer thread ------------------------------------------------

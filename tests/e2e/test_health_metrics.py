@@ -105,3 +105,20 @@ async def test_readyz_follows_workers_and_redis(
     assert "redis" in body["failed"]
     own_redis.start()
     wait_for_status(server, "/readyz", 200)  # the worker reconnects and beats again
+
+
+async def test_multiprocess_metrics_add_up_the_workers_samples(
+    start_server, start_workers, queue_settings, world: World, tmp_path: Path
+) -> None:
+    """With PROMETHEUS_MULTIPROC_DIR shared, a server's /metrics includes what its workers observed."""
+    shared = {**queue_settings, "CIRCLES_QUEUE_STREAM": f"multi:{uuid.uuid4().hex[:8]}"}
+    shared["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path)
+    start_workers(**shared)
+    server = start_server("serve", **shared)
+    async with await RpcClient.connect(f"{server}/{world.circle}") as client:
+        await client.sign_in(world.member)
+        for _ in range(3):
+            assert (await client.call("play", {"script": "6 * 7"}, timeout=30))["value"] == 42
+    _, metrics = get(server, "/metrics")
+    assert 'circles_job_seconds_count{outcome="ok"} 3.0' in metrics  # observed in the worker process
+    assert "circles_play_seconds_count 3.0" in metrics  # observed in the server process

@@ -312,6 +312,7 @@ def test_failing_handler_is_retried_then_failed_and_reprocess_runs_it_again(
     endpoint = WebhookEndpoint.objects.create(
         circle=circle, provider="stripe", script='throw "handler broke";'
     )
+    before = {status: webhook_events("stripe", status) for status in ("retry", "failed", "processed")}
     post_stripe(circle, stripe_event(id="evt_fail"))
     for expected_attempts in (1, 2):
         assert run_queued(worker) == 1
@@ -334,6 +335,22 @@ def test_failing_handler_is_retried_then_failed_and_reprocess_runs_it_again(
     row.refresh_from_db()
     assert row.status == Status.PROCESSED and row.attempts == 1 and row.error == ""
     assert record(circle, "fixed", "evt_fail") == {"ok": True}
+    after = {status: webhook_events("stripe", status) for status in before}
+    assert {status: after[status] - before[status] for status in before} == {
+        "retry": 2,
+        "failed": 1,
+        "processed": 1,
+    }
+
+
+def webhook_events(provider: str, status: str) -> float:
+    """The circles_webhook_events_total sample of this process."""
+    from prometheus_client import REGISTRY
+
+    value = REGISTRY.get_sample_value(
+        "circles_webhook_events_total", {"provider": provider, "status": status}
+    )
+    return value or 0.0
 
 
 def test_retry_backoff_grows(settings) -> None:
