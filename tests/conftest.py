@@ -1,14 +1,22 @@
 """Fixtures shared by every test layer."""
 
+import os
 import time
 from collections.abc import Iterator
 
 import environ
 import psycopg
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from tests.helpers.postgres_server import PostgresServer
 from tests.helpers.redis_server import RedisServer
+
+# CI replays the same examples every run (a landing must not hinge on a new random draw);
+# locally hypothesis explores fresh ones. A failure found locally becomes a named test.
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 
 
 @pytest.fixture(scope="session")
