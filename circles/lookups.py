@@ -6,8 +6,8 @@ from channels.db import DatabaseSyncToAsync
 from django.conf import settings
 
 from auth_secp import InvalidPublicKey, canonical_public_key
-from circles.models import Circle, Member
-from circles.roles import Role, role_of
+from circles.models import Circle
+from circles.roles import Role
 from circles.session import CircleInfo
 
 
@@ -55,14 +55,7 @@ def _load_active_circle(key: str) -> CircleInfo | None:
 @database_read
 def role_in_circle(circle: CircleInfo, pubkey: str) -> Role:
     """The role of `pubkey` in the circle (no query for the owner)."""
-    member_role = None
-    if pubkey != circle.public_key:
-        member_role = (
-            Member.objects.filter(circle_id=circle.id, public_key=pubkey)
-            .values_list("role", flat=True)
-            .first()
-        )
-    return role_of(pubkey, circle_key=circle.public_key, member_role=member_role)
+    return Circle(id=circle.id, public_key=circle.public_key).role_for(pubkey)
 
 
 @database_read
