@@ -9,11 +9,14 @@ error the script cannot catch, so the run fails and its transaction rolls back.
 
 import re
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from django.conf import settings
+from django.db import transaction
 from django.db.models import F, Sum
 
 from circles.models import Circle, Member, Record
@@ -46,19 +49,45 @@ class RunContext:
         return Role(self.caller_role).at_least(Role.MEMBER)
 
 
-_current = threading.local()
+_current = threading.local()  # .context: the run in progress; .atomic: its transaction, once open
 
 
-def bind_run(context: RunContext | None) -> None:
-    """Make `context` the run in progress on this thread (None when it ends)."""
-    _current.context = context
+@contextmanager
+def running(context: RunContext) -> Iterator[None]:
+    """Make `context` the run in progress on this thread for the block, in one transaction.
+
+    The transaction opens at the run's first DSL call, so a script that never touches the
+    database costs no BEGIN and COMMIT (on SQLite a BEGIN IMMEDIATE takes the write lock).
+    It commits when the block finishes and rolls back when the block raises.
+    """
+    _current.context, _current.atomic = context, None
+    try:
+        yield
+    except BaseException as exc:
+        _end_transaction(type(exc), exc, exc.__traceback__)
+        raise
+    else:
+        _end_transaction(None, None, None)
+    finally:
+        _current.context, _current.atomic = None, None
+
+
+def _end_transaction(*exc_info: Any) -> None:
+    atomic = _current.atomic
+    if atomic is not None:
+        _current.atomic = None
+        atomic.__exit__(*exc_info)
 
 
 def current_run() -> RunContext:
-    """The run in progress on this thread."""
+    """The run in progress on this thread, its transaction opened (every DSL call starts here)."""
     context = getattr(_current, "context", None)
     if context is None:
         raise DslError("no script run in progress")
+    if _current.atomic is None:
+        atomic = transaction.atomic()
+        atomic.__enter__()
+        _current.atomic = atomic
     return context
 
 

@@ -13,9 +13,8 @@ from typing import Any
 
 import rhai
 from django.conf import settings
-from django.db import transaction
 
-from executor.dsl import RunContext, bind_run
+from executor.dsl import RunContext, running
 from executor.engine import shared_engine
 from executor.jobs import Job
 from executor.models import ScriptRun
@@ -120,9 +119,8 @@ def run_job(job: Job) -> RunReport:
     if job.event is not None:
         constants["EVENT"] = job.event  # webhook runs: the verified, typed payload
     started_at = datetime.now(UTC)
-    bind_run(RunContext(job.circle_id, job.circle_key, job.caller_id, job.caller_role))
     try:
-        with transaction.atomic():
+        with running(RunContext(job.circle_id, job.circle_key, job.caller_id, job.caller_role)):
             result = shared_engine().run(job.script, constants, timeout_ms=min(job.timeout_ms, remaining))
             value = to_json(result.value)
     except rhai.RhaiError as exc:
@@ -148,8 +146,6 @@ def run_job(job: Job) -> RunReport:
         return RunReport(
             job, {"run_id": job.run_id, "ok": True, "result": answer}, ScriptRun.Status.SUCCEEDED, row
         )
-    finally:
-        bind_run(None)
     logger.warning("run %s in circle %s failed: %s", job.run_id, job.circle_key[:16], error)
     return RunReport(
         job, failed(job, error), ScriptRun.Status.FAILED, {"started_at": started_at, "error": error}
