@@ -7,6 +7,7 @@ from channels.layers import get_channel_layer
 from channels_redis.pubsub import RedisPubSubChannelLayer
 
 from executor.jobs import Job
+from executor.queue import Publication
 
 RESULT_EVENT = "script.result"
 
@@ -17,23 +18,36 @@ def result_message(job: Job, outcome: dict[str, Any]) -> dict[str, Any]:
 
 
 class ResultDelivery:
-    """Sends outcomes from a synchronous worker, over one event loop kept for the process's life.
+    """Turns outcomes into messages for the consumers waiting on them.
 
-    channels-redis keeps its connection pool per event loop, so reusing one loop keeps the
-    connections warm instead of reconnecting for every job.
+    With the Redis pub/sub channel layer (the one configured whenever workers run), a result
+    is one PUBLISH on the consumer's channel, in the layer's own encoding: the worker sends it
+    in the same round trip as the job's acknowledgement (`JobQueue.finish`) instead of going
+    through the layer's event loop and then acknowledging (two round trips, and a third of a
+    worker's CPU per job, docs/benchmarks/play.md). Any other layer gets the message through
+    `layer.send`, on one loop kept for the process's life.
     """
 
     def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
         self.layer = get_channel_layer()
+        self.publishes = isinstance(self.layer, RedisPubSubChannelLayer)
+        self.loop = None if self.publishes else asyncio.new_event_loop()
 
-    def deliver(self, job: Job, outcome: dict[str, Any]) -> None:
-        """Send `outcome` to the job's reply channel (webhook jobs have none: their row holds it)."""
-        if job.reply_channel:
-            self.loop.run_until_complete(self.layer.send(job.reply_channel, result_message(job, outcome)))
+    def publication(self, job: Job, outcome: dict[str, Any]) -> Publication | None:
+        """What to PUBLISH with the acknowledgement, or None when nothing needs publishing.
+
+        Nothing does when nobody waits (webhook jobs: their row holds the outcome) or when the
+        layer is not pub/sub, in which case the message is sent here, before returning.
+        """
+        if not job.reply_channel:
+            return None
+        message = result_message(job, outcome)
+        if self.publishes:
+            return job.reply_channel, self.layer.serialize(message)
+        self.loop.run_until_complete(self.layer.send(job.reply_channel, message))
+        return None
 
     def close(self) -> None:
-        """Release the layer's connections and the loop."""
-        if isinstance(self.layer, RedisPubSubChannelLayer):
-            self.loop.run_until_complete(self.layer.flush())  # pub/sub: unsubscribes and disconnects
-        self.loop.close()
+        """Release the loop of a non-pub/sub layer."""
+        if self.loop is not None:
+            self.loop.close()

@@ -14,6 +14,8 @@ from django.conf import settings
 
 from executor.jobs import Job
 
+Publication = tuple[str, bytes]  # (pub/sub channel, payload): a job's answer, sent with its acknowledgement
+
 # Check-and-add in one step so concurrent producers cannot overshoot the bound.
 _BOUNDED_ADD = """
 if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then return false end
@@ -132,17 +134,36 @@ class JobQueue:
 
     def ack(self, entry_id: str) -> None:
         """The job is done and answered: acknowledge and delete it."""
+        self.finish(entry_id)
+
+    def finish(self, entry_id: str, publication: Publication | None = None) -> None:
+        """Publish the job's answer (if given), then acknowledge and delete the job: one round trip.
+
+        MULTI/EXEC makes the three one step: a worker that dies before it leaves the job
+        pending (to be claimed and run again), never answered-but-queued or acknowledged-
+        but-unanswered.
+        """
         pipe = self.redis.pipeline(transaction=True)
-        pipe.xack(self.config.stream, self.config.group, entry_id)
-        pipe.xdel(self.config.stream, entry_id)
+        self._finish_in(pipe, entry_id, publication)
         pipe.execute()
 
-    def dead_letter(self, delivery: Delivery, reason: str) -> None:
-        """Move a job to the dead-letter stream (kept for operators) and off the queue."""
-        self.redis.xadd(
+    def _finish_in(self, pipe: redis.client.Pipeline, entry_id: str, publication: Publication | None) -> None:
+        if publication is not None:
+            pipe.publish(*publication)
+        pipe.xack(self.config.stream, self.config.group, entry_id)
+        pipe.xdel(self.config.stream, entry_id)
+
+    def dead_letter(self, delivery: Delivery, reason: str, publication: Publication | None = None) -> None:
+        """Move a job to the dead-letter stream (kept for operators) and off the queue, in one step.
+
+        `publication` is the failure to publish to whoever waits for the job.
+        """
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.xadd(
             self.config.dead_stream, {"job": delivery.raw, "reason": reason, "entry": delivery.entry_id}
         )
-        self.ack(delivery.entry_id)
+        self._finish_in(pipe, delivery.entry_id, publication)
+        pipe.execute()
 
     def length(self) -> int:
         """Jobs outstanding (queued or being run)."""

@@ -23,8 +23,12 @@ from executor.runner import failed, record_run, run_job, save_runs, script_error
 logger = logging.getLogger("executor.worker")
 
 CLAIM_EVERY_SECONDS = 1.0
-READ_BATCH = 16  # jobs taken per read when that many wait; their runs are saved together
+READ_BATCH = 16  # jobs taken per read when that many wait
 MAX_BACKOFF_SECONDS = 5.0
+# ScriptRun rows of answered jobs are held and saved together: when this many wait, when the
+# oldest has waited this long, when the queue goes quiet, and when the worker stops.
+SAVE_RUNS_AT = 500
+SAVE_RUNS_AFTER_SECONDS = 0.5
 
 
 class Worker:
@@ -39,6 +43,7 @@ class Worker:
         self.stopping = False
         self.jobs_done = 0
         self.unsaved_runs: list[ScriptRun] = []
+        self.unsaved_since = 0.0  # monotonic time the oldest held row was added
         self.heartbeat = Heartbeat(self.queue.redis, self.name)  # /readyz counts live workers
 
     def stop(self) -> None:
@@ -60,15 +65,14 @@ class Worker:
                 self.heartbeat.tick()
                 if time.monotonic() - last_claim >= CLAIM_EVERY_SECONDS:
                     last_claim = time.monotonic()
-                    for delivery in self.queue.claim_stale(self.name):
-                        self.handle(delivery)
-                    self.save_runs()
+                    self.handle_batch(self.queue.claim_stale(self.name))
                 if time.monotonic() - last_periodic >= hooks.periodic_every_seconds():
                     last_periodic = time.monotonic()
                     hooks.run_periodic()  # e.g. the webhook sweep: retries and events left unqueued
-                for delivery in self.queue.read(self.name, count=READ_BATCH, block_ms=self.block_ms):
-                    self.handle(delivery)
-                self.save_runs()
+                batch = self.queue.read(self.name, count=READ_BATCH, block_ms=self.read_block_ms())
+                self.handle_batch(batch)
+                if not batch or self.runs_due():
+                    self.save_runs()
                 backoff = 0.1
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 connected = False
@@ -80,20 +84,43 @@ class Worker:
         logger.info("worker %s stopped after %s jobs", self.name, self.jobs_done)
 
     def keep_run(self, row: ScriptRun | None) -> None:
-        """Hold a ScriptRun row until the batch in hand is done."""
+        """Hold a ScriptRun row to save later with others."""
         if row is not None:
+            if not self.unsaved_runs:
+                self.unsaved_since = time.monotonic()
             self.unsaved_runs.append(row)
+
+    def runs_due(self) -> bool:
+        """Whether the held rows should be saved now (enough of them, or the oldest waited enough)."""
+        return len(self.unsaved_runs) >= SAVE_RUNS_AT or (
+            bool(self.unsaved_runs) and time.monotonic() - self.unsaved_since >= SAVE_RUNS_AFTER_SECONDS
+        )
+
+    def read_block_ms(self) -> int:
+        """How long a read may wait for jobs: no longer than until the held rows are due."""
+        if not self.unsaved_runs:
+            return self.block_ms
+        due_in = SAVE_RUNS_AFTER_SECONDS - (time.monotonic() - self.unsaved_since)
+        return max(1, min(self.block_ms, int(due_in * 1000)))
 
     def save_runs(self) -> None:
         """Save the held ScriptRun rows in one statement.
 
-        One INSERT per run was the largest part of a worker's CPU per job (docs/BENCHMARKS.md);
-        rows of jobs read together go in together. A worker killed between answering and
-        saving loses those rows, never a job: every job was answered and acknowledged.
+        One INSERT per run was the largest part of a worker's CPU per job, and still a fifth
+        of it when saved per read batch (docs/benchmarks/play.md); rows are for operators, so
+        they are held up to SAVE_RUNS_AFTER_SECONDS and saved together. A worker killed in
+        between loses those rows, never a job: every job was answered and acknowledged.
         """
         if self.unsaved_runs:
             runs, self.unsaved_runs = self.unsaved_runs, []
             save_runs(runs)
+
+    def handle_batch(self, batch: list[Delivery]) -> None:
+        """Handle jobs read together."""
+        if batch:
+            close_old_connections()  # what Django does around each request, done per batch
+        for delivery in batch:
+            self.handle(delivery)
 
     def handle(self, delivery: Delivery) -> None:
         """Run one delivered job (or dead-letter it), deliver its outcome, then acknowledge it."""
@@ -102,28 +129,30 @@ class Worker:
             logger.warning("worker %s: undecodable entry %s dead-lettered", self.name, delivery.entry_id)
             self.queue.dead_letter(delivery, "undecodable")
             return
-        close_old_connections()
         if delivery.deliveries > self.config.max_deliveries:
             logger.warning("run %s delivered %s times: dead-lettered", job.run_id, delivery.deliveries)
             error = script_error("runtime", "the job failed on every worker that took it")
             record_run(
                 job, ScriptRun.Status.DEAD, worker=self.name, attempts=delivery.deliveries, error=error
             )
-            self.delivery.deliver(job, failed(job, error))
             hooks.job_finished(job, failed(job, error))
-            self.queue.dead_letter(delivery, f"delivered {delivery.deliveries} times")
+            self.queue.dead_letter(
+                delivery,
+                f"delivered {delivery.deliveries} times",
+                self.delivery.publication(job, failed(job, error)),
+            )
             metrics.JOB_DEAD.observe(0)
             return
         started = time.perf_counter()
         report = run_job(job)
         outcome = report.outcome
-        self.delivery.deliver(job, outcome)  # answer first; the ScriptRun row is for operators
         if job.event_id is None:
+            self.queue.finish(delivery.entry_id, self.delivery.publication(job, outcome))
             self.keep_run(report.unsaved_row(worker=self.name, attempts=delivery.deliveries))
         else:  # the webhook event links to its run: the row must exist before the hook
             report.record(worker=self.name, attempts=delivery.deliveries)
             hooks.job_finished(job, outcome)
-        self.queue.ack(delivery.entry_id)
+            self.queue.ack(delivery.entry_id)
         metrics.observe_job(outcome["ok"], time.perf_counter() - started)
         self.jobs_done += 1
         logger.debug(

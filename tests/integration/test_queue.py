@@ -29,6 +29,39 @@ def test_enqueue_read_ack_leaves_nothing_behind(queue: JobQueue, circle) -> None
     assert queue.read("w1", block_ms=50) == []
 
 
+def next_message(listener, timeout: float = 2.0) -> bytes | None:
+    """The next published payload (subscribe confirmations skipped), or None after `timeout`."""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            message = listener.get_message(timeout=0.1)  # None also for a skipped confirmation
+            if message is not None:
+                return message["data"]
+        return None
+    finally:
+        listener.close()
+
+
+def test_finish_publishes_the_answer_and_acknowledges_in_one_step(queue: JobQueue, circle) -> None:
+    listener = queue.redis.pubsub(ignore_subscribe_messages=True)
+    listener.subscribe("answers")
+    queue.enqueue(make_job(circle))
+    [delivery] = queue.read("w1", block_ms=100)
+    queue.finish(delivery.entry_id, ("answers", b"the outcome"))
+    assert next_message(listener) == b"the outcome"
+    assert queue.pending() == 0 and queue.length() == 0
+
+
+def test_dead_letter_publishes_the_failure_and_takes_the_job_off_the_queue(queue: JobQueue, circle) -> None:
+    listener = queue.redis.pubsub(ignore_subscribe_messages=True)
+    listener.subscribe("answers")
+    queue.enqueue(make_job(circle))
+    [delivery] = queue.read("w1", block_ms=100)
+    queue.dead_letter(delivery, "gave up", ("answers", b"the failure"))
+    assert next_message(listener) == b"the failure"
+    assert queue.pending() == 0 and queue.length() == 0 and queue.dead_length() == 1
+
+
 def test_full_queue_refuses_instead_of_trimming(queue: JobQueue, circle) -> None:
     jobs = [make_job(circle, f"{i}") for i in range(5)]
     for job in jobs:
