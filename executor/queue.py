@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 from django.conf import settings
 
 from executor.jobs import Job
+from executor.redis_line import LineScript, RedisLine
 
 Publication = tuple[str, bytes]  # (pub/sub channel, payload): a job's answer, sent with its acknowledgement
 
@@ -21,6 +22,12 @@ _BOUNDED_ADD = """
 if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then return false end
 return redis.call('XADD', KEYS[1], '*', 'job', ARGV[2])
 """
+# Answer (when someone waits), acknowledge and delete: one step, like MULTI/EXEC, in one command.
+_FINISH = LineScript("""
+if ARGV[3] then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+return redis.call('XDEL', KEYS[1], ARGV[2])
+""")
 
 
 class QueueUnavailable(Exception):
@@ -67,7 +74,9 @@ class Delivery:
     deliveries: int = 1
 
 
-def _decode_entry(entry_id: bytes, fields: dict[bytes, bytes], deliveries: int = 1) -> Delivery:
+def _decode_entry(entry_id: bytes, fields: dict[bytes, bytes] | list[bytes], deliveries: int = 1) -> Delivery:
+    if isinstance(fields, list):  # a raw reply (RedisLine): [name, value, name, value, ...]
+        fields = dict(zip(fields[::2], fields[1::2], strict=True))
     raw = fields.get(b"job", b"")
     try:
         job = Job.decode(raw)
@@ -83,6 +92,7 @@ class JobQueue:
         self.config = config
         self.redis = client or redis.Redis.from_url(config.url, socket_timeout=10, socket_connect_timeout=2)
         self._add = self.redis.register_script(_BOUNDED_ADD)
+        self.line = RedisLine(self.redis)  # reads and acknowledgements: once per job, kept lean
 
     def ensure_group(self) -> None:
         """Create the stream and consumer group if missing (from id 0: no job added before is missed)."""
@@ -104,10 +114,12 @@ class JobQueue:
 
     def read(self, consumer: str, *, count: int = 1, block_ms: int = 1000) -> list[Delivery]:
         """New jobs for `consumer`, waiting up to `block_ms` for one."""
-        reply = self.redis.xreadgroup(
-            self.config.group, consumer, {self.config.stream: ">"}, count=count, block=block_ms
-        )
-        return [_decode_entry(entry_id, fields) for _, entries in reply or [] for entry_id, fields in entries]
+        reply = self.line.call(
+            "XREADGROUP", "GROUP", self.config.group, consumer, "COUNT", count, "BLOCK", block_ms,
+            "STREAMS", self.config.stream, ">",
+        )  # fmt: skip
+        streams = reply.values() if isinstance(reply, dict) else [entries for _, entries in reply or []]
+        return [_decode_entry(entry_id, fields) for entries in streams for entry_id, fields in entries]
 
     def claim_stale(self, consumer: str, *, count: int = 10) -> list[Delivery]:
         """Jobs pending longer than the idle timeout (their worker died), now owned by `consumer`."""
@@ -137,15 +149,14 @@ class JobQueue:
         self.finish(entry_id)
 
     def finish(self, entry_id: str, publication: Publication | None = None) -> None:
-        """Publish the job's answer (if given), then acknowledge and delete the job: one round trip.
+        """Publish the job's answer (if given), then acknowledge and delete the job, in one step.
 
-        MULTI/EXEC makes the three one step: a worker that dies before it leaves the job
-        pending (to be claimed and run again), never answered-but-queued or acknowledged-
-        but-unanswered.
+        A Lua script makes the three atomic and one command: a worker that dies before it
+        leaves the job pending (to be claimed and run again), never answered-but-queued or
+        acknowledged-but-unanswered.
         """
-        pipe = self.redis.pipeline(transaction=True)
-        self._finish_in(pipe, entry_id, publication)
-        pipe.execute()
+        args = [self.config.group, entry_id, *(publication or ())]
+        self.line.run_script(_FINISH, [self.config.stream], args)
 
     def _finish_in(self, pipe: redis.client.Pipeline, entry_id: str, publication: Publication | None) -> None:
         if publication is not None:
