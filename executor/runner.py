@@ -18,6 +18,7 @@ from executor.dsl import RunContext, running
 from executor.engine import shared_engine
 from executor.jobs import Job
 from executor.models import ScriptRun
+from executor.run_rows import save_runs
 from executor.values import NotJsonSafe, to_json
 
 logger = logging.getLogger("executor.runner")
@@ -75,16 +76,6 @@ def record_run(job: Job, status: str, *, worker: str = "", attempts: int = 1, **
     row = run_row(job, status, worker=worker, attempts=attempts, **fields)
     if row is not None:
         save_runs([row])
-
-
-def save_runs(rows: list[ScriptRun]) -> None:
-    """Insert ScriptRun rows in one statement; a row that exists already is overwritten.
-
-    A job runs again when its worker died (or lost Redis) before acknowledging it; the later
-    run's row then replaces the earlier one instead of failing the worker on the primary key.
-    """
-    fields = [f.name for f in ScriptRun._meta.concrete_fields if not f.primary_key]
-    ScriptRun.objects.bulk_create(rows, update_conflicts=True, unique_fields=["id"], update_fields=fields)
 
 
 @dataclass(slots=True)

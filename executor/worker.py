@@ -18,7 +18,8 @@ from executor import hooks
 from executor.delivery import ResultDelivery
 from executor.models import ScriptRun
 from executor.queue import Delivery, JobQueue, QueueConfig
-from executor.runner import failed, record_run, run_job, save_runs, script_error
+from executor.run_rows import save_runs
+from executor.runner import failed, record_run, run_job, script_error
 
 logger = logging.getLogger("executor.worker")
 
