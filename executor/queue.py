@@ -9,7 +9,6 @@ XAUTOCLAIM, and move a job delivered too often to the dead-letter stream.
 from dataclasses import dataclass
 
 import redis
-import redis.asyncio as aioredis
 from django.conf import settings
 
 from executor.jobs import Job
@@ -18,7 +17,7 @@ from executor.redis_line import LineScript, RedisLine
 Publication = tuple[str, bytes]  # (pub/sub channel, payload): a job's answer, sent with its acknowledgement
 
 # Check-and-add in one step so concurrent producers cannot overshoot the bound.
-_BOUNDED_ADD = """
+BOUNDED_ADD = """
 if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then return false end
 return redis.call('XADD', KEYS[1], '*', 'job', ARGV[2])
 """
@@ -91,7 +90,7 @@ class JobQueue:
     def __init__(self, config: QueueConfig, client: redis.Redis | None = None) -> None:
         self.config = config
         self.redis = client or redis.Redis.from_url(config.url, socket_timeout=10, socket_connect_timeout=2)
-        self._add = self.redis.register_script(_BOUNDED_ADD)
+        self._add = self.redis.register_script(BOUNDED_ADD)
         self.line = RedisLine(self.redis)  # reads and acknowledgements: once per job, kept lean
 
     def ensure_group(self) -> None:
@@ -190,27 +189,3 @@ class JobQueue:
     def dead_length(self) -> int:
         """Jobs in the dead-letter stream."""
         return self.redis.xlen(self.config.dead_stream)
-
-
-class AsyncJobProducer:
-    """The ASGI process's side: add jobs without blocking the event loop."""
-
-    def __init__(self, config: QueueConfig) -> None:
-        self.config = config
-        # A bounded pool that waits for a free connection: a burst of plays queues up here
-        # instead of failing with "Too many connections".
-        pool = aioredis.BlockingConnectionPool.from_url(
-            config.url, max_connections=32, timeout=2, socket_timeout=2, socket_connect_timeout=1
-        )
-        self.redis = aioredis.Redis(connection_pool=pool)
-        self._add = self.redis.register_script(_BOUNDED_ADD)
-
-    async def enqueue(self, job: Job) -> str:
-        """Add `job`; raises QueueFull or QueueUnavailable."""
-        try:
-            entry_id = await self._add(keys=[self.config.stream], args=[self.config.max_length, job.encode()])
-        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-            raise QueueUnavailable(str(exc)) from exc
-        if not entry_id:
-            raise QueueFull(f"{self.config.max_length} jobs outstanding")
-        return entry_id.decode()

@@ -20,7 +20,8 @@ from circleproject.metrics import timed_play
 from circles.jsonrpc import EXECUTION_ERROR, EXECUTOR_UNAVAILABLE, RpcError
 from circles.session import CircleSession
 from executor.jobs import Job
-from executor.queue import AsyncJobProducer, QueueConfig, QueueFull, QueueUnavailable
+from executor.producer import AsyncJobProducer
+from executor.queue import QueueConfig, QueueFull, QueueUnavailable
 
 # How long past the deadline the consumer still waits: the worker's own timeout error
 # (which carries the line and column) usually arrives first.

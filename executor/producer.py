@@ -1,0 +1,85 @@
+"""The ASGI process's side of the queue: add jobs without blocking the event loop, pipelined."""
+
+import asyncio
+
+import redis
+import redis.asyncio as aioredis
+
+from executor.jobs import Job
+from executor.queue import BOUNDED_ADD, QueueConfig, QueueFull, QueueUnavailable
+
+REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, OSError)
+
+
+class AsyncJobProducer:
+    """Adds jobs for every connection of this process, several per round trip when they come together.
+
+    One sender at a time: jobs asked for while a round trip is in flight wait and go together
+    in the next one, as one pipeline of bounded adds. At low load that is one command per job,
+    as before; under load a round trip carries many, which saves redis-py's per-call cost (pool
+    checkout, retry wrapper, a timeout per read: ~15% of the ASGI CPU per `play` when each job
+    was its own call, docs/benchmarks/play.md).
+    """
+
+    def __init__(self, config: QueueConfig) -> None:
+        self.config = config
+        pool = aioredis.ConnectionPool.from_url(
+            config.url, max_connections=4, socket_timeout=2, socket_connect_timeout=1
+        )
+        self.redis = aioredis.Redis(connection_pool=pool)
+        self.script = self.redis.register_script(BOUNDED_ADD)
+        self.waiting: list[tuple[bytes, asyncio.Future]] = []
+        self.sender: asyncio.Task | None = None
+
+    async def enqueue(self, job: Job) -> str:
+        """Add `job` and return its entry id; raises QueueFull or QueueUnavailable."""
+        added = asyncio.get_running_loop().create_future()
+        self.waiting.append((job.encode(), added))
+        if self.sender is None or self.sender.done():
+            self.sender = asyncio.ensure_future(self._send_waiting())
+        return await added
+
+    async def _send_waiting(self) -> None:
+        while self.waiting:
+            batch, self.waiting = self.waiting, []
+            try:
+                replies = await self._add_all([raw for raw, _ in batch])
+            except REDIS_DOWN as exc:
+                replies = [QueueUnavailable(str(exc)) for _ in batch]
+            except BaseException as exc:  # cancelled (shutdown): nobody is left waiting forever
+                for _, added in batch:
+                    _settle(added, QueueUnavailable(f"not sent: {exc!r}"))
+                raise
+            for (_, added), reply in zip(batch, replies, strict=True):
+                _settle(added, reply)
+
+    async def _add_all(self, jobs: list[bytes]) -> list[str | Exception]:
+        """One pipeline of bounded adds; per job its entry id, QueueFull, or the error Redis gave."""
+        replies = await self._pipeline(jobs)
+        if any(isinstance(reply, redis.exceptions.NoScriptError) for reply in replies):
+            await self.redis.script_load(BOUNDED_ADD)  # a new or restarted Redis
+            replies = await self._pipeline(jobs)
+        return [_entry_id(reply, self.config.max_length) for reply in replies]
+
+    async def _pipeline(self, jobs: list[bytes]) -> list:
+        pipe = self.redis.pipeline(transaction=False)
+        for raw in jobs:
+            pipe.evalsha(self.script.sha, 1, self.config.stream, self.config.max_length, raw)
+        return await pipe.execute(raise_on_error=False)
+
+
+def _entry_id(reply: bytes | Exception | None, max_length: int) -> str | Exception:
+    if isinstance(reply, Exception):
+        return QueueUnavailable(str(reply))
+    if not reply:
+        return QueueFull(f"{max_length} jobs outstanding")
+    return reply.decode()
+
+
+def _settle(added: asyncio.Future, reply: str | Exception) -> None:
+    if added.done():  # its caller gave up (cancelled)
+        return
+    if isinstance(reply, Exception):
+        added.set_exception(reply)
+    else:
+        added.set_result(reply)
