@@ -179,17 +179,17 @@ class CircleConsumer(AsyncWebsocketConsumer):
             if not entry.is_notification:
                 await self.reply(failure(entry.id, IN_FLIGHT_FULL))
             return
-        self.spawn(self.answer_batch([entry], single=True), 1)
+        self.spawn(self.answer_one(entry), 1)
 
-    async def answer_batch(
-        self, entries: list[Request | InvalidEntry | None], *, single: bool = False
-    ) -> None:
-        """Answer every entry concurrently and reply once (an array for a batch)."""
+    async def answer_one(self, entry: Request) -> None:
+        """Answer one request (not in a batch) and reply with its response object."""
+        await self.reply(await self.answer_entry(entry))
+
+    async def answer_batch(self, entries: list[Request | InvalidEntry | None]) -> None:
+        """Answer every entry concurrently and reply once, with an array."""
         responses = await asyncio.gather(*(self.answer_entry(entry) for entry in entries))
         responses = [response for response in responses if response is not None]
-        if single:
-            await self.reply(responses[0] if responses else None)
-        elif responses:
+        if responses:
             await self.reply(responses)
 
     async def answer_entry(self, entry: Request | InvalidEntry | None) -> dict[str, Any] | None:
