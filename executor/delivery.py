@@ -30,7 +30,12 @@ class ResultDelivery:
 
     def __init__(self) -> None:
         self.layer = get_channel_layer()
-        self.publishes = isinstance(self.layer, RedisPubSubChannelLayer)
+        # Publishing on the queue's connection is right only when the layer lives on that one
+        # Redis: a single host, which the settings make REDIS_URL, as they do for the queue.
+        self.publishes = (
+            isinstance(self.layer, RedisPubSubChannelLayer)
+            and len(self.layer._kwargs.get("hosts") or [None]) == 1
+        )
         self.loop = None if self.publishes else asyncio.new_event_loop()
 
     def publication(self, job: Job, outcome: dict[str, Any]) -> Publication | None:
