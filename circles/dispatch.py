@@ -1,12 +1,23 @@
 """Answering one request: find the method, bind params, call it, turn the outcome into a response."""
 
 import logging
+from contextvars import ContextVar
 from typing import Any
+
+import orjson
 
 from circleproject.metrics import count_rpc
 from circles.jsonrpc import INTERNAL_ERROR, METHOD_NOT_FOUND, Request, RpcError, failure, success
 from circles.registry import MethodRegistry
 from circles.session import CircleSession
+
+_request_id: ContextVar[str] = ContextVar("request_id", default="")
+REQUEST_ID_CHARS = 100  # what jobs and log lines carry of an id (a client may send a long string)
+
+
+def current_request_id() -> str:
+    """The JSON-RPC id of the request being answered in this task, as JSON text ("" for a notification)."""
+    return _request_id.get()
 
 
 async def answer(
@@ -17,6 +28,9 @@ async def answer(
     Every failure is logged with the connection's circle and peer (the adapter carries
     them); clients get only the code, message and data, never internals.
     """
+    token = _request_id.set(
+        "" if request.is_notification else orjson.dumps(request.id).decode()[:REQUEST_ID_CHARS]
+    )
     try:
         method = registry.get(request.method)
         if method is None:
@@ -36,5 +50,7 @@ async def answer(
         count_rpc(request.method, INTERNAL_ERROR)
         log.exception("%s raised", request.method[:100])
         return None if request.is_notification else failure(request.id, RpcError(INTERNAL_ERROR))
+    finally:
+        _request_id.reset(token)
     count_rpc(request.method, 0)
     return None if request.is_notification else success(request.id, result)

@@ -15,6 +15,7 @@ class Job:
     unrun. `reply_channel` is the channel-layer name of the WebSocket consumer waiting for
     the result (empty for webhooks, whose result goes to `event_id`'s WebhookEvent).
     `event` is a webhook's verified payload, given to the script as the `EVENT` constant.
+    `request_id` is the JSON-RPC id of the `play` that asked (as JSON text, for log lines).
     """
 
     circle_id: int

@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import close_old_connections
 
 from circleproject.metrics import timed_play
+from circles.dispatch import current_request_id
 from circles.jsonrpc import EXECUTION_ERROR, EXECUTOR_UNAVAILABLE, RpcError
 from circles.session import CircleSession
 from executor.jobs import Job
@@ -55,6 +56,7 @@ def new_job(session: CircleSession, script: str, timeout_ms: int, reply_channel:
         script=script,
         timeout_ms=timeout_ms,
         reply_channel=reply_channel,
+        request_id=current_request_id(),
     )
 
 

@@ -159,10 +159,11 @@ class Worker:
         metrics.observe_job(outcome["ok"], time.perf_counter() - started)
         self.jobs_done += 1
         logger.debug(
-            "run %s %s in %.1f ms (%s, circle %s)",
+            "run %s %s in %.1f ms (%s, circle %s, request %s)",
             job.run_id,
             "ok" if outcome["ok"] else outcome["error"]["kind"],
             (time.perf_counter() - started) * 1000,
             job.source,
             job.circle_key[:16],
+            job.request_id or "-",
         )
