@@ -11,8 +11,11 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from circleproject import log_filters  # noqa: E402
 from circles.origin import CircleOriginValidator  # noqa: E402
 from circles.routing import websocket_urlpatterns  # noqa: E402
+
+log_filters.install()
 
 application = ProtocolTypeRouter(
     {

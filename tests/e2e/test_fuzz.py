@@ -471,10 +471,11 @@ def fuzzer(fuzz_server: FuzzServer, world: World) -> Iterator[Fuzzer]:
         log = fuzz_server.process.output()
         for marker in ("Internal error", "Exception in ASGI application", "Unhandled"):
             assert marker not in log, log[log.index(marker) - 2000 :][:6000]
-        # uvicorn logs each non-UTF-8 text frame as an ERROR with a traceback (and closes 1007, as
-        # documented); any other traceback is the server failing.
-        utf8 = "ERROR:    Invalid UTF-8 sequence received from client.\nTraceback"
-        assert log.count("Traceback") == log.count(utf8), log[log.index("Traceback") - 2000 :][:6000]
+        # uvicorn's ERROR + traceback for each non-UTF-8 text frame (closed 1007, as documented) is
+        # one INFO line here (circleproject/log_filters.py); any traceback is the server failing.
+        assert "Traceback" not in log, log[log.index("Traceback") - 2000 :][:6000]
+        if fuzzer.outcomes.get("close 1007"):
+            assert "Invalid UTF-8 sequence received from client. Closed 1007." in log
         print(f"\nfuzz: {fuzzer.sent} frames, outcomes {dict(fuzzer.outcomes)}")
     finally:
         fuzzer.close()
