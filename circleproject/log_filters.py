@@ -2,7 +2,10 @@
 
 import logging
 
+import redis
+
 BAD_UTF8 = "Invalid UTF-8 sequence received from client."
+REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, ConnectionError, TimeoutError)
 
 
 class BadUtf8WithoutTraceback(logging.Filter):
@@ -22,8 +25,39 @@ class BadUtf8WithoutTraceback(logging.Filter):
         return True
 
 
+class RedisOutageWithoutTraceback(logging.Filter):
+    """channels-redis' pub/sub receive task logs a full traceback every second while Redis is away.
+
+    A lost connection is expected there (it reconnects by itself, executor/layer.py): the
+    traceback becomes one WARNING line, at most once per `every_seconds`. Any other exception
+    is left as it is.
+    """
+
+    def __init__(self, every_seconds: float = 30.0) -> None:
+        super().__init__()
+        self.every_seconds = every_seconds
+        self.last_shown = float("-inf")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Shorten (or drop, within the interval) a lost-Redis record; pass everything else."""
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, REDIS_DOWN):
+            return True
+        if record.created - self.last_shown < self.every_seconds:
+            return False
+        self.last_shown = record.created
+        record.msg, record.args = "pub/sub receive: Redis unreachable (%s); retrying every second", (exc,)
+        record.exc_info, record.exc_text = None, None
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 def install() -> None:
-    """Attach the filters to uvicorn's error logger (a no-op under other servers)."""
-    logger = logging.getLogger("uvicorn.error")
-    if not any(isinstance(f, BadUtf8WithoutTraceback) for f in logger.filters):
-        logger.addFilter(BadUtf8WithoutTraceback())
+    """Attach the filters to the loggers they fix (idempotent; a no-op where nothing logs there)."""
+    for name, kind in (
+        ("uvicorn.error", BadUtf8WithoutTraceback),
+        ("channels_redis.pubsub", RedisOutageWithoutTraceback),
+    ):
+        logger = logging.getLogger(name)
+        if not any(isinstance(existing, kind) for existing in logger.filters):
+            logger.addFilter(kind())

@@ -86,6 +86,7 @@ def start_server(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iter
         started.append(process)
         return f"ws://127.0.0.1:{port}"
 
+    start.started = started  # the processes, for tests that read a server's log
     yield start
     for process in started:
         process.stop()
