@@ -14,8 +14,11 @@ from django.conf import settings  # noqa: E402
 from circleproject import log_filters  # noqa: E402
 from circles.origin import CircleOriginValidator  # noqa: E402
 from circles.routing import websocket_urlpatterns  # noqa: E402
+from webhooks.processing import ensure_local_sweeper  # noqa: E402
 
 log_filters.install()
+# Embedded mode: due webhook retries run from the start, not from the first webhook request.
+ensure_local_sweeper()
 
 application = ProtocolTypeRouter(
     {

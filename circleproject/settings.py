@@ -201,7 +201,7 @@ CIRCLES_WEBHOOK_LEASE_SECONDS = env.int("CIRCLES_WEBHOOK_LEASE_SECONDS", default
 CIRCLES_WEBHOOK_NOISE_PER_MINUTE = env.int("CIRCLES_WEBHOOK_NOISE_PER_MINUTE", default=30)
 CIRCLES_WEBHOOK_NOISE_BODY_BYTES = env.int("CIRCLES_WEBHOOK_NOISE_BODY_BYTES", default=1024)
 # How often the sweep queues due events: in workers (CIRCLES_WORKER_PERIODIC) and, without
-# REDIS_URL, in a timer thread of the ASGI process started by the first webhook request.
+# REDIS_URL, in a timer thread of the ASGI process started when the application loads.
 CIRCLES_WEBHOOK_SWEEP_SECONDS = env.float("CIRCLES_WEBHOOK_SWEEP_SECONDS", default=2.0)
 CIRCLES_WEBHOOK_LOCAL_SWEEPER = env.bool("CIRCLES_WEBHOOK_LOCAL_SWEEPER", default=True)
 # Executor extension points (executor/hooks.py): what runs after a job with an event_id, and what

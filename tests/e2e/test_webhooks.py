@@ -204,3 +204,21 @@ def test_embedded_mode_processes_and_retries_in_process(start_server, sqlite_wor
     assert post_stripe(base, circle, failing, STRIPE_SECRET)[0] == 200
     row = wait_for(lambda: (e := db.event("stripe", failing["id"])) and e["status"] == "failed" and e)
     assert row["attempts"] == 3  # retried by the server's own sweep thread
+
+
+def test_embedded_mode_retries_after_a_restart_without_new_requests(
+    start_server, sqlite_world: World
+) -> None:
+    db = Database(sqlite_world)
+    circle = create_circle(sqlite_world, "webhooks-restart", WalletKey.named("e2e-webhooks-restart").pubkey)
+    base = http_url(start_server(world=sqlite_world, CIRCLES_WEBHOOK_LOCAL_SWEEPER="0", **FAST_RETRIES))
+    db.set_endpoint(circle, "stripe", script='throw "not yet";')
+    event = stripe_event(id=f"evt_restart_{uuid.uuid4().hex[:6]}")
+    assert post_stripe(base, circle, event, STRIPE_SECRET)[0] == 200
+    wait_for(
+        lambda: (e := db.event("stripe", event["id"])) and e["attempts"] == 1 and e["status"] == "received"
+    )
+    start_server.started[-1].stop()  # a retry is due; nothing sweeps in this server
+    start_server(world=sqlite_world, **FAST_RETRIES)  # restarted; no request reaches it
+    row = wait_for(lambda: (e := db.event("stripe", event["id"])) and e["status"] == "failed" and e)
+    assert row["attempts"] == 3
