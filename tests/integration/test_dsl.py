@@ -1,0 +1,74 @@
+"""The circle DSL's refusals: size caps, names, arguments. Each is a clear `host` error and writes nothing."""
+
+import pytest
+
+from circles.models import Record
+from executor.runner import run_job
+from tests.integration.conftest import make_job
+
+pytestmark = pytest.mark.django_db
+
+
+def run(circle, script: str, role: str = "member") -> dict:
+    return run_job(make_job(circle, script, role=role)).outcome
+
+
+def refusal(circle, script: str) -> str:
+    outcome = run(circle, script)
+    assert not outcome["ok"] and outcome["error"]["kind"] == "host", outcome
+    return outcome["error"]["message"]
+
+
+def test_a_value_over_the_record_cap_is_refused(circle, settings) -> None:
+    settings.CIRCLES_RECORD_MAX_BYTES = 100
+    assert run(circle, 'db::put("c", "small", #{text: "' + "x" * 50 + '"})')["ok"]
+    message = refusal(circle, 'db::put("c", "big", #{text: "' + "x" * 200 + '"})')
+    assert "over the 100-byte cap" in message
+    assert list(Record.objects.values_list("key", flat=True)) == ["small"]
+
+
+def test_the_circle_cap_counts_what_is_stored_and_frees_on_delete(circle, settings) -> None:
+    settings.CIRCLES_CIRCLE_MAX_BYTES = 100
+    sixty = '#{t: "' + "x" * 52 + '"}'  # {"t":"xx..."}: 60 bytes as JSON
+    assert run(circle, f'db::put("c", "a", {sixty})')["ok"]
+    assert "circle storage cap of 100 bytes reached" in refusal(circle, f'db::put("c", "b", {sixty})')
+    assert (
+        run(circle, f'db::put("c", "a", {sixty})')["result"]["value"] == 2
+    )  # replacing a value counts the difference
+    assert run(circle, 'db::delete("c", "a")')["result"]["value"] is True
+    assert run(circle, f'db::put("c", "b", {sixty})')["ok"]
+    assert sorted(Record.objects.values_list("key", "size")) == [("b", 60)]
+
+
+@pytest.mark.parametrize(
+    ("script", "says"),
+    [
+        ('db::put("bad name", "k", #{})', "collection must be"),
+        ('db::put("c", "", #{})', "key must be"),
+        ('db::get("c", "k/../x")', "key must be"),
+        ('db::put("' + "c" * 65 + '", "k", #{})', "collection must be"),
+        ('db::put("c", "k", [1, 2])', "db::put stores a map"),
+        ('db::put("c", "k", #{f: || 1})', "cannot convert a Rhai 'Fn' value"),
+        ('db::put("c", "k", #{x: 1.0 / 0.0})', "cannot store this value: inf has no JSON form"),
+        ('db::list("c", 0)', "limit must be between 1 and"),
+        ('db::list("c", 100000)', "limit must be between 1 and"),
+        ('db::list("c", 10, 5)', "prefix must be a string"),
+    ],
+)
+def test_bad_arguments_are_refused_with_a_reason(circle, script: str, says: str) -> None:
+    assert says in refusal(circle, script)
+    assert not Record.objects.exists()
+
+
+def test_a_refusal_cannot_be_caught_and_undoes_the_run(circle) -> None:
+    script = 'db::put("c", "first", #{a: 1}); try { db::put("bad name", "k", #{}) } catch { 0 }'
+    assert "collection must be" in refusal(circle, script)
+    assert not Record.objects.exists()
+
+
+def test_list_filters_by_prefix_in_key_order_up_to_the_limit(circle) -> None:
+    for key in ("b2", "a1", "b1", "b3"):
+        assert run(circle, f'db::put("c", "{key}", #{{k: "{key}"}})')["ok"]
+    assert run(circle, 'db::list("c", 2, "b").map(|r| r.key)')["result"]["value"] == ["b1", "b2"]
+    item = run(circle, 'db::list("c", 1)')["result"]["value"][0]
+    assert item == {"key": "a1", "data": {"k": "a1"}, "version": 1, "updated_by": item["updated_by"]}
