@@ -7,6 +7,7 @@ import redis.asyncio as aioredis
 
 from executor.jobs import Job
 from executor.queue import BOUNDED_ADD, QueueConfig, QueueFull, QueueUnavailable
+from executor.redis_line import AsyncRedisLine, LineScript
 
 REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, OSError)
 
@@ -14,20 +15,18 @@ REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, OSError)
 class AsyncJobProducer:
     """Adds jobs for every connection of this process, several per round trip when they come together.
 
-    One sender at a time: jobs asked for while a round trip is in flight wait and go together
-    in the next one, as one pipeline of bounded adds. At low load that is one command per job,
-    as before; under load a round trip carries many, which saves redis-py's per-call cost (pool
-    checkout, retry wrapper, a timeout per read: ~15% of the ASGI CPU per `play` when each job
-    was its own call, docs/benchmarks/play.md).
+    One sender at a time, on a held connection (`AsyncRedisLine`): jobs asked for while a round
+    trip is in flight wait and go together in the next one, as one write of bounded adds. At
+    low load that is one command per job; under load a round trip carries many. Either way it
+    skips redis-py's per-call machinery (pool checkout, retry wrapper, pipeline object): ~15% of
+    the ASGI CPU per `play` when each job was its own call (docs/benchmarks/play.md).
     """
 
     def __init__(self, config: QueueConfig) -> None:
         self.config = config
-        pool = aioredis.ConnectionPool.from_url(
-            config.url, max_connections=4, socket_timeout=2, socket_connect_timeout=1
-        )
-        self.redis = aioredis.Redis(connection_pool=pool)
-        self.script = self.redis.register_script(BOUNDED_ADD)
+        client = aioredis.Redis.from_url(config.url, socket_timeout=2, socket_connect_timeout=1)
+        self.line = AsyncRedisLine(client)
+        self.script = LineScript(BOUNDED_ADD)
         self.waiting: list[tuple[bytes, asyncio.Future]] = []
         self.sender: asyncio.Task | None = None
 
@@ -54,18 +53,18 @@ class AsyncJobProducer:
                 _settle(added, reply)
 
     async def _add_all(self, jobs: list[bytes]) -> list[str | Exception]:
-        """One pipeline of bounded adds; per job its entry id, QueueFull, or the error Redis gave."""
-        replies = await self._pipeline(jobs)
+        """One write of bounded adds; per job its entry id, QueueFull, or the error Redis gave."""
+        replies = await self._send(jobs)
         if any(isinstance(reply, redis.exceptions.NoScriptError) for reply in replies):
-            await self.redis.script_load(BOUNDED_ADD)  # a new or restarted Redis
-            replies = await self._pipeline(jobs)
+            await self.line.call_many([("SCRIPT", "LOAD", self.script.source)])  # a new or restarted Redis
+            replies = await self._send(jobs)
         return [_entry_id(reply, self.config.max_length) for reply in replies]
 
-    async def _pipeline(self, jobs: list[bytes]) -> list:
-        pipe = self.redis.pipeline(transaction=False)
-        for raw in jobs:
-            pipe.evalsha(self.script.sha, 1, self.config.stream, self.config.max_length, raw)
-        return await pipe.execute(raise_on_error=False)
+    async def _send(self, jobs: list[bytes]) -> list:
+        stream, bound = self.config.stream, self.config.max_length
+        return await self.line.call_many(
+            [("EVALSHA", self.script.sha, 1, stream, bound, raw) for raw in jobs]
+        )
 
 
 def _entry_id(reply: bytes | Exception | None, max_length: int) -> str | Exception:

@@ -4,6 +4,7 @@ import hashlib
 from typing import Any
 
 import redis
+import redis.asyncio as aioredis
 
 REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, OSError)
 
@@ -42,6 +43,36 @@ class RedisLine:
     def close(self) -> None:
         """Close the connection."""
         self.connection.disconnect()
+
+
+class AsyncRedisLine:
+    """`RedisLine` for an event loop, sending many commands per write: one caller at a time."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self.connection = client.connection_pool.make_connection()
+
+    async def call_many(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Send `commands` in one write and read their replies in order.
+
+        An error reply is returned in its place as a ResponseError (the other replies still
+        count); a lost connection raises and is dropped, the next call reconnects.
+        """
+        connection = self.connection
+        try:
+            await connection.send_packed_command(connection.pack_commands(commands), check_health=False)
+            replies: list[Any] = []
+            for _ in commands:
+                try:
+                    replies.append(await connection.read_response())
+                except redis.ResponseError as exc:
+                    replies.append(exc)
+            return replies
+        except REDIS_DOWN:
+            await connection.disconnect()
+            raise
+        except BaseException:  # cancelled mid-reply: the connection's state is unknown
+            await connection.disconnect()
+            raise
 
 
 class LineScript:
