@@ -58,6 +58,7 @@ class AsyncRedisLine:
         count); a lost connection raises and is dropped, the next call reconnects.
         """
         connection = self.connection
+        await self._drop_if_stale()
         try:
             await connection.send_packed_command(connection.pack_commands(commands), check_health=False)
             replies: list[Any] = []
@@ -73,6 +74,21 @@ class AsyncRedisLine:
         except BaseException:  # cancelled mid-reply: the connection's state is unknown
             await connection.disconnect()
             raise
+
+    async def _drop_if_stale(self) -> None:
+        """Drop a connection the server closed (a restart) or left bytes on, before sending on it.
+
+        Without this, the first commands after a Redis restart are written to the dead socket and
+        fail; nothing was sent yet here, so reconnecting first is safe (redis-py's pool makes the
+        same check when it hands out a connection).
+        """
+        connection = self.connection
+        try:
+            stale = connection.is_connected and await connection.can_read()
+        except REDIS_DOWN:
+            stale = True
+        if stale:
+            await connection.disconnect()
 
 
 class LineScript:

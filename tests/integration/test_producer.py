@@ -6,6 +6,7 @@ from executor.jobs import Job
 from executor.producer import AsyncJobProducer
 from executor.queue import JobQueue, QueueConfig, QueueFull, QueueUnavailable
 from tests.helpers.processes import free_port
+from tests.helpers.redis_server import RedisServer
 
 
 def job(n: int) -> Job:
@@ -69,3 +70,22 @@ def test_a_caller_that_gives_up_does_not_disturb_the_others(queue_config: QueueC
     assert len(ids) == 2
     scripts = [d.job.script for d in queue.read("w1", count=10, block_ms=100)]
     assert scripts[-2:] == ["1", "2"]  # the cancelled job may or may not have been sent first
+
+
+def test_the_first_job_after_a_redis_restart_is_queued(tmp_path) -> None:
+    server = RedisServer(tmp_path)
+    server.start()
+    config = QueueConfig(url=server.url, stream="restart")
+
+    async def scenario() -> str:
+        producer = AsyncJobProducer(config)
+        await producer.enqueue(job(1))
+        server.stop()
+        server.start()
+        await asyncio.sleep(0.05)  # the loop sees the old connection's end
+        return await producer.enqueue(job(2))  # on a fresh connection, not the dead one
+
+    try:
+        assert isinstance(asyncio.run(scenario()), str)
+    finally:
+        server.stop()
