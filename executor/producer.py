@@ -46,6 +46,7 @@ class AsyncJobProducer:
             except REDIS_DOWN as exc:
                 replies = [QueueUnavailable(str(exc)) for _ in batch]
             except BaseException as exc:  # cancelled (shutdown): nobody is left waiting forever
+                batch, self.waiting = batch + self.waiting, []
                 for _, added in batch:
                     _settle(added, QueueUnavailable(f"not sent: {exc!r}"))
                 raise

@@ -1,4 +1,4 @@
-"""A Redis connection held for a worker's per-job commands, without redis-py's per-call machinery."""
+"""Redis connections held for per-job commands (worker, producer), without redis-py's per-call machinery."""
 
 import hashlib
 from typing import Any
