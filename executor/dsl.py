@@ -17,7 +17,8 @@ from typing import Any
 import orjson
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Sum
+from django.db.models import Sum
+from django.utils import timezone
 
 from circles.models import Circle, Member, Record
 from circles.roles import Role
@@ -123,15 +124,16 @@ def db_put(collection: Any, key: Any, data: Any) -> int:
     size = len(orjson.dumps(data))
     if size > settings.CIRCLES_RECORD_MAX_BYTES:
         raise DslError(f"value of {size} bytes is over the {settings.CIRCLES_RECORD_MAX_BYTES}-byte cap")
-    records = Record.objects.filter(circle_id=run.circle_id)
-    existing = records.filter(collection=collection, key=key).values_list("size", flat=True).first() or 0
-    used = records.aggregate(total=Sum("size"))["total"] or 0
-    if used - existing + size > settings.CIRCLES_CIRCLE_MAX_BYTES:
-        raise DslError(f"circle storage cap of {settings.CIRCLES_CIRCLE_MAX_BYTES} bytes reached")
-    updated = records.filter(collection=collection, key=key).update(
-        data=data, size=size, version=F("version") + 1, updated_by=run.caller_id
-    )
-    if not updated:
+    record = Record.objects.filter(circle_id=run.circle_id, collection=collection, key=key)
+    # Locked (PostgreSQL; SQLite's IMMEDIATE transaction already holds the write lock): the
+    # version returned is the one this run wrote, whatever ran concurrently.
+    existing = record.select_for_update().values_list("size", "version").first()
+    old_size, version = existing or (0, 0)
+    if size > old_size:  # only a write that grows the circle can take it over its cap
+        used = Record.objects.filter(circle_id=run.circle_id).aggregate(total=Sum("size"))["total"] or 0
+        if used - old_size + size > settings.CIRCLES_CIRCLE_MAX_BYTES:
+            raise DslError(f"circle storage cap of {settings.CIRCLES_CIRCLE_MAX_BYTES} bytes reached")
+    if existing is None:
         Record.objects.create(
             circle_id=run.circle_id,
             collection=collection,
@@ -141,7 +143,11 @@ def db_put(collection: Any, key: Any, data: Any) -> int:
             updated_by=run.caller_id,
         )
         return 1
-    return records.filter(collection=collection, key=key).values_list("version", flat=True).get()
+    # update() skips auto_now: the time is set here.
+    record.update(
+        data=data, size=size, version=version + 1, updated_by=run.caller_id, updated_at=timezone.now()
+    )
+    return version + 1
 
 
 def db_get(collection: Any, key: Any) -> dict | None:

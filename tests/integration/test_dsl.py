@@ -72,3 +72,13 @@ def test_list_filters_by_prefix_in_key_order_up_to_the_limit(circle) -> None:
     assert run(circle, 'db::list("c", 2, "b").map(|r| r.key)')["result"]["value"] == ["b1", "b2"]
     item = run(circle, 'db::list("c", 1)')["result"]["value"][0]
     assert item == {"key": "a1", "data": {"k": "a1"}, "version": 1, "updated_by": item["updated_by"]}
+
+
+def test_a_rewrite_bumps_the_version_and_the_time_and_keeps_one_row(circle) -> None:
+    assert run(circle, 'db::put("c", "k", #{n: 1})')["result"]["value"] == 1
+    first = Record.objects.get(key="k")
+    assert run(circle, 'db::put("c", "k", #{n: 2})')["result"]["value"] == 2
+    assert run(circle, 'db::put("c", "k", #{n: 3}); db::put("c", "k", #{n: 4})')["result"]["value"] == 4
+    second = Record.objects.get(key="k")
+    assert (second.version, second.data, second.size) == (4, {"n": 4}, len('{"n":4}'))
+    assert second.updated_at > first.updated_at
