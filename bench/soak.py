@@ -48,8 +48,6 @@ import statistics
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,7 +69,7 @@ from tests.helpers.processes import (  # noqa: E402
     start_asgi_server,
 )
 from tests.helpers.redis_server import RedisServer  # noqa: E402
-from tests.helpers.webhooks import payment_intent, stripe_event, stripe_signature  # noqa: E402
+from tests.helpers.webhooks import payment_intent, post, stripe_event, stripe_signature  # noqa: E402
 
 STRIPE_SECRET = "whsec_soak_secret"
 PLAY_SCRIPT = "let x = 0; for i in 0..50 { x += i; } x"
@@ -279,19 +277,6 @@ async def client_loop(conn: Connection, args: argparse.Namespace, stop_at: float
         else:
             stats.outcomes[f"{method} {message['error']['code']}"] += 1
             stats.latency[f"{method} error"].append(elapsed)
-
-
-def post(url: str, body: bytes, headers: dict[str, str], timeout: float = 30) -> tuple[int, dict]:
-    request = urllib.request.Request(
-        url, data=body, headers={"Content-Type": "application/json", **headers}, method="POST"
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, json.loads(response.read() or b"{}")
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"{}")
-    except OSError as error:
-        return 0, {"error": repr(error)}
 
 
 async def webhook_loop(system: System, args: argparse.Namespace, stats: Stats, stop_at: float) -> None:

@@ -4,8 +4,6 @@ import datetime
 import json
 import sqlite3
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from typing import Any
 
@@ -13,24 +11,12 @@ import psycopg
 
 from tests.e2e.conftest import World
 from tests.helpers.processes import manage, server_env
-from tests.helpers.webhooks import dumps, idenfy_signature, stripe_signature
+from tests.helpers.webhooks import dumps, idenfy_signature, post, stripe_signature
 
 
 def http_url(ws_url: str) -> str:
     """The http:// base of a server `start_server` returned as ws://."""
     return ws_url.replace("ws://", "http://", 1)
-
-
-def post(url: str, body: bytes, headers: dict[str, str], timeout: float = 30) -> tuple[int, dict]:
-    """POST `body`; (status, JSON answer) whatever the status."""
-    request = urllib.request.Request(
-        url, data=body, headers={"Content-Type": "application/json", **headers}, method="POST"
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, json.loads(response.read() or b"{}")
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"{}")
 
 
 def post_stripe(base: str, circle: str, event: dict, secret: str) -> tuple[int, dict]:

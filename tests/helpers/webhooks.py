@@ -2,7 +2,10 @@
 
 import hashlib
 import hmac
+import json
 import time
+import urllib.error
+import urllib.request
 import uuid
 from typing import Any
 
@@ -107,3 +110,17 @@ def idenfy_result(client_id: str = "client-1", scan_ref: str | None = None, **ov
 
 def dumps(value: Any) -> bytes:
     return orjson.dumps(value)
+
+
+def post(url: str, body: bytes, headers: dict[str, str], timeout: float = 30) -> tuple[int, dict]:
+    """POST `body`; (status, JSON answer) whatever the status, (0, {"error"}) when nothing answered."""
+    request = urllib.request.Request(
+        url, data=body, headers={"Content-Type": "application/json", **headers}, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+    except OSError as error:  # refused, reset, timed out: the server is down or restarting
+        return 0, {"error": repr(error)}
