@@ -103,7 +103,7 @@ def test_play_an_expression_a_file_and_stdin(server: str, world: World, key_file
     assert json.loads(done.stdout) == {"who": "member", "n": [1, 2]}
     assert done.stderr == "hello from a file\n"  # logs go to stderr: stdout stays JSON
 
-    done = circles("play", "-", "--full", input='let x = 10;\nx * 2', **env)
+    done = circles("play", "-", "--full", input="let x = 10;\nx * 2", **env)
     result = json.loads(done.stdout)
     assert result["output"] == "20" and result["value"] == 20 and uuid.UUID(result["run_id"])
 

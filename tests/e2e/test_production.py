@@ -315,6 +315,7 @@ def test_redis_restart_while_processing_loses_no_webhook(production: Production)
     assert len(answers) == len(events) and set(answers.values()) <= {200, 503}, answers
     accepted = [event for event in events if answers[event["id"]] == 200]
     assert len(accepted) >= 6
+
     def all_processed() -> bool:  # stored ones too: the sweep queues those answered 503
         return all(processed(db, event["id"])() for event in events)
 

@@ -27,9 +27,7 @@ USER = "postgres"
 
 def postgres_bin_dir() -> Path:
     """The newest /usr/lib/postgresql/<version>/bin; a missing PostgreSQL fails loudly (never a skip)."""
-    found = sorted(
-        glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda path: int(Path(path).parts[-3])
-    )
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda path: int(Path(path).parts[-3]))
     if not found:
         raise RuntimeError(
             "PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb): run `make test`,"

@@ -12,8 +12,25 @@ I64_MIN, I64_MAX = -(2**63), 2**63 - 1
 
 @pytest.mark.parametrize(
     "value",
-    [None, True, False, 0, -1, I64_MIN, I64_MAX, 1.5, -0.0, "", "héllo ✓", b"", b"\x00\xff", [1, "a", None],
-     {"a": 1, "b": [True, {"c": 2.5}]}, [], {}],
+    [
+        None,
+        True,
+        False,
+        0,
+        -1,
+        I64_MIN,
+        I64_MAX,
+        1.5,
+        -0.0,
+        "",
+        "héllo ✓",
+        b"",
+        b"\x00\xff",
+        [1, "a", None],
+        {"a": 1, "b": [True, {"c": 2.5}]},
+        [],
+        {},
+    ],
 )
 def test_round_trip_through_a_constant(engine, value):
     assert engine.eval("V", {"V": value}) == value

@@ -16,8 +16,17 @@ def test_hierarchy():
         assert issubclass(cls, rhai.RhaiError)
     assert issubclass(rhai.HostError, rhai.ScriptError)
     assert set(rhai.KINDS) == {
-        "parse", "runtime", "throw", "host", "operations", "timeout", "stack",
-        "data_size", "variables", "functions", "source_size",
+        "parse",
+        "runtime",
+        "throw",
+        "host",
+        "operations",
+        "timeout",
+        "stack",
+        "data_size",
+        "variables",
+        "functions",
+        "source_size",
     }
 
 
