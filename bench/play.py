@@ -39,7 +39,6 @@ import contextlib
 import json
 import os
 import platform
-import shutil
 import statistics
 import subprocess
 import sys
@@ -71,6 +70,7 @@ from tests.helpers.processes import (  # noqa: E402
     server_env,
     wait_for_port,
 )
+from tests.helpers.redis_server import RedisServer  # noqa: E402
 
 SCRIPT = "1 + 1"
 EXPECTED = 2
@@ -227,34 +227,15 @@ class System:
     processes: list[ManagedProcess] = field(default_factory=list)
 
 
-def redis_argv(port: int, directory: Path) -> list[str]:
-    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-    return [
-        binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory),
-        "--save", "", "--appendonly", "no", "--protected-mode", "yes",
-    ]  # fmt: skip
-
-
-def start_redis(workdir: Path) -> tuple[ManagedProcess, int]:
-    port = free_port()
-    process = ManagedProcess(redis_argv(port, workdir), env={}, log_path=workdir / "redis.log", cwd=workdir)
+def start_redis(workdir: Path) -> RedisServer:
+    """The private redis-server every system shares (no persistence)."""
+    server = RedisServer(workdir, persist=False)
     try:
-        wait_for_port(port, process.process)
-        client = redis.Redis(host="127.0.0.1", port=port)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.BusyLoadingError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        client.close()
+        server.start()
     except Exception:
-        process.stop()
-        raise RuntimeError(f"redis-server did not start:\n{process.output()}") from None
-    return process, port
+        server.stop()
+        raise
+    return server
 
 
 def uvicorn_argv(port: int) -> list[str]:
@@ -767,7 +748,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="play-bench-") as tmp:
         workdir = Path(tmp)
         try:
-            redis_process, redis_port = start_redis(workdir)
+            redis_server = start_redis(workdir)
+            redis_process, redis_port = redis_server.process, redis_server.port
             processes.append(redis_process)
             _stats_client.append(redis.Redis(host="127.0.0.1", port=redis_port))
             if args.at_commit:

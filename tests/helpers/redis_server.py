@@ -11,9 +11,10 @@ from tests.helpers.processes import ManagedProcess, free_port, require_binary, w
 class RedisServer:
     """A real redis-server process that can be stopped and started again on the same port."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, persist: bool = True) -> None:
         self.binary = require_binary("redis-server")
         self.directory = directory
+        self.persist = persist
         self.port = free_port()
         self.process: ManagedProcess | None = None
 
@@ -22,10 +23,14 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        """Start (or restart) the server; AOF on so a restart keeps the queue, as in production."""
+        """Start (or restart) the server; AOF on so a restart keeps the queue, as in production.
+
+        `persist=False` (benchmarks) runs without AOF: nothing survives a restart.
+        """
+        aof = ["--appendonly", "yes", "--appendfsync", "always"] if self.persist else ["--appendonly", "no"]
         argv = [
             self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory),
-            "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--protected-mode", "yes",
+            *aof, "--save", "", "--protected-mode", "yes",
         ]  # fmt: skip
         self.process = ManagedProcess(argv, env={}, log_path=self.directory / "redis.log", cwd=self.directory)
         wait_for_port(self.port, self.process.process)
