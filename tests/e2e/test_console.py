@@ -6,22 +6,20 @@ and each `personal_sign` waits in `window.__signRequests` until this test signs 
 Python with the real key (eth_account) and resolves it, as a wallet would after a click.
 """
 
-import shutil
 import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
 
 import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.e2e.conftest import World
+from tests.helpers.browser import headless_chromium
 from tests.helpers.keys import WalletKey
-from tests.helpers.processes import require_binary, server_env, start_asgi_server
+from tests.helpers.processes import server_env, start_asgi_server
 from tests.helpers.redis_server import RedisServer
 
 pytestmark = pytest.mark.e2e
@@ -53,15 +51,8 @@ def workers(start_workers, queue_settings):
 
 @pytest.fixture
 def browser():
-    """Debian's chromium and chromedriver, headless."""
-    options = webdriver.ChromeOptions()
-    options.binary_location = require_binary("chromium")
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1300,760"):
-        options.add_argument(argument)
-    service = Service(executable_path=shutil.which("chromedriver") or require_binary("chromedriver"))
-    driver = webdriver.Chrome(options=options, service=service)
-    yield driver
-    driver.quit()
+    with headless_chromium(1300, 760) as driver:
+        yield driver
 
 
 def http_get(url: str) -> tuple[int, str]:

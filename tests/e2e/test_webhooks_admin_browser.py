@@ -5,8 +5,6 @@ import shutil
 import uuid
 
 import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.select import Select
@@ -14,8 +12,9 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.e2e.conftest import World
 from tests.e2e.webhook_support import Database, create_circle, http_url, post_stripe, wait_for
+from tests.helpers.browser import headless_chromium
 from tests.helpers.keys import WalletKey
-from tests.helpers.processes import manage, require_binary, server_env
+from tests.helpers.processes import manage, server_env
 from tests.helpers.webhooks import payment_intent, stripe_event
 
 pytestmark = pytest.mark.e2e
@@ -26,15 +25,8 @@ PASSWORD = "browser-test-password"
 
 @pytest.fixture(scope="module")
 def browser():
-    """Debian's chromium and chromedriver, headless."""
-    options = webdriver.ChromeOptions()
-    options.binary_location = require_binary("chromium")
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):
-        options.add_argument(argument)
-    service = Service(executable_path=shutil.which("chromedriver") or require_binary("chromedriver"))
-    driver = webdriver.Chrome(options=options, service=service)
-    yield driver
-    driver.quit()
+    with headless_chromium(1400, 1000) as driver:
+        yield driver
 
 
 @pytest.fixture(scope="module")
