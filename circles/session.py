@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from auth_secp import ChallengeBook
+from circles.jsonrpc import RpcError
 from circles.limits import ConnectionLimits, TokenBucket
 from circles.roles import Role
 
@@ -22,6 +23,9 @@ class ScriptRunner(Protocol):
     """Runs a `play` script for a session and returns the `play` result (or raises RpcError)."""
 
     async def __call__(self, session: "CircleSession", script: str, timeout_ms: int) -> dict: ...
+
+    def give_up(self, error: RpcError) -> None:
+        """Answer `error` to every request still waiting (the server is shutting down)."""
 
 
 @dataclass(slots=True)

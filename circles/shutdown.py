@@ -36,7 +36,6 @@ SHUTDOWN_REASON = "server shutting down"
 SHUTTING_DOWN = RpcError(EXECUTOR_UNAVAILABLE, "Executor unavailable", {"reason": SHUTDOWN_REASON})
 
 live: weakref.WeakSet[CircleConsumer] = weakref.WeakSet()
-draining = False
 
 
 def track(consumer: CircleConsumer) -> None:
@@ -74,17 +73,14 @@ async def drain_connection(consumer: CircleConsumer, grace: float) -> None:
 
 
 def give_up_waiting(consumer: CircleConsumer) -> None:
-    """Answer -32012 to every `play` of `consumer` still waiting for its worker's result."""
-    waiting: dict[str, asyncio.Future] = getattr(consumer.scripts, "waiting", None) or {}
-    for answer in list(waiting.values()):
-        if not answer.done():
-            answer.set_exception(SHUTTING_DOWN)
+    """Answer -32012 to every `play` of `consumer` still waiting for its result."""
+    scripts = getattr(consumer, "scripts", None)  # none yet if the handshake never finished
+    if scripts is not None:
+        scripts.give_up(SHUTTING_DOWN)
 
 
 async def drain_all(grace: float | None = None) -> None:
     """Drain every live connection of this process concurrently (called once, on SIGTERM)."""
-    global draining
-    draining = True
     consumers = [consumer for consumer in list(live) if not consumer.closing]
     if not consumers:
         return

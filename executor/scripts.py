@@ -8,7 +8,8 @@ pool of this process. Either way the caller gets an answer by its deadline: the 
 """
 
 import asyncio
-from collections.abc import Callable
+import logging
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from typing import Any
@@ -23,6 +24,9 @@ from circles.session import CircleSession
 from executor.jobs import Job
 from executor.producer import AsyncJobProducer
 from executor.queue import QueueConfig, QueueFull, QueueUnavailable
+from executor.runner import run_job
+
+logger = logging.getLogger("executor.scripts")
 
 # How long past the deadline the consumer still waits: the worker's own timeout error
 # (which carries the line and column) usually arrives first.
@@ -65,19 +69,44 @@ def _producer() -> AsyncJobProducer:
     return AsyncJobProducer(QueueConfig.from_settings())
 
 
-class QueuedScripts:
+class _Waiting:
+    """The `play` requests of one connection waiting for their outcome, by run id."""
+
+    def __init__(self) -> None:
+        self.waiting: dict[str, asyncio.Future] = {}
+
+    async def outcome(self, job: Job, answer: asyncio.Future, start: Callable[[], Awaitable[None]]) -> dict:
+        """Start the job, then wait for its outcome until its deadline; the `play` result or RpcError."""
+        self.waiting[job.run_id] = answer
+        try:
+            await start()
+            try:
+                outcome = await asyncio.wait_for(answer, job.timeout_ms / 1000 + DELIVERY_GRACE_SECONDS)
+            except TimeoutError:
+                raise deadline_passed(job.timeout_ms) from None
+        finally:
+            self.waiting.pop(job.run_id, None)
+        return outcome_to_result(outcome)
+
+    def give_up(self, error: RpcError) -> None:
+        """Answer `error` to every request still waiting (the server is shutting down)."""
+        for answer in list(self.waiting.values()):
+            if not answer.done():
+                answer.set_exception(error)
+
+
+class QueuedScripts(_Waiting):
     """Runs scripts through the Redis queue; one per connection, fed by its `script.result` events."""
 
     def __init__(self, reply_channel: str) -> None:
+        super().__init__()
         self.reply_channel = reply_channel
-        self.waiting: dict[str, asyncio.Future] = {}
 
     @timed_play
     async def __call__(self, session: CircleSession, script: str, timeout_ms: int) -> dict[str, Any]:
         job = new_job(session, script, timeout_ms, self.reply_channel)
-        answer = asyncio.get_running_loop().create_future()
-        self.waiting[job.run_id] = answer
-        try:
+
+        async def enqueue() -> None:
             try:
                 await _producer().enqueue(job)
             except (QueueFull, QueueUnavailable) as exc:
@@ -85,13 +114,8 @@ class QueuedScripts:
                 raise RpcError(
                     EXECUTOR_UNAVAILABLE, "Executor unavailable", {"reason": reason}, log_detail=str(exc)
                 ) from exc
-            try:
-                outcome = await asyncio.wait_for(answer, timeout_ms / 1000 + DELIVERY_GRACE_SECONDS)
-            except TimeoutError:
-                raise deadline_passed(timeout_ms) from None
-        finally:
-            self.waiting.pop(job.run_id, None)
-        return outcome_to_result(outcome)
+
+        return await self.outcome(job, asyncio.get_running_loop().create_future(), enqueue)
 
     def deliver(self, run_id: str, outcome: dict[str, Any]) -> None:
         """A worker's outcome arrived; a late one (nobody waiting) is dropped."""
@@ -107,21 +131,19 @@ def _pool() -> ThreadPoolExecutor:
 
 def _run_in_pool(job: Job, answer: Callable[[dict[str, Any] | BaseException], None]) -> None:
     """Run a job on a pool thread: answer the waiting request first, then record the run."""
-    from executor.runner import run_job
-
     close_old_connections()
     try:
         report = run_job(job)
         answer(report.outcome)
         report.record(worker="in-process")
-    except Exception as exc:  # the request must not wait for its deadline on a crash
+    except Exception as exc:  # e.g. the row could not be saved; the request must not wait for its deadline
+        logger.exception("in-process run %s failed", job.run_id)
         answer(exc)
-        raise
     finally:
         close_old_connections()
 
 
-class LocalScripts:
+class LocalScripts(_Waiting):
     """Runs scripts in this process (embedded mode): the same job function, in a thread pool."""
 
     @timed_play
@@ -134,12 +156,10 @@ class LocalScripts:
             if not answer.done():
                 (answer.set_exception if isinstance(result, BaseException) else answer.set_result)(result)
 
-        _pool().submit(_run_in_pool, job, lambda result: loop.call_soon_threadsafe(settle, result))
-        try:
-            outcome = await asyncio.wait_for(answer, timeout_ms / 1000 + DELIVERY_GRACE_SECONDS)
-        except TimeoutError:
-            raise deadline_passed(timeout_ms) from None
-        return outcome_to_result(outcome)
+        async def submit() -> None:
+            _pool().submit(_run_in_pool, job, lambda result: loop.call_soon_threadsafe(settle, result))
+
+        return await self.outcome(job, answer, submit)
 
     def deliver(self, run_id: str, outcome: dict[str, Any]) -> None:
         """Nothing arrives over the channel layer in embedded mode."""

@@ -57,3 +57,27 @@ async def test_sigterm_with_nothing_in_flight_closes_at_once(world: World, tmp_p
         assert process.process.wait(15) == 0, process.output()
     finally:
         process.stop()
+
+
+async def test_embedded_mode_answers_a_play_still_running_after_the_grace(world: World, tmp_path) -> None:
+    env = server_env(
+        world.database_url,
+        CIRCLES_SHUTDOWN_GRACE_SECONDS="0.5",
+        CIRCLES_SCRIPT_MAX_OPERATIONS="1000000000000",
+    )  # no REDIS_URL: the script runs in the server's own thread pool
+    process, port = start_asgi_server("serve", env, tmp_path / "s.log")
+    try:
+        client = await RpcClient.connect(f"ws://127.0.0.1:{port}/{world.circle}")
+        await client.sign_in(world.member)
+        play = {"script": "loop {}", "timeout_ms": 5000}
+        await client.send_json({"jsonrpc": "2.0", "method": "play", "params": play, "id": "long"})
+        await asyncio.sleep(0.3)
+        process.signal(signal.SIGTERM)
+        long = await client.response_to("long", timeout=4)  # the grace, then the answer: not silence
+        assert long["error"]["code"] == -32012 and long["error"]["data"] == {"reason": "server shutting down"}
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await client.recv_json(timeout=5)
+        assert closed.value.rcvd.code == 1001
+        assert process.process.wait(15) == 0, process.output()
+    finally:
+        process.stop()
