@@ -118,6 +118,9 @@ def run_job(job: Job) -> RunReport:
         error = exc.to_dict()
     except NotJsonSafe as exc:
         error = script_error("runtime", f"the script's value {exc}")
+    except Exception:  # the server's fault (e.g. the commit failed): an answer, not a dead worker
+        logger.exception("run %s in circle %s failed inside the server", job.run_id, job.circle_key[:16])
+        error = script_error("host", "the run failed inside the server; nothing it wrote was kept")
     else:
         answer = {
             "output": result.output,

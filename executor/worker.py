@@ -10,7 +10,7 @@ import socket
 import time
 
 import redis
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections
 
 from circleproject import metrics
 from circleproject.health import Heartbeat
@@ -116,7 +116,10 @@ class Worker:
         """
         if self.unsaved_runs:
             runs, self.unsaved_runs = self.unsaved_runs, []
-            save_runs(runs)
+            try:
+                save_runs(runs)
+            except DatabaseError:  # the jobs were answered; losing their rows must not stop the worker
+                logger.exception("worker %s could not save %d run rows", self.name, len(runs))
 
     def handle_batch(self, batch: list[Delivery]) -> None:
         """Handle jobs read together."""
