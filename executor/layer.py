@@ -11,12 +11,12 @@ import asyncio
 import logging
 import uuid
 
-import redis
 from channels_redis.pubsub import RedisPubSubChannelLayer
+
+from executor.redis_line import REDIS_DOWN
 
 logger = logging.getLogger("executor.layer")
 
-REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, OSError)
 _retries: set[asyncio.Task] = set()  # background subscriptions, kept alive until done
 MAX_BACKOFF_SECONDS = 5.0
 

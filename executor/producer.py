@@ -7,9 +7,7 @@ import redis.asyncio as aioredis
 
 from executor.jobs import Job
 from executor.queue import BOUNDED_ADD, QueueConfig, QueueFull, QueueUnavailable
-from executor.redis_line import AsyncRedisLine, LineScript
-
-REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, OSError)
+from executor.redis_line import REDIS_DOWN, AsyncRedisLine, LineScript
 
 
 class AsyncJobProducer:
@@ -56,9 +54,11 @@ class AsyncJobProducer:
     async def _add_all(self, jobs: list[bytes]) -> list[str | Exception]:
         """One write of bounded adds; per job its entry id, QueueFull, or the error Redis gave."""
         replies = await self._send(jobs)
-        if any(isinstance(reply, redis.exceptions.NoScriptError) for reply in replies):
-            await self.line.call_many([("SCRIPT", "LOAD", self.script.source)])  # a new or restarted Redis
-            replies = await self._send(jobs)
+        unknown = [i for i, reply in enumerate(replies) if isinstance(reply, redis.exceptions.NoScriptError)]
+        if unknown:  # a new or restarted Redis: load the script, send again only what it refused
+            await self.line.call_many([("SCRIPT", "LOAD", self.script.source)])
+            for i, reply in zip(unknown, await self._send([jobs[i] for i in unknown]), strict=True):
+                replies[i] = reply
         return [_entry_id(reply, self.config.max_length) for reply in replies]
 
     async def _send(self, jobs: list[bytes]) -> list:

@@ -134,18 +134,15 @@ class JobQueue:
                 self.config.group,
                 min=claimed[0][0],
                 max=claimed[-1][0],
-                count=len(claimed) * 2,
+                count=len(claimed),
+                consumername=consumer,  # just claimed: other workers' entries in that range are not ours
             )
         }
         return [
-            _decode_entry(entry_id, fields, counts.get(entry_id.decode(), 1))
+            _decode_entry(entry_id, fields, counts.get(entry_id.decode(), 2))  # claimed: delivered before
             for entry_id, fields in claimed
             if fields is not None  # deleted while pending
         ]
-
-    def ack(self, entry_id: str) -> None:
-        """The job is done and answered: acknowledge and delete it."""
-        self.finish(entry_id)
 
     def finish(self, entry_id: str, publication: Publication | None = None) -> None:
         """Publish the job's answer (if given), then acknowledge and delete the job, in one step.

@@ -68,10 +68,7 @@ class AsyncRedisLine:
                 except redis.ResponseError as exc:
                     replies.append(exc)
             return replies
-        except REDIS_DOWN:
-            await connection.disconnect()
-            raise
-        except BaseException:  # cancelled mid-reply: the connection's state is unknown
+        except BaseException:  # lost, or cancelled mid-reply: the connection's state is unknown
             await connection.disconnect()
             raise
 

@@ -58,6 +58,7 @@ class Worker:
         backoff = 0.1
         last_claim = 0.0
         last_periodic = 0.0
+        periodic_every = hooks.periodic_every_seconds()
         connected = False
         while not self.stopping:
             try:
@@ -69,7 +70,7 @@ class Worker:
                 if time.monotonic() - last_claim >= CLAIM_EVERY_SECONDS:
                     last_claim = time.monotonic()
                     self.handle_batch(self.queue.claim_stale(self.name))
-                if time.monotonic() - last_periodic >= hooks.periodic_every_seconds():
+                if time.monotonic() - last_periodic >= periodic_every:
                     last_periodic = time.monotonic()
                     hooks.run_periodic()  # e.g. the webhook sweep: retries and events left unqueued
                 batch = self.queue.read(self.name, count=READ_BATCH, block_ms=self.read_block_ms())
@@ -152,21 +153,22 @@ class Worker:
         started = time.perf_counter()
         report = run_job(job)
         outcome = report.outcome
-        if job.event_id is None:
-            self.queue.finish(delivery.entry_id, self.delivery.publication(job, outcome))
-            self.keep_run(report.unsaved_row(worker=self.name, attempts=delivery.deliveries))
-        else:  # the webhook event links to its run: the row must exist before the hook
+        if job.event_id is not None:  # the webhook event links to its run: the row must exist before the hook
             report.record(worker=self.name, attempts=delivery.deliveries)
             hooks.job_finished(job, outcome)
-            self.queue.ack(delivery.entry_id)
-        metrics.observe_job(outcome["ok"], time.perf_counter() - started)
+        self.queue.finish(delivery.entry_id, self.delivery.publication(job, outcome))
+        if job.event_id is None:
+            self.keep_run(report.unsaved_row(worker=self.name, attempts=delivery.deliveries))
+        elapsed = time.perf_counter() - started
+        metrics.observe_job(outcome["ok"], elapsed)
         self.jobs_done += 1
-        logger.debug(
-            "run %s %s in %.1f ms (%s, circle %s, request %s)",
-            job.run_id,
-            "ok" if outcome["ok"] else outcome["error"]["kind"],
-            (time.perf_counter() - started) * 1000,
-            job.source,
-            job.circle_key[:16],
-            job.request_id or "-",
-        )
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "run %s %s in %.1f ms (%s, circle %s, request %s)",
+                job.run_id,
+                "ok" if outcome["ok"] else outcome["error"]["kind"],
+                elapsed * 1000,
+                job.source,
+                job.circle_key[:16],
+                job.request_id or "-",
+            )

@@ -24,7 +24,7 @@ def test_enqueue_read_ack_leaves_nothing_behind(queue: JobQueue, circle) -> None
     [delivery] = queue.read("w1", block_ms=100)
     assert delivery.job == job and delivery.deliveries == 1
     assert queue.pending() == 1
-    queue.ack(delivery.entry_id)
+    queue.finish(delivery.entry_id)
     assert queue.pending() == 0 and queue.length() == 0
     assert queue.read("w1", block_ms=50) == []
 
