@@ -1,6 +1,7 @@
 """Operators' view of circles and their members."""
 
 from django.contrib import admin
+from django.db.models import Count
 
 from circles.models import Circle, Member, Record
 
@@ -24,9 +25,13 @@ class CircleAdmin(admin.ModelAdmin):
     readonly_fields = ("created_at",)
     inlines = [MemberInline]
 
-    @admin.display(description="members")
+    def get_queryset(self, request):
+        """Circles with their member count, counted in the list's one query (not one per row)."""
+        return super().get_queryset(request).annotate(member_total=Count("members"))
+
+    @admin.display(description="members", ordering="member_total")
     def member_count(self, circle: Circle) -> int:
-        return circle.members.count()
+        return circle.member_total
 
 
 @admin.register(Member)

@@ -11,13 +11,16 @@ from circles.jsonrpc import INTERNAL_ERROR, METHOD_NOT_FOUND, Request, RpcError,
 from circles.registry import MethodRegistry
 from circles.session import CircleSession
 
-_request_id: ContextVar[str] = ContextVar("request_id", default="")
+_request: ContextVar[Request | None] = ContextVar("request", default=None)
 REQUEST_ID_CHARS = 100  # what jobs and log lines carry of an id (a client may send a long string)
 
 
 def current_request_id() -> str:
     """The JSON-RPC id of the request being answered in this task, as JSON text ("" for a notification)."""
-    return _request_id.get()
+    request = _request.get()
+    if request is None or request.is_notification:
+        return ""
+    return orjson.dumps(request.id).decode()[:REQUEST_ID_CHARS]  # only methods that ask pay for this
 
 
 async def answer(
@@ -28,9 +31,7 @@ async def answer(
     Every failure is logged with the connection's circle and peer (the adapter carries
     them); clients get only the code, message and data, never internals.
     """
-    token = _request_id.set(
-        "" if request.is_notification else orjson.dumps(request.id).decode()[:REQUEST_ID_CHARS]
-    )
+    token = _request.set(request)
     try:
         method = registry.get(request.method)
         if method is None:
@@ -51,6 +52,6 @@ async def answer(
         log.exception("%s raised", request.method[:100])
         return None if request.is_notification else failure(request.id, RpcError(INTERNAL_ERROR))
     finally:
-        _request_id.reset(token)
+        _request.reset(token)
     count_rpc(request.method, 0)
     return None if request.is_notification else success(request.id, result)
