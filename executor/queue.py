@@ -105,7 +105,7 @@ class JobQueue:
         """Add `job`; raises QueueFull or QueueUnavailable."""
         try:
             entry_id = self._add(keys=[self.config.stream], args=[self.config.max_length, job.encode()])
-        except redis.ConnectionError as exc:
+        except redis.RedisError as exc:  # down, timed out, or an error reply: not queued either way
             raise QueueUnavailable(str(exc)) from exc
         if not entry_id:
             raise QueueFull(f"{self.config.max_length} jobs outstanding")

@@ -136,7 +136,6 @@ class WebhookEventAdmin(admin.ModelAdmin):
     def reprocess(self, request, queryset) -> None:
         """Run the selected events' handler again now (rejected and duplicate rows are skipped)."""
         queued, waiting = processing.reprocess(queryset.values_list("id", flat=True))
-        processing.ensure_local_sweeper()
         self.message_user(request, f"{queued} events queued again.", messages.SUCCESS)
         if waiting:
             self.message_user(

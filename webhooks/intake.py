@@ -45,7 +45,6 @@ def receive(
     if found is None:  # unknown or inactive circle, or the provider is not set up for it
         return NOT_FOUND
     circle_id, circle_key, config = found
-    processing.ensure_local_sweeper()
     incoming = IncomingRequest(provider, circle_id, body, headers, remote_addr)
     try:
         provider.verify(body, headers, config.secret)

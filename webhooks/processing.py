@@ -102,12 +102,7 @@ def submit(job: Job) -> None:
     if not settings.REDIS_URL:
         _local_pool().submit(run_in_process, job)
         return
-    try:
-        _queue().enqueue(job)
-    except (QueueFull, QueueUnavailable):
-        raise
-    except redis.RedisError as exc:
-        raise QueueUnavailable(str(exc)) from exc
+    _queue().enqueue(job)
 
 
 def run_in_process(job: Job) -> None:
