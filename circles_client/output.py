@@ -4,8 +4,7 @@ import json
 import sys
 from typing import Any, TextIO
 
-from circles_client.errors import CirclesError, ConnectionLost, RequestTimeout, RpcError
-from circles_client.keys import InvalidKey
+from circles_client.errors import CirclesError, ConnectionLost, RequestTimeout
 
 EXIT_OK = 0
 EXIT_SERVER_ERROR = 1  # the server answered with an error (a failed script among them)
@@ -39,14 +38,6 @@ def one_line_error(error: BaseException) -> str:
     return f"error: {type(error).__name__}: {text}"
 
 
-def exit_code_for(error: BaseException) -> int:
-    """The exit status for an error (see the EXIT_* constants)."""
-    if isinstance(error, RpcError):
-        return EXIT_SERVER_ERROR
-    if isinstance(error, ConnectionLost | RequestTimeout):
-        return EXIT_CONNECTION
-    if isinstance(error, InvalidKey | ValueError | OSError):
-        return EXIT_USAGE
-    if isinstance(error, CirclesError):
-        return EXIT_SERVER_ERROR
-    return EXIT_SERVER_ERROR
+def exit_code_for(error: CirclesError) -> int:
+    """The exit status for a client error: connection trouble or the server's answer (EXIT_*)."""
+    return EXIT_CONNECTION if isinstance(error, ConnectionLost | RequestTimeout) else EXIT_SERVER_ERROR

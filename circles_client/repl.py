@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from circles_client.client import CircleClient
 from circles_client.errors import CircleNotFound, CirclesError
-from circles_client.output import one_line_error, print_json, print_logs
+from circles_client.output import EXIT_CONNECTION, one_line_error, print_json, print_logs
 
 T = TypeVar("T")
 
@@ -168,7 +168,7 @@ def run_repl(client: CircleClient) -> int:
                 print("^C (the run may still finish on the server)", file=sys.stderr)
             except CircleNotFound as exc:
                 print(one_line_error(exc), file=sys.stderr)
-                return 3
+                return EXIT_CONNECTION
             except CirclesError as exc:
                 failed = True
                 print(one_line_error(exc), file=sys.stderr)

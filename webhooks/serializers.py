@@ -14,9 +14,9 @@ from rest_framework import serializers
 from webhooks.providers import MalformedEvent
 
 
-def _text(**kwargs: Any) -> serializers.CharField:
+def _text() -> serializers.CharField:
     """An optional, nullable string (None when absent)."""
-    return serializers.CharField(required=False, allow_null=True, allow_blank=True, default=None, **kwargs)
+    return serializers.CharField(required=False, allow_null=True, allow_blank=True, default=None)
 
 
 def _integer() -> serializers.IntegerField:
