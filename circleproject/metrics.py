@@ -181,7 +181,7 @@ def metrics_allowed(request: HttpRequest) -> bool:
     header = request.META.get("HTTP_AUTHORIZATION", "")
     if token and header.startswith("Bearer ") and hmac.compare_digest(header[7:].strip(), token):
         return True
-    from webhooks.client_address import client_address, parse_address, trusted_networks
+    from webhooks.client_address import client_address, in_networks, parse_address, trusted_networks
 
     address = client_address(
         request.META.get("REMOTE_ADDR"),
@@ -191,8 +191,7 @@ def metrics_allowed(request: HttpRequest) -> bool:
     parsed = parse_address(address or "")
     if parsed is None:
         return False
-    allowed = trusted_networks(tuple(settings.CIRCLES_METRICS_ALLOWED_IPS))
-    return any(parsed.version == network.version and parsed in network for network in allowed)
+    return in_networks(parsed, trusted_networks(tuple(settings.CIRCLES_METRICS_ALLOWED_IPS)))
 
 
 def metrics_view(request: HttpRequest) -> HttpResponse:

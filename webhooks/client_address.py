@@ -36,7 +36,8 @@ def parse_address(text: str) -> IpAddress | None:
     return address
 
 
-def _trusted(address: IpAddress, networks: Iterable[IpNetwork]) -> bool:
+def in_networks(address: IpAddress, networks: Iterable[IpNetwork]) -> bool:
+    """Whether `address` is in one of `networks` (of its own IP version)."""
     return any(address.version == network.version and address in network for network in networks)
 
 
@@ -45,7 +46,7 @@ def client_address(peer: str | None, forwarded_for: str | None, trusted: Sequenc
     peer_address = parse_address(peer or "")
     if peer_address is None:
         return None
-    if not forwarded_for or not _trusted(peer_address, trusted):
+    if not forwarded_for or not in_networks(peer_address, trusted):
         return str(peer_address)
     candidate = peer_address
     for entry in reversed(forwarded_for.split(",")):
@@ -53,6 +54,6 @@ def client_address(peer: str | None, forwarded_for: str | None, trusted: Sequenc
         if address is None:
             return None
         candidate = address
-        if not _trusted(address, trusted):
+        if not in_networks(address, trusted):
             return str(address)
     return str(candidate)  # every hop trusted: the left-most is as close to the client as we know
