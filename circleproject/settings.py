@@ -122,6 +122,14 @@ CIRCLES_MAX_IN_FLIGHT = env.int("CIRCLES_MAX_IN_FLIGHT", default=32)
 CIRCLES_MAX_FAILED_AUTH = env.int("CIRCLES_MAX_FAILED_AUTH", default=5)
 CIRCLES_RATE_PER_SECOND = env.float("CIRCLES_RATE_PER_SECOND", default=50.0)
 CIRCLES_RATE_BURST = env.int("CIRCLES_RATE_BURST", default=100)
+# Invalid frames (not JSON, binary, invalid request objects) one connection may send before
+# close 4400; they also take tokens of the request rate. 0: no bound.
+CIRCLES_MAX_INVALID_FRAMES = env.int("CIRCLES_MAX_INVALID_FRAMES", default=100)
+# Per client address (resolved through CIRCLES_TRUSTED_PROXIES), so more sockets do not buy more:
+# open circle WebSockets per ASGI process (over it: close 4429), and `authenticate` calls per
+# minute (over it: -32029; counted in Redis across processes when REDIS_URL is set). 0: no limit.
+CIRCLES_MAX_CONNECTIONS_PER_ADDRESS = env.int("CIRCLES_MAX_CONNECTIONS_PER_ADDRESS", default=64)
+CIRCLES_SIGN_INS_PER_ADDRESS_PER_MINUTE = env.int("CIRCLES_SIGN_INS_PER_ADDRESS_PER_MINUTE", default=60)
 CIRCLES_PLAY_TIMEOUT_MS = env.int("CIRCLES_PLAY_TIMEOUT_MS", default=10_000)
 CIRCLES_PLAY_MAX_TIMEOUT_MS = env.int("CIRCLES_PLAY_MAX_TIMEOUT_MS", default=60_000)
 # How long a looked-up active circle is trusted before a connect reads it again.
