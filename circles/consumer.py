@@ -1,8 +1,8 @@
 """`CircleConsumer`: one WebSocket connection to a circle, a thin shell that frames and routes.
 
 The JSON-RPC rules live in `circles.jsonrpc`, the methods in `circles.methods`, the limits
-in `circles.limits`; this module only moves frames, enforces the per-connection limits and
-runs slow requests as tasks so a long `play` never delays a `whoami` on the same socket.
+in `circles.limits` and `circles.address_limits`; this module only moves frames, enforces the
+limits and runs slow requests as tasks so a long `play` never delays a `whoami` on the same socket.
 """
 
 import asyncio
@@ -14,6 +14,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from auth_secp import ChallengeBook
+from circles.address_limits import AttemptWindows, connections
 from circles.dispatch import answer
 from circles.jsonrpc import (
     PARSE_ERROR,
@@ -28,16 +29,23 @@ from circles.jsonrpc import (
 from circles.limits import ConnectionLimits
 from circles.lookups import find_active_circle
 from circles.methods import registry
+from circles.peer_address import scope_address
 from circles.session import CircleSession
 from circles.shutdown import SHUTTING_DOWN, track, untrack
+from circles.sign_in_limits import sign_in_limiter
 from executor.scripts import script_runner_for
 
 logger = logging.getLogger("circles.consumer")
 
+CLOSE_INVALID_FRAMES = 4400
 CLOSE_CIRCLE_NOT_FOUND = 4404
 CLOSE_TOO_MANY = 4429
 CLOSE_MESSAGE_TOO_BIG = 1009
 IN_FLIGHT_FULL = RpcError(RATE_LIMITED, "Rate limited", {"reason": "too many requests in flight"})
+OVER_THE_RATE = RpcError(RATE_LIMITED, "Rate limited", {"reason": "request rate"})
+BINARY_FRAME = RpcError(PARSE_ERROR, data={"reason": "send UTF-8 JSON text frames"})
+# One "refused: too many connections" line per address per minute, not one per refused socket.
+refusals_logged = AttemptWindows(60.0)
 
 
 class ConnectionLog(logging.LoggerAdapter):
@@ -71,6 +79,7 @@ class CircleConsumer(AsyncWebsocketConsumer):
     """A connection to `/{circle_pk}` speaking JSON-RPC 2.0."""
 
     session: CircleSession | None = None
+    slot = None  # this connection's place in the per-address count (circles.address_limits)
     closing = False
     draining = False  # set by circles.shutdown: new requests are answered -32012
 
@@ -87,13 +96,31 @@ class CircleConsumer(AsyncWebsocketConsumer):
         await handler(message)
 
     async def connect(self) -> None:
-        """Accept, then close with 4404 at once if the circle is unknown (browsers can read the reason)."""
+        """Accept, then close at once with 4429 if its address has too many connections open, or
+        with 4404 if the circle is unknown (browsers can read the code and reason)."""
         raw_key = self.scope["url_route"]["kwargs"]["circle_pk"].removesuffix("/")
         self.log = ConnectionLog(logger, {"circle": raw_key[:80], "peer": peer_of(self.scope)})
         self.tasks: set[asyncio.Task] = set()
         self.in_flight = 0
         self.rate_rejections = 0
+        self.invalid_frames = 0
         track(self)  # live connections: the open-connections gauge and the shutdown drain
+        address = scope_address(self.scope)
+        self.slot = connections.acquire(address, settings.CIRCLES_MAX_CONNECTIONS_PER_ADDRESS)
+        if self.slot is None:
+            await self.accept()
+            if refusals_logged.attempt(address, 1):
+                self.log.info("refused: too many connections from %s (logged once a minute)", address)
+            await self.shut(CLOSE_TOO_MANY, "too many connections")
+            return
+        try:
+            await self.open_session(raw_key, address)
+        except BaseException:
+            self.slot.release()  # no disconnect follows a failed connect
+            raise
+
+    async def open_session(self, raw_key: str, address: str | None) -> None:
+        """Look the circle up, accept, and start the session (or close 4404)."""
         circle = await find_active_circle(raw_key)
         await self.accept()
         if circle is None:
@@ -110,11 +137,15 @@ class CircleConsumer(AsyncWebsocketConsumer):
                 settings.CIRCLES_SERVER_NAME, circle.public_key, ttl=limits.nonce_ttl_seconds
             ),
             run_script=self.scripts,
+            address=address,
+            sign_ins=sign_in_limiter(),
         )
 
     async def disconnect(self, code: int) -> None:
-        """Cancel whatever this connection still has running."""
+        """Cancel whatever this connection still has running, and give its address's place back."""
         untrack(self)
+        if self.slot is not None:
+            self.slot.release()
         for task in self.tasks:
             task.cancel()
 
@@ -128,43 +159,73 @@ class CircleConsumer(AsyncWebsocketConsumer):
         if session is None or self.closing:
             return
         if text_data is None:
-            await self.reply(
-                failure(None, RpcError(PARSE_ERROR, data={"reason": "send UTF-8 JSON text frames"}))
-            )
-            return
-        if frame_too_big(text_data, session.limits.max_message_bytes):
+            await self.answer_invalid_frame(BINARY_FRAME)
+        elif frame_too_big(text_data, session.limits.max_message_bytes):
             self.log.info("closing: frame over %s bytes", session.limits.max_message_bytes)
             await self.shut(CLOSE_MESSAGE_TOO_BIG, "message too big")
             return
+        else:
+            await self.answer_frame(text_data)
+        await self.enforce_bounds()
+
+    async def answer_frame(self, text_data: str) -> None:
+        """Parse a text frame and answer it, or start answering it."""
+        limits = self.session.limits
         try:
-            frame = parse_frame(text_data, max_batch=session.limits.max_batch)
+            frame = parse_frame(text_data, max_batch=limits.max_batch)
         except RpcError as error:
-            self.log.info("bad frame: %s %s", error.code, error.data)
-            await self.reply(failure(None, error))
+            await self.answer_invalid_frame(error)
             return
+        invalid = next((entry.error for entry in frame.entries if isinstance(entry, InvalidEntry)), None)
+        if invalid is not None:
+            self.count_invalid_frame(invalid)
         entries = [self.admit(entry) for entry in frame.entries]
         if not frame.is_batch:
             await self.answer_single(entries[0])
-        elif self.in_flight + len(entries) > session.limits.max_in_flight:
+        elif self.in_flight + len(entries) > limits.max_in_flight:
             await self.reply(refuse_batch(entries))
         else:
             self.spawn(self.answer_batch(entries), len(entries))
-        if self.rate_rejections >= session.limits.rate_burst:
+
+    async def answer_invalid_frame(self, error: RpcError) -> None:
+        """Answer a frame that holds no request at all (binary, not JSON, a bad batch): one token."""
+        self.count_invalid_frame(error)
+        admitted = self.admit(InvalidEntry(error))
+        await self.reply(failure(None, admitted.error))
+
+    def count_invalid_frame(self, error: RpcError) -> None:
+        """Count an invalid frame; only the connection's first is logged (a flood is not)."""
+        self.invalid_frames += 1
+        if self.invalid_frames == 1:
+            self.log.info(
+                "invalid frame: %s %s (further ones on this connection are not logged)",
+                error.code,
+                error.data,
+            )
+
+    async def enforce_bounds(self) -> None:
+        """After a frame: close 4429 after a run of rate rejections, 4400 at the invalid-frame bound."""
+        limits = self.session.limits
+        if self.rate_rejections >= limits.rate_burst:
+            self.log.info("closing: %s requests in a row over the rate", self.rate_rejections)
             await self.shut(CLOSE_TOO_MANY, "too many requests")
+        elif 0 < limits.max_invalid_frames <= self.invalid_frames:
+            self.log.info("closing: %s invalid frames", self.invalid_frames)
+            await self.shut(CLOSE_INVALID_FRAMES, "too many invalid frames")
 
     def admit(self, entry: Request | InvalidEntry) -> Request | InvalidEntry | None:
-        """Apply the request rate: a request over it is answered -32029 (a notification is dropped)."""
-        if not isinstance(entry, Request):
-            return entry
+        """Apply the request rate to one entry, valid or not: over it, -32029 (a notification is dropped)."""
         if self.draining:
-            return None if entry.is_notification else InvalidEntry(SHUTTING_DOWN, entry.id)
+            if isinstance(entry, Request):
+                return None if entry.is_notification else InvalidEntry(SHUTTING_DOWN, entry.id)
+            return entry
         if self.session.rate.take():
             self.rate_rejections = 0  # only an unbroken run of rejections closes the socket
             return entry
         self.rate_rejections += 1
-        if entry.is_notification:
+        if isinstance(entry, Request) and entry.is_notification:
             return None
-        return InvalidEntry(RpcError(RATE_LIMITED, "Rate limited", {"reason": "request rate"}), entry.id)
+        return InvalidEntry(OVER_THE_RATE, entry.id)
 
     async def answer_single(self, entry: Request | InvalidEntry | None) -> None:
         """Answer cheap methods in place; run the rest as a task, within the in-flight bound."""

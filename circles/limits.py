@@ -21,6 +21,7 @@ class ConnectionLimits:
     play_timeout_ms: int
     play_max_timeout_ms: int
     role_cache_seconds: float
+    max_invalid_frames: int
 
     @classmethod
     def from_settings(cls) -> "ConnectionLimits":
@@ -36,6 +37,7 @@ class ConnectionLimits:
             play_timeout_ms=settings.CIRCLES_PLAY_TIMEOUT_MS,
             play_max_timeout_ms=settings.CIRCLES_PLAY_MAX_TIMEOUT_MS,
             role_cache_seconds=settings.CIRCLES_ROLE_CACHE_SECONDS,
+            max_invalid_frames=settings.CIRCLES_MAX_INVALID_FRAMES,
         )
 
 

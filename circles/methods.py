@@ -80,9 +80,11 @@ async def fetch_nonce(session: CircleSession, pubkey: str) -> str:
         Param("signature", "string", "hex signature: 65 bytes r||s||v or 64 bytes r||s", max_length=200),
     ),
     result={"type": "boolean"},
-    errors=(jsonrpc.INVALID_PARAMS, jsonrpc.INVALID_CREDENTIALS),
+    errors=(jsonrpc.INVALID_PARAMS, jsonrpc.INVALID_CREDENTIALS, jsonrpc.RATE_LIMITED),
 )
 async def authenticate(session: CircleSession, pubkey: str, signature: str) -> bool:
+    if not await session.may_attempt_sign_in():  # before the signature check: refusals cost nothing
+        raise _error(jsonrpc.RATE_LIMITED, data={"reason": "too many sign-in attempts"})
     try:
         key = session.challenges.redeem(pubkey, signature)
     except InvalidCredentials as exc:

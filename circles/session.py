@@ -19,6 +19,12 @@ class CircleInfo:
     name: str
 
 
+class SignInGate(Protocol):
+    """Counts a sign-in attempt from a client address: False when it is over the limit."""
+
+    async def attempt(self, address: str | None) -> bool: ...
+
+
 class ScriptRunner(Protocol):
     """Runs a `play` script for a session and returns the `play` result (or raises RpcError)."""
 
@@ -37,6 +43,8 @@ class CircleSession:
     limits: ConnectionLimits
     challenges: ChallengeBook
     run_script: ScriptRunner
+    address: str | None = None  # the client address (behind trusted proxies), None if unknown
+    sign_ins: SignInGate | None = None  # the per-address sign-in attempts; None: not limited
     rate: TokenBucket = field(init=False)
     pubkey: str | None = None
     role: Role | None = None
@@ -50,6 +58,10 @@ class CircleSession:
     def authenticated(self) -> bool:
         """True once `authenticate` succeeded (and until `logout`)."""
         return self.pubkey is not None
+
+    async def may_attempt_sign_in(self) -> bool:
+        """Count one sign-in attempt against this client address's limit; False when over it."""
+        return self.sign_ins is None or await self.sign_ins.attempt(self.address)
 
     def sign_in(self, pubkey: str, role: Role) -> None:
         """Record a successful sign-in."""

@@ -13,10 +13,11 @@ Each answer is checked against an oracle written from `docs/PROTOCOL.md`:
   entry that is not a notification (matched by id), with a documented code (`-32603` is not
   accepted: for these inputs it would be a server bug), and nothing for notifications.
 
-The fuzz server has the request rate and the failed sign-in limit raised so that they do not hide
-everything else; the 4429 paths get their own tests at the default limits. Between batches a
-well-behaved, signed-in client on another connection must keep working, and the server process
-must stay alive. Runs are deterministic (`derandomize=True`, no example database).
+The fuzz server has the request rate, the failed sign-in limit, the invalid-frame bound and the
+per-address sign-in limit out of the way so that they do not hide everything else; the 4429 paths
+get their own tests at the default limits. Between batches a well-behaved, signed-in client on
+another connection must keep working, and the server process must stay alive. Runs are
+deterministic (`derandomize=True`, no example database).
 """
 
 import collections
@@ -452,6 +453,8 @@ def fuzz_server(world: World, tmp_path_factory: pytest.TempPathFactory) -> Itera
         CIRCLES_RATE_BURST="1000000000",
         CIRCLES_RATE_PER_SECOND="1000000000",
         CIRCLES_MAX_FAILED_AUTH="1000000000",
+        CIRCLES_MAX_INVALID_FRAMES="0",  # thousands of invalid frames on one connection, on purpose
+        CIRCLES_SIGN_INS_PER_ADDRESS_PER_MINUTE="0",
         CIRCLES_PLAY_MAX_TIMEOUT_MS="100",
         CIRCLES_PLAY_TIMEOUT_MS="100",
     )
@@ -539,7 +542,12 @@ def test_valid_methods_with_wrong_param_shapes(fuzzer: Fuzzer, frame: Frame) -> 
 @pytest.fixture(scope="module")
 def limited_server(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzServer]:
     """A real uvicorn with the default limits, except a small burst so that the rate trips quickly."""
-    env = server_env(world.database_url, CIRCLES_RATE_BURST="20", CIRCLES_RATE_PER_SECOND="1")
+    env = server_env(
+        world.database_url,
+        CIRCLES_RATE_BURST="20",
+        CIRCLES_RATE_PER_SECOND="1",
+        CIRCLES_SIGN_INS_PER_ADDRESS_PER_MINUTE="0",  # hundreds of sign-ins from one address, on purpose
+    )
     process, port = start_asgi_server("uvicorn", env, tmp_path_factory.mktemp("fuzz-limits") / "uvicorn.log")
     yield FuzzServer(process, f"ws://127.0.0.1:{port}/{world.circle}")
     process.stop()

@@ -153,6 +153,7 @@ SETTING_OF_FIELD = {
     "play_timeout_ms": "CIRCLES_PLAY_TIMEOUT_MS",
     "play_max_timeout_ms": "CIRCLES_PLAY_MAX_TIMEOUT_MS",
     "role_cache_seconds": "CIRCLES_ROLE_CACHE_SECONDS",
+    "max_invalid_frames": "CIRCLES_MAX_INVALID_FRAMES",
 }
 
 
@@ -178,6 +179,7 @@ def test_from_settings_follows_overrides() -> None:
         "CIRCLES_PLAY_TIMEOUT_MS": 100,
         "CIRCLES_PLAY_MAX_TIMEOUT_MS": 200,
         "CIRCLES_ROLE_CACHE_SECONDS": 1.5,
+        "CIRCLES_MAX_INVALID_FRAMES": 4,
     }
     with override_settings(**values):
         limits = ConnectionLimits.from_settings()
@@ -192,6 +194,7 @@ def test_from_settings_follows_overrides() -> None:
         play_timeout_ms=100,
         play_max_timeout_ms=200,
         role_cache_seconds=1.5,
+        max_invalid_frames=4,
     )
     # Outside the override the settings are back.
     assert ConnectionLimits.from_settings().max_batch == settings.CIRCLES_MAX_BATCH
@@ -223,7 +226,10 @@ def test_documented_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
         "CIRCLES_PLAY_TIMEOUT_MS": 10_000,
         "CIRCLES_PLAY_MAX_TIMEOUT_MS": 60_000,
         "CIRCLES_ROLE_CACHE_SECONDS": 5.0,
+        "CIRCLES_MAX_INVALID_FRAMES": 100,
     }
+    assert defaults["CIRCLES_MAX_CONNECTIONS_PER_ADDRESS"] == 64
+    assert defaults["CIRCLES_SIGN_INS_PER_ADDRESS_PER_MINUTE"] == 60
     assert defaults["CIRCLES_ALLOWED_ORIGINS"] == ["localhost", "127.0.0.1", "[::1]"]
     assert defaults["CIRCLES_ALLOW_MISSING_ORIGIN"] is True
     assert defaults["CIRCLES_SERVER_NAME"] == "localhost"

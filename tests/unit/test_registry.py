@@ -366,7 +366,7 @@ def test_real_registry_document() -> None:
         for error in method["errors"]:
             assert error["message"] == ERROR_MESSAGES[error["code"]]
     by_name = {m["name"]: m for m in document["methods"]}
-    assert [e["code"] for e in by_name["authenticate"]["errors"]] == [-32602, -32002]
+    assert [e["code"] for e in by_name["authenticate"]["errors"]] == [-32602, -32002, -32029]
     assert {-32000, -32001, -32003, -32012} <= {e["code"] for e in by_name["play"]["errors"]}
     assert set(by_name["play"]["result"]["schema"]["properties"]) == {
         "output",
