@@ -12,6 +12,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from circleproject import log_filters  # noqa: E402
+from circleproject.body_limits import BodyLimits, settings_cap  # noqa: E402
 from circles.origin import CircleOriginValidator  # noqa: E402
 from circles.routing import websocket_urlpatterns  # noqa: E402
 from webhooks.processing import ensure_local_sweeper  # noqa: E402
@@ -22,7 +23,10 @@ ensure_local_sweeper()
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # Body caps (413) and the body read timeout (408) are decided before Django reads a byte.
+        "http": BodyLimits(
+            django_asgi_app, cap_for=settings_cap, timeout=settings.CIRCLES_HTTP_BODY_TIMEOUT_SECONDS
+        ),
         "websocket": CircleOriginValidator(
             URLRouter(websocket_urlpatterns),
             allowed_origins=settings.CIRCLES_ALLOWED_ORIGINS,

@@ -52,11 +52,33 @@ class RedisOutageWithoutTraceback(logging.Filter):
         return True
 
 
+class DisallowedHostWithoutTraceback(logging.Filter):
+    """Django logs every request with a Host outside ALLOWED_HOSTS as an ERROR with a full traceback.
+
+    Anyone can send such a request (scanners do, all day); the 400 is the answer. The record
+    becomes one WARNING line without the traceback, its text cut to `max_chars` (the Host is
+    the client's).
+    """
+
+    def __init__(self, max_chars: int = 300) -> None:
+        super().__init__()
+        self.max_chars = max_chars
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Shorten the DisallowedHost record in place; let everything else through unchanged."""
+        if record.exc_info or record.levelno > logging.WARNING:
+            record.msg, record.args = record.getMessage()[: self.max_chars], None
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 def install() -> None:
     """Attach the filters to the loggers they fix (idempotent; a no-op where nothing logs there)."""
     for name, kind in (
         ("uvicorn.error", BadUtf8WithoutTraceback),
         ("channels_redis.pubsub", RedisOutageWithoutTraceback),
+        ("django.security.DisallowedHost", DisallowedHostWithoutTraceback),
     ):
         logger = logging.getLogger(name)
         if not any(isinstance(existing, kind) for existing in logger.filters):

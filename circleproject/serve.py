@@ -3,7 +3,9 @@
 Runs uvicorn programmatically with the project's ASGI app and the settings production needs:
 no lifespan (Django has none), a WebSocket frame limit just above `CIRCLES_MAX_MESSAGE_BYTES`
 (so the consumer's own 1009 close decides, with its reason, rather than the protocol layer),
-`X-Forwarded-*` honoured only from `CIRCLES_TRUSTED_PROXIES`, and no access log unless asked.
+`X-Forwarded-*` honoured only from `CIRCLES_TRUSTED_PROXIES`, no access log unless asked, a
+request-head timeout (`circleproject.header_timeout`, `CIRCLES_HTTP_HEADER_TIMEOUT_SECONDS`), and
+uvicorn's loggers at `LOG_LEVEL` unless `CIRCLES_UVICORN_LOG_LEVEL` says otherwise.
 
 `CirclesServer` drains every WebSocket before uvicorn's own shutdown (which would close them
 with 1012 at once): `circles.shutdown` answers in-flight requests, then closes with 1001.
@@ -24,6 +26,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import uvicorn
+from uvicorn.logging import TRACE_LOG_LEVEL
+
+from circleproject.header_timeout import HeaderTimeoutProtocol
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "circleproject.settings")
 
@@ -49,6 +54,16 @@ class CirclesServer(uvicorn.Server):
         await super().shutdown(sockets)
 
 
+def log_level(name: str) -> int:
+    """A level name (`warning`, `WARNING`, `warn`, `trace`, ...) as the number uvicorn's Config takes."""
+    if name.lower() == "trace":
+        return TRACE_LOG_LEVEL
+    level = logging.getLevelNamesMapping().get(name.upper())
+    if level is None:
+        raise argparse.ArgumentTypeError(f"unknown log level {name!r}")
+    return level
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The command line, with defaults from `CIRCLES_HOST`, `CIRCLES_PORT` and `CIRCLES_WORKERS`."""
     parser = argparse.ArgumentParser(prog="python -m circleproject.serve", description=__doc__.split("\n")[0])
@@ -62,7 +77,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=os.environ.get("CIRCLES_ACCESS_LOG", "") in ("1", "true", "yes"),
         help="log every HTTP request (off by default)",
     )
-    parser.add_argument("--log-level", default=os.environ.get("CIRCLES_UVICORN_LOG_LEVEL", "info"))
+    parser.add_argument(
+        "--log-level",
+        type=log_level,
+        default=os.environ.get("CIRCLES_UVICORN_LOG_LEVEL") or os.environ.get("LOG_LEVEL") or "info",
+        help="uvicorn's log level (default: CIRCLES_UVICORN_LOG_LEVEL, else LOG_LEVEL, else info)",
+    )
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error("--workers must be at least 1")
@@ -80,6 +100,7 @@ def build_config(args: argparse.Namespace) -> uvicorn.Config:
         port=args.port,
         uds=args.uds,
         lifespan="off",
+        http=HeaderTimeoutProtocol,
         ws_max_size=settings.CIRCLES_MAX_MESSAGE_BYTES + WS_SIZE_SLACK,
         proxy_headers=bool(trusted),
         forwarded_allow_ips=trusted or None,
@@ -158,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     django.setup()
     config = build_config(args)
     if args.workers > 1:
-        logging.basicConfig(level=logging.INFO)
+        logging.basicConfig(level=args.log_level)
         return run_supervised(config, args.workers)
     return run_single(config)
 

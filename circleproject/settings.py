@@ -5,6 +5,7 @@ embedded mode of `make run`: SQLite, the in-memory channel layer and the in-proc
 executor. `docs/OPERATIONS.md` lists them all.
 """
 
+import datetime
 from pathlib import Path
 
 import environ
@@ -39,6 +40,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Outside the session and CSRF middleware, so they see every cookie and page (HTTP edges below).
+    "circleproject.secure_cookies.SecureCookiesOnHttpsMiddleware",
+    "circleproject.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -46,6 +50,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # admin login throttling (HTTP edges below); last, as axes asks
 ]
 
 ROOT_URLCONF = "circleproject.urls"
@@ -106,6 +111,48 @@ STATIC_ROOT = env.str("STATIC_ROOT", default="") or None
 # WhiteNoise serves the admin's and the console's static files from the ASGI process; with
 # finders on it needs no collectstatic (run it in production for compressed, cached files).
 WHITENOISE_USE_FINDERS = env.bool("WHITENOISE_USE_FINDERS", default=True)
+
+# --- HTTP edges: body caps, timeouts, cookies, CSP, admin sign-in (docs/OPERATIONS.md) --------
+
+# Largest request body outside /webhooks/ (those use CIRCLES_WEBHOOK_MAX_BYTES): larger is 413,
+# by Content-Length before the body is read, or while a chunked body arrives
+# (circleproject/body_limits.py). Django's own default for DATA_UPLOAD_MAX_MEMORY_SIZE.
+CIRCLES_HTTP_MAX_BODY_BYTES = env.int("CIRCLES_HTTP_MAX_BODY_BYTES", default=2_621_440)
+# Longest wait for the next piece of a request body: then 408 and the connection is closed.
+CIRCLES_HTTP_BODY_TIMEOUT_SECONDS = env.float("CIRCLES_HTTP_BODY_TIMEOUT_SECONDS", default=15.0)
+# `python -m circleproject.serve` closes a connection whose request head (request line and
+# headers) is not complete this many seconds after the connection or the request began.
+CIRCLES_HTTP_HEADER_TIMEOUT_SECONDS = env.float("CIRCLES_HTTP_HEADER_TIMEOUT_SECONDS", default=15.0)
+
+# Served over HTTPS only (behind nginx with TLS): session and CSRF cookies are always `Secure`.
+# Without it, cookies are `Secure` on requests that came over HTTPS, which behind a proxy means
+# X-Forwarded-Proto from CIRCLES_TRUSTED_PROXIES only (circleproject/secure_cookies.py).
+CIRCLES_TLS = env.bool("CIRCLES_TLS", default=False)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = CIRCLES_TLS
+# Sent on every response (circleproject/csp.py); the console and the admin use only their own
+# static scripts and styles. Empty: no header.
+CIRCLES_CONTENT_SECURITY_POLICY = env.str(
+    "CIRCLES_CONTENT_SECURITY_POLICY",
+    default="default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+)
+
+# Admin sign-in throttling (django-axes): the LIMIT-th failed password from one client address, or
+# for one username, and every attempt after it are answered 429 without checking the password,
+# until COOLOFF seconds pass without a failure. Attempts are kept in the database (all processes).
+INSTALLED_APPS += ["axes"]
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out attempt before any hashing
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("CIRCLES_ADMIN_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = datetime.timedelta(seconds=env.int("CIRCLES_ADMIN_LOGIN_COOLOFF_SECONDS", default=900))
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]  # either one alone locks out
+AXES_RESET_ON_SUCCESS = True
+AXES_HTTP_RESPONSE_CODE = 429
+# The client address is REMOTE_ADDR, which the server sets from X-Forwarded-For only for
+# CIRCLES_TRUSTED_PROXIES (never the headers themselves).
+AXES_CLIENT_IP_CALLABLE = "circleproject.admin_login.client_address"
 
 # --- The circle WebSocket endpoint -------------------------------------------------------
 
@@ -196,6 +243,9 @@ CIRCLES_WEBHOOK_PROVIDERS = env.list(
 )
 # Larger bodies are answered 413 (1 MiB by default).
 CIRCLES_WEBHOOK_MAX_BYTES = env.int("CIRCLES_WEBHOOK_MAX_BYTES", default=1024 * 1024)
+# Signed events nested deeper than this (dicts and lists) are answered 400 and never queued: the
+# script's EVENT could not hold them (capped by the engine's max_value_depth, 64; webhooks/payload_depth.py).
+CIRCLES_WEBHOOK_MAX_DEPTH = env.int("CIRCLES_WEBHOOK_MAX_DEPTH", default=64)
 # Proxies whose X-Forwarded-For is believed (IPs or CIDRs, comma-separated); empty: none.
 CIRCLES_TRUSTED_PROXIES = env.list("CIRCLES_TRUSTED_PROXIES", default=[])
 # A failed handler run is retried after base * 2^(n-1) seconds (capped), up to MAX_ATTEMPTS runs.

@@ -67,9 +67,7 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
 
 
 def _pretty(value) -> str:
-    return format_html(
-        "<pre style='white-space: pre-wrap'>{}</pre>", json.dumps(value, indent=2, sort_keys=True)
-    )
+    return format_html("<pre class='webhooks-json'>{}</pre>", json.dumps(value, indent=2, sort_keys=True))
 
 
 @admin.register(WebhookEvent)
@@ -92,6 +90,10 @@ class WebhookEventAdmin(admin.ModelAdmin):
     list_select_related = ("circle",)
     date_hierarchy = "received_at"
     actions = ("reprocess",)
+
+    class Media:
+        css = {"all": ("webhooks/admin.css",)}  # the JSON fields' wrapping (inline styles break the CSP)
+
     fieldsets = (
         (
             None,
