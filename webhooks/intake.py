@@ -19,6 +19,7 @@ from django.db import close_old_connections
 from executor.queue import QueueFull, QueueUnavailable
 from webhooks import processing
 from webhooks.models import WebhookEvent
+from webhooks.payload_depth import check_depth
 from webhooks.providers import InvalidSignature, MalformedEvent, Provider
 from webhooks.recording import IncomingRequest, find_endpoint, new_run_id, record_accepted, record_noise
 
@@ -56,6 +57,7 @@ def receive(
         return BAD_SIGNATURE
     try:
         parsed = provider.parse(body)
+        check_depth(parsed.payload)  # the script's EVENT constant must be convertible (400, not retries)
     except MalformedEvent as exc:
         record_noise(
             incoming, WebhookEvent.Status.REJECTED, http_status=400, signature_valid=True, error=str(exc)

@@ -2,10 +2,13 @@
 
 Verification is `stripe.WebhookSignature.verify_header`, the check `construct_event` makes:
 `t=<ts>,v1=<hex>[,v1=<hex>...]`, any matching v1 accepted (secret rotation), v0 ignored,
-timestamps older than 300 s refused. The four event types we act on are validated by the
-serializers in `webhooks.serializers`; any other type reaches the script as Stripe sent it.
+timestamps older than 300 s refused; we also refuse one more than 300 s in the future (the library
+does not: a signed request dated ahead would stay replayable until then). The four event types we
+act on are validated by the serializers in `webhooks.serializers`; any other type reaches the
+script as Stripe sent it.
 """
 
+import time
 from collections.abc import Mapping
 
 import orjson
@@ -18,14 +21,30 @@ TOLERANCE_SECONDS = 300
 HEADER = "stripe-signature"
 
 
+def signed_timestamp(header: str) -> int | None:
+    """The `t=` of a `Stripe-Signature` header (None when absent or not a number)."""
+    for item in header.split(","):
+        key, _, value = item.strip().partition("=")
+        if key == "t":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
 def verify(body: bytes, headers: Mapping[str, str], secret: str) -> None:
-    """Raise InvalidSignature unless `Stripe-Signature` signs `body` with `secret` within 300 s."""
+    """Raise InvalidSignature unless `Stripe-Signature` signs `body` with `secret` within 300 s either way."""
+    header = headers.get(HEADER)
     try:
-        stripe.WebhookSignature.verify_header(body, headers.get(HEADER), secret, TOLERANCE_SECONDS)
+        stripe.WebhookSignature.verify_header(body, header, secret, TOLERANCE_SECONDS)
     except stripe.SignatureVerificationError as exc:
         raise InvalidSignature(str(exc)) from None
     except (UnicodeDecodeError, ValueError) as exc:  # a body that is not UTF-8 cannot be Stripe's
         raise InvalidSignature(f"unverifiable body: {exc}") from None
+    timestamp = signed_timestamp(header or "")
+    if timestamp is None or timestamp > time.time() + TOLERANCE_SECONDS:
+        raise InvalidSignature("timestamp outside the tolerance zone (in the future)")
 
 
 def parse(body: bytes) -> ParsedEvent:
