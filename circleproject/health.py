@@ -1,13 +1,17 @@
 """`/healthz` (the process answers), `/readyz` (it can serve) and the workers' heartbeat.
 
 Each worker writes `<stream>:workers:<name>` with a TTL every few seconds from its loop
-(`beat`); /readyz counts those keys, so a server whose workers all stopped or lost Redis
-reports "not ready" within the TTL.
+(`beat`), on a Redis connection of its own named `circles-worker:<name>` (CLIENT SETNAME).
+/readyz counts the workers that have both: a heartbeat within the TTL (the loop is turning) and
+that connection open (the process is alive). A killed or stopped worker's connection closes with
+its process, so it stops counting at once instead of a TTL later; a hung one stops counting
+when its key expires.
 """
 
 from __future__ import annotations
 
 import functools
+import re
 import time
 from typing import Any
 
@@ -17,6 +21,19 @@ from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
 BEAT_EVERY_SECONDS = 5.0
+CONNECTION_PREFIX = "circles-worker:"
+
+
+def connection_name(worker: str) -> str:
+    """The Redis client name of `worker`'s heartbeat connection (no spaces: CLIENT SETNAME refuses them)."""
+    return CONNECTION_PREFIX + re.sub(r"\s", "_", worker)
+
+
+def named_client(client: redis.Redis, name: str) -> redis.Redis:
+    """A client to the same Redis as `client`, on a pool of its own whose connections are named `name`."""
+    pool = client.connection_pool
+    kwargs = {**pool.connection_kwargs, "client_name": name}
+    return redis.Redis(connection_pool=redis.ConnectionPool(connection_class=pool.connection_class, **kwargs))
 
 
 def heartbeat_prefix() -> str:
@@ -30,10 +47,10 @@ def beat(client: redis.Redis, name: str) -> None:
 
 
 class Heartbeat:
-    """Calls `beat` at most every BEAT_EVERY_SECONDS; `tick()` is cheap to call every loop."""
+    """Calls `beat` at most every BEAT_EVERY_SECONDS on the worker's named connection; `tick()` is cheap."""
 
     def __init__(self, client: redis.Redis, name: str) -> None:
-        self.client = client
+        self.client = named_client(client, connection_name(name))  # connects on the first beat
         self.name = name
         self.last = 0.0
 
@@ -50,8 +67,14 @@ def _redis(url: str) -> redis.Redis:
 
 
 def workers_alive(client: redis.Redis) -> int:
-    """How many workers wrote a heartbeat within its TTL."""
-    return sum(1 for _ in client.scan_iter(match=heartbeat_prefix() + "*", count=100))
+    """How many workers wrote a heartbeat within its TTL and still hold their named connection."""
+    prefix = heartbeat_prefix()
+    beating = {
+        connection_name(key.decode(errors="replace").removeprefix(prefix))
+        for key in client.scan_iter(match=prefix + "*", count=100)
+    }
+    connected = {entry.get("name", "") for entry in client.client_list(_type="normal")}
+    return len(beating & connected)
 
 
 def readiness() -> tuple[bool, dict[str, Any]]:

@@ -1,6 +1,9 @@
 """/healthz, /readyz and /metrics against real servers (`circleproject.serve`), Redis and workers."""
 
 import json
+import os
+import signal
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -8,8 +11,10 @@ import uuid
 from pathlib import Path
 
 import pytest
+import redis
 
 from tests.e2e.conftest import World
+from tests.e2e.webhook_support import wait_for
 from tests.helpers.redis_server import RedisServer
 from tests.helpers.rpc import RpcClient
 
@@ -122,3 +127,39 @@ async def test_multiprocess_metrics_add_up_the_workers_samples(
     _, metrics = get(server, "/metrics")
     assert 'circles_job_seconds_count{outcome="ok"} 3.0' in metrics  # observed in the worker process
     assert "circles_play_seconds_count 3.0" in metrics  # observed in the server process
+
+
+def child_pids(pid: int) -> list[int]:
+    """The live children of process `pid` (Linux /proc)."""
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+async def test_readyz_counts_only_live_workers(start_server, start_workers, queue_settings) -> None:
+    """Killed worker processes stop counting at once, not when their heartbeat keys expire.
+
+    `rhai_worker --concurrency 2` replaces a child that dies; five children are SIGKILLed in turn
+    while every heartbeat key lives for 10 minutes: the two live ones are counted, not seven.
+    """
+    stream = f"health-live:{uuid.uuid4().hex[:8]}"
+    shared = {**queue_settings, "CIRCLES_QUEUE_STREAM": stream, "CIRCLES_WORKER_HEARTBEAT_TTL_SECONDS": "600"}
+    server = start_server("serve", **shared)
+    supervisor = start_workers(concurrency=2, **shared)
+    assert wait_for(lambda: wait_for_status(server, "/readyz", 200)["checks"]["workers"] == 2)
+    client = redis.Redis.from_url(shared["REDIS_URL"])
+
+    def beating(pid: int) -> bool:
+        return bool(client.exists(f"{stream}:workers:{socket.gethostname()}-{pid}"))
+
+    killed = []
+    for _ in range(5):
+        victim = child_pids(supervisor.pid)[0]
+        os.kill(victim, signal.SIGKILL)
+        killed.append(victim)
+        wait_for(
+            lambda gone=victim: (pids := child_pids(supervisor.pid)) and gone not in pids and len(pids) == 2
+        )
+    live = child_pids(supervisor.pid)
+    wait_for(lambda: all(beating(pid) for pid in live))
+    assert all(beating(pid) for pid in killed)  # the dead ones' keys are all still there
+    assert wait_for(lambda: wait_for_status(server, "/readyz", 200)["checks"]["workers"] == 2, timeout=10)
+    client.close()
