@@ -206,6 +206,8 @@ class CircleConsumer(AsyncWebsocketConsumer):
     async def enforce_bounds(self) -> None:
         """After a frame: close 4429 after a run of rate rejections, 4400 at the invalid-frame bound."""
         limits = self.session.limits
+        if self.closing:  # already closing (a failed sign-in too many): nothing more to say
+            return
         if self.rate_rejections >= limits.rate_burst:
             self.log.info("closing: %s requests in a row over the rate", self.rate_rejections)
             await self.shut(CLOSE_TOO_MANY, "too many requests")
