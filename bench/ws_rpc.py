@@ -66,8 +66,14 @@ from tests.helpers.processes import (  # noqa: E402
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 OURS_APP = "circleproject.asgi:application"
 UVICORN_FLAGS = ("--no-access-log", "--lifespan", "off")
-# High enough that the per-connection token bucket never answers -32029 during a run.
-RATE_ENV = {"CIRCLES_RATE_PER_SECOND": "1000000", "CIRCLES_RATE_BURST": "1000000"}
+# High enough that the per-connection token bucket never answers -32029 during a run, and no
+# per-address limit (every client of a run comes from 127.0.0.1).
+RATE_ENV = {
+    "CIRCLES_RATE_PER_SECOND": "1000000",
+    "CIRCLES_RATE_BURST": "1000000",
+    "CIRCLES_MAX_CONNECTIONS_PER_ADDRESS": "0",
+    "CIRCLES_SIGN_INS_PER_ADDRESS_PER_MINUTE": "0",
+}
 OURS, CHANNELS_ECHO, WEBSOCKETS_ECHO = "ours", "channels-echo", "websockets-echo"
 SERVERS = (OURS, CHANNELS_ECHO, WEBSOCKETS_ECHO)
 PHASES = {

@@ -28,7 +28,12 @@ def workers(start_workers, queue_settings):
 
 @pytest.fixture(scope="module")
 def server(start_server, queue_settings, workers) -> str:
-    return start_server(**queue_settings)
+    # 200 clients of one test come from one address at once: the per-address limits are raised.
+    return start_server(
+        **queue_settings,
+        CIRCLES_MAX_CONNECTIONS_PER_ADDRESS="500",
+        CIRCLES_SIGN_INS_PER_ADDRESS_PER_MINUTE="500",
+    )
 
 
 async def signed_in(server: str, world: World, key: WalletKey, circle: str | None = None) -> RpcClient:
