@@ -159,7 +159,8 @@ class CircleNotFound(ConnectionLost):
 
 
 class TooManyRequests(ConnectionLost):
-    """Close 4429: too many failed sign-ins or rate-limited requests on the connection."""
+    """Close 4429: too many failed sign-ins or rate-limited requests on the connection, or too
+    many connections from this client's address."""
 
 
 class RequestTimeout(CirclesError, TimeoutError):
