@@ -17,7 +17,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.e2e.conftest import World
-from tests.helpers.browser import headless_chromium
+from tests.helpers.browser import CSP_WATCH, csp_violations, headless_chromium
 from tests.helpers.keys import WalletKey
 from tests.helpers.processes import server_env, start_asgi_server
 from tests.helpers.redis_server import RedisServer
@@ -95,6 +95,9 @@ def test_console_page_and_unknown_circle(start_server, world: World) -> None:
     base = start_server().replace("ws://", "http://")
     status, page = http_get(f"{base}/{world.circle}")
     assert status == 200 and "console/console.js" in page and world.circle in page
+    with urllib.request.urlopen(f"{base}/{world.circle}", timeout=10) as response:
+        policy = response.headers["Content-Security-Policy"]
+    assert policy and "script-src 'self'" in policy and "connect-src 'self'" in policy
     assert http_get(f"{base}/0x{world.circle.upper()}/")[0] == 200  # any key form, a trailing slash
     assert http_get(f"{base}/static/console/console.js")[0] == 200
     for missing in (world.inactive_circle, WalletKey.named("nobody").pubkey, "not-a-key"):
@@ -111,6 +114,7 @@ def test_sign_in_with_a_wallet_run_see_errors_and_reconnect(
     try:
         wallet = world.member  # a Member row by public key; the wallet signs in by address
         browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": WALLET % wallet.address})
+        browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": CSP_WATCH})
         browser.get(f"http://127.0.0.1:{port}/{world.circle}")
         wait(browser, lambda d: state(d) == "connected")
 
@@ -151,6 +155,8 @@ def test_sign_in_with_a_wallet_run_see_errors_and_reconnect(
         assert latest.find_element(By.CSS_SELECTOR, ".value").text == '"member"'
         assert not browser.find_elements(By.CSS_SELECTOR, "#gutter .error")  # editing cleared the mark
         browser.save_screenshot(str(tmp_path / "console-reconnected.png"))
+        # All of it under the server's Content-Security-Policy, without one violation.
+        assert csp_violations(browser) == []
         print(f"screenshots: {tmp_path}")
     finally:
         server.stop()

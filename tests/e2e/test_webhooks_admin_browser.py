@@ -12,7 +12,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.e2e.conftest import World
 from tests.e2e.webhook_support import Database, create_circle, http_url, post_stripe, wait_for
-from tests.helpers.browser import headless_chromium
+from tests.helpers.browser import CSP_WATCH, csp_violations, headless_chromium
 from tests.helpers.keys import WalletKey
 from tests.helpers.processes import manage, server_env
 from tests.helpers.webhooks import payment_intent, stripe_event
@@ -26,6 +26,7 @@ PASSWORD = "browser-test-password"
 @pytest.fixture(scope="module")
 def browser():
     with headless_chromium(1400, 1000) as driver:
+        driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": CSP_WATCH})
         yield driver
 
 
@@ -76,6 +77,9 @@ def test_operator_filters_opens_and_reprocesses_an_event(
     wait.until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "div.field-pretty_payload")))
     page = browser.find_element(By.ID, "content").text
     assert event["id"] in page and "pi_admin" in page and "stripe-signature" in page
+    pretty = browser.find_element(By.CSS_SELECTOR, "div.field-pretty_payload pre")
+    assert pretty.value_of_css_property("white-space") == "pre-wrap"  # from webhooks/admin.css
+    assert csp_violations(browser) == []  # the admin pages so far, under the server's CSP
     browser.save_screenshot(str(tmp_path / "webhook-event.png"))
     browser.back()
 
@@ -87,6 +91,7 @@ def test_operator_filters_opens_and_reprocesses_an_event(
         expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "ul.messagelist li"))
     )
     assert "1 events queued again" in message.text
+    assert csp_violations(browser) == []
     browser.save_screenshot(str(tmp_path / "webhook-reprocessed.png"))
     circle_id = db.circle_id(circle)
     runs = "SELECT count(*) FROM executor_scriptrun WHERE source = 'webhook:stripe' AND circle_id = ?"

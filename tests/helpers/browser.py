@@ -15,6 +15,7 @@ def headless_chromium(width: int, height: int) -> Iterator[webdriver.Chrome]:
     """A headless Chromium window of `width` x `height`, quit afterwards."""
     options = webdriver.ChromeOptions()
     options.binary_location = require_binary("chromium")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the console log, for get_log
     for argument in (
         "--headless=new",
         "--no-sandbox",
@@ -28,3 +29,22 @@ def headless_chromium(width: int, height: int) -> Iterator[webdriver.Chrome]:
         yield driver
     finally:
         driver.quit()
+
+
+# Records every Content-Security-Policy violation the page reports (the browser log has them too).
+CSP_WATCH = """
+window.__cspViolations = [];
+document.addEventListener("securitypolicyviolation", (e) => {
+  window.__cspViolations.push(`${e.violatedDirective} ${e.blockedURI}`);
+});
+"""
+
+
+def csp_violations(driver) -> list[str]:
+    """What the page reported, and what the browser logged, about the Content-Security-Policy."""
+    logged = [
+        entry["message"]
+        for entry in driver.get_log("browser")
+        if "Content Security Policy" in entry["message"]
+    ]
+    return driver.execute_script("return window.__cspViolations;") + logged
