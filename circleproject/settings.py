@@ -226,6 +226,18 @@ CIRCLES_QUEUE_GROUP = env.str("CIRCLES_QUEUE_GROUP", default="workers")
 CIRCLES_QUEUE_MAX_LENGTH = env.int("CIRCLES_QUEUE_MAX_LENGTH", default=10_000)
 CIRCLES_QUEUE_CLAIM_IDLE_MS = env.int("CIRCLES_QUEUE_CLAIM_IDLE_MS", default=30_000)
 CIRCLES_QUEUE_MAX_DELIVERIES = env.int("CIRCLES_QUEUE_MAX_DELIVERIES", default=3)
+# Each caller's and circle's share of the executor (executor/shares.py): most `play` runs in
+# flight (handed to the pool or the queue, not yet over) per signed-in key across all its
+# connections and ASGI processes, and per circle; 0: no bound. A `play` over a share waits in its
+# caller's own line and is answered -32029 if its deadline passes there. The caller default, 1,
+# keeps one member from holding more than one thread (of the 2 embedded threads) or worker: keep
+# it below CIRCLES_LOCAL_EXECUTOR_THREADS or the worker processes, so other members find one free.
+CIRCLES_MAX_RUNS_PER_CALLER = env.int("CIRCLES_MAX_RUNS_PER_CALLER", default=1)
+# Per circle: by default the embedded pool's threads, or 8 runs with REDIS_URL (set it below the
+# worker processes so one circle's members cannot hold every worker between them).
+CIRCLES_MAX_RUNS_PER_CIRCLE = env.int(
+    "CIRCLES_MAX_RUNS_PER_CIRCLE", default=8 if REDIS_URL else CIRCLES_LOCAL_EXECUTOR_THREADS
+)
 
 # --- Provider webhooks (the webhooks app; docs/WEBHOOKS.md) -----------------------------------
 # Everything below belongs to `POST /webhooks/{provider}/{circle_pk}` and its processing.

@@ -8,6 +8,7 @@ import redis.asyncio as aioredis
 from executor.jobs import Job
 from executor.queue import BOUNDED_ADD, QueueConfig, QueueFull, QueueUnavailable
 from executor.redis_line import REDIS_DOWN, AsyncRedisLine, LineScript
+from executor.shares import SHARED_ADD, ShareClaim, refusal
 
 
 class AsyncJobProducer:
@@ -25,13 +26,23 @@ class AsyncJobProducer:
         client = aioredis.Redis.from_url(config.url, socket_timeout=2, socket_connect_timeout=1)
         self.line = AsyncRedisLine(client)
         self.script = LineScript(BOUNDED_ADD)
-        self.waiting: list[tuple[bytes, asyncio.Future]] = []
+        self.shared_script = LineScript(SHARED_ADD)
+        self.waiting: list[tuple[tuple, asyncio.Future]] = []
         self.sender: asyncio.Task | None = None
 
-    async def enqueue(self, job: Job) -> str:
-        """Add `job` and return its entry id; raises QueueFull or QueueUnavailable."""
+    async def enqueue(self, job: Job, shares: ShareClaim | None = None) -> str:
+        """Add `job` and return its entry id; raises QueueFull or QueueUnavailable.
+
+        With `shares`, the job is added only if its caller's and circle's shares have room
+        (and then counted in them, `executor.shares`); otherwise OverShare, nothing added.
+        """
         added = asyncio.get_running_loop().create_future()
-        self.waiting.append((job.encode(), added))
+        stream, bound, raw = self.config.stream, self.config.max_length, job.encode()
+        if shares is None:
+            command = ("EVALSHA", self.script.sha, 1, stream, bound, raw)
+        else:
+            command = ("EVALSHA", self.shared_script.sha, 3, *shares.script_args(stream, bound, job, raw))
+        self.waiting.append((command, added))
         if self.sender is None or self.sender.done():
             self.sender = asyncio.ensure_future(self._send_waiting())
         return await added
@@ -40,7 +51,7 @@ class AsyncJobProducer:
         while self.waiting:
             batch, self.waiting = self.waiting, []
             try:
-                replies = await self._add_all([raw for raw, _ in batch])
+                replies = await self._add_all([command for command, _ in batch])
             except REDIS_DOWN as exc:
                 replies = [QueueUnavailable(str(exc)) for _ in batch]
             except BaseException as exc:  # cancelled (shutdown): nobody is left waiting forever
@@ -51,26 +62,25 @@ class AsyncJobProducer:
             for (_, added), reply in zip(batch, replies, strict=True):
                 _settle(added, reply)
 
-    async def _add_all(self, jobs: list[bytes]) -> list[str | Exception]:
-        """One write of bounded adds; per job its entry id, QueueFull, or the error Redis gave."""
-        replies = await self._send(jobs)
+    async def _add_all(self, commands: list[tuple]) -> list[str | Exception]:
+        """One write of bounded adds; per job its entry id, QueueFull, OverShare, or Redis's error."""
+        replies = await self.line.call_many(commands)
         unknown = [i for i, reply in enumerate(replies) if isinstance(reply, redis.exceptions.NoScriptError)]
-        if unknown:  # a new or restarted Redis: load the script, send again only what it refused
-            await self.line.call_many([("SCRIPT", "LOAD", self.script.source)])
-            for i, reply in zip(unknown, await self._send([jobs[i] for i in unknown]), strict=True):
+        if unknown:  # a new or restarted Redis: load the scripts, send again only what it refused
+            scripts = (self.script, self.shared_script)
+            await self.line.call_many([("SCRIPT", "LOAD", script.source) for script in scripts])
+            again = await self.line.call_many([commands[i] for i in unknown])
+            for i, reply in zip(unknown, again, strict=True):
                 replies[i] = reply
         return [_entry_id(reply, self.config.max_length) for reply in replies]
 
-    async def _send(self, jobs: list[bytes]) -> list:
-        stream, bound = self.config.stream, self.config.max_length
-        return await self.line.call_many(
-            [("EVALSHA", self.script.sha, 1, stream, bound, raw) for raw in jobs]
-        )
 
-
-def _entry_id(reply: bytes | Exception | None, max_length: int) -> str | Exception:
+def _entry_id(reply: bytes | int | Exception | None, max_length: int) -> str | Exception:
     if isinstance(reply, Exception):
         return QueueUnavailable(str(reply))
+    over = refusal(reply)
+    if over is not None:
+        return over
     if not reply:
         return QueueFull(f"{max_length} jobs outstanding")
     return reply.decode()

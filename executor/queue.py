@@ -21,9 +21,21 @@ BOUNDED_ADD = """
 if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then return false end
 return redis.call('XADD', KEYS[1], '*', 'job', ARGV[2])
 """
-# Answer (when someone waits), acknowledge and delete: one step, like MULTI/EXEC, in one command.
+# Answer (when someone waits), give the run's place in its caller's and circle's shares back
+# (executor/shares.py: the entry names them), acknowledge and delete: one step, like MULTI/EXEC,
+# in one command.
 _FINISH = LineScript("""
 if ARGV[3] then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
+local entry = redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[2])[1]
+if entry then
+    local fields, run = entry[2], nil
+    for i = 1, #fields, 2 do if fields[i] == 'run' then run = fields[i + 1] end end
+    for i = 1, #fields, 2 do
+        if run and (fields[i] == 'caller_share' or fields[i] == 'circle_share') then
+            redis.call('ZREM', fields[i + 1], run)
+        end
+    end
+end
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 return redis.call('XDEL', KEYS[1], ARGV[2])
 """)

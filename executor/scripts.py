@@ -5,32 +5,52 @@ on the Redis queue and waits for the worker's `script.result` on the connection'
 `LocalScripts` (embedded mode, no REDIS_URL) runs the same job function in a small thread
 pool of this process. Either way the caller gets an answer by its deadline: the result, a
 -32000 error, -32012 when the queue cannot take the job, or -32000 `timeout`.
+
+Both hand a job to the executor only within its caller's and its circle's share
+(`executor.shares`): over either, the `play` waits in its caller's line (`executor.lines`)
+and is answered -32029 if its deadline passes there. When the connection closes, its `play`
+requests still waiting are dropped and its runs stopped: a local run's `rhai.CancelToken` is
+cancelled (or its pool task, not started yet, withdrawn); a queued one is announced to the
+workers (`executor.cancels`).
 """
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import cache
 from typing import Any
 
+import rhai
 from django.conf import settings
 from django.db import close_old_connections
 
 from circleproject.metrics import timed_play
 from circles.dispatch import current_request_id
-from circles.jsonrpc import EXECUTION_ERROR, EXECUTOR_UNAVAILABLE, RpcError
+from circles.jsonrpc import EXECUTION_ERROR, EXECUTOR_UNAVAILABLE, RATE_LIMITED, RpcError
 from circles.session import CircleSession
+from executor.cancels import CancelNotices
 from executor.jobs import Job
+from executor.lines import Lines
 from executor.producer import AsyncJobProducer
 from executor.queue import QueueConfig, QueueFull, QueueUnavailable
 from executor.runner import run_job
+from executor.shares import CALLER, CIRCLE, LocalShares, OverShare, ShareClaim, ShareLimits
 
 logger = logging.getLogger("executor.scripts")
 
 # How long past the deadline the consumer still waits: the worker's own timeout error
 # (which carries the line and column) usually arrives first.
 DELIVERY_GRACE_SECONDS = 0.5
+# How often the head of a caller's line asks Redis again whether a share has room (a run that
+# ended in another process; one of this process wakes the line at once).
+LINE_POLL_SECONDS = 0.05
+OVER_SHARE = {
+    CALLER: RpcError(RATE_LIMITED, "Rate limited", {"reason": "too many runs in flight for this key"}),
+    CIRCLE: RpcError(RATE_LIMITED, "Rate limited", {"reason": "too many runs in flight in this circle"}),
+}
+Attempt = Callable[[], Awaitable[str | None]]  # hand the job over: None, or the share that refused
 
 
 def outcome_to_result(outcome: dict[str, Any]) -> dict[str, Any]:
@@ -69,24 +89,65 @@ def _producer() -> AsyncJobProducer:
     return AsyncJobProducer(QueueConfig.from_settings())
 
 
+@cache
+def _lines() -> Lines:
+    return Lines(LINE_POLL_SECONDS)
+
+
+@cache
+def _share_limits() -> ShareLimits:
+    return ShareLimits.from_settings()
+
+
+@cache
+def _local_shares() -> LocalShares:
+    return LocalShares(_share_limits())
+
+
+@cache
+def _cancel_notices() -> CancelNotices:
+    return CancelNotices(settings.REDIS_URL, settings.CIRCLES_QUEUE_STREAM)
+
+
 class _Waiting:
     """The `play` requests of one connection waiting for their outcome, by run id."""
 
     def __init__(self) -> None:
         self.waiting: dict[str, asyncio.Future] = {}
 
-    async def outcome(self, job: Job, answer: asyncio.Future, start: Callable[[], Awaitable[None]]) -> dict:
-        """Start the job, then wait for its outcome until its deadline; the `play` result or RpcError."""
+    async def outcome(self, job: Job, answer: asyncio.Future, attempt: Attempt) -> dict:
+        """Hand the job over within its shares, then wait for its outcome; the `play` result or RpcError.
+
+        Waiting in the caller's line and for the outcome both end at the job's deadline
+        (-32029 in the line, -32000 `timeout` after). `give_up` ends either wait at once.
+        """
         self.waiting[job.run_id] = answer
         try:
-            await start()
+            await self.take_turn(job, attempt, answer)
             try:
-                outcome = await asyncio.wait_for(answer, job.timeout_ms / 1000 + DELIVERY_GRACE_SECONDS)
+                left = max(job.remaining_ms(), 0) / 1000 + DELIVERY_GRACE_SECONDS
+                outcome = await asyncio.wait_for(answer, left)
             except TimeoutError:
                 raise deadline_passed(job.timeout_ms) from None
         finally:
             self.waiting.pop(job.run_id, None)
         return outcome_to_result(outcome)
+
+    async def take_turn(self, job: Job, attempt: Attempt, abort: asyncio.Future) -> bool:
+        """Try `attempt` in the caller's line until it hands the job over; False if `abort` came first."""
+        refused = [CALLER]
+
+        async def tried() -> bool:
+            which = await attempt()
+            if which is not None:
+                refused[0] = which
+            return which is None
+
+        try:
+            async with asyncio.timeout(max(job.remaining_ms(), 0) / 1000):
+                return await _lines().wait_turn(job.caller_id, tried, abort)
+        except TimeoutError:
+            raise OVER_SHARE[refused[0]] from None
 
     def give_up(self, error: RpcError) -> None:
         """Answer `error` to every request still waiting (the server is shutting down)."""
@@ -105,17 +166,32 @@ class QueuedScripts(_Waiting):
     @timed_play
     async def __call__(self, session: CircleSession, script: str, timeout_ms: int) -> dict[str, Any]:
         job = new_job(session, script, timeout_ms, self.reply_channel)
+        limits, stream = _share_limits(), settings.CIRCLES_QUEUE_STREAM
+        claim = ShareClaim.for_job(job, stream, limits) if limits.per_caller or limits.per_circle else None
+        tried = False
 
-        async def enqueue() -> None:
+        async def enqueue() -> str | None:
+            nonlocal tried
+            tried = True
             try:
-                await _producer().enqueue(job)
+                await _producer().enqueue(job, claim)
+            except OverShare as exc:
+                return exc.which
             except (QueueFull, QueueUnavailable) as exc:
                 reason = "queue full" if isinstance(exc, QueueFull) else "queue unavailable"
                 raise RpcError(
                     EXECUTOR_UNAVAILABLE, "Executor unavailable", {"reason": reason}, log_detail=str(exc)
                 ) from exc
+            return None
 
-        return await self.outcome(job, asyncio.get_running_loop().create_future(), enqueue)
+        try:
+            return await self.outcome(job, asyncio.get_running_loop().create_future(), enqueue)
+        except asyncio.CancelledError:  # the connection closed: nobody waits for this run any more
+            if tried:  # queued, or perhaps queued (cancelled mid-add): announcing costs nothing
+                _cancel_notices().announce(job.run_id, job.deadline)
+            raise
+        finally:
+            _lines().wake(job.caller_id)  # its worker gave the share back before answering
 
     def deliver(self, run_id: str, outcome: dict[str, Any]) -> None:
         """A worker's outcome arrived; a late one (nobody waiting) is dropped."""
@@ -129,11 +205,16 @@ def _pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(settings.CIRCLES_LOCAL_EXECUTOR_THREADS, thread_name_prefix="rhai")
 
 
-def _run_in_pool(job: Job, answer: Callable[[dict[str, Any] | BaseException], None]) -> None:
-    """Run a job on a pool thread: answer the waiting request first, then record the run."""
+def _run_in_pool(
+    job: Job,
+    cancel: rhai.CancelToken,
+    answer: Callable[[dict[str, Any] | BaseException], None],
+    done: Callable[[], None],
+) -> None:
+    """Run a job on a pool thread: answer the waiting request first, then record the run, then `done`."""
     close_old_connections()
     try:
-        report = run_job(job)
+        report = run_job(job, cancel=cancel)
         answer(report.outcome)
         report.record(worker="in-process")
     except Exception as exc:  # e.g. the row could not be saved; the request must not wait for its deadline
@@ -141,25 +222,69 @@ def _run_in_pool(job: Job, answer: Callable[[dict[str, Any] | BaseException], No
         answer(exc)
     finally:
         close_old_connections()
+        done()
+
+
+def _soon(loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args: Any) -> None:
+    """Call `callback(*args)` on `loop` from a pool thread (nothing if the loop is gone)."""
+    with contextlib.suppress(RuntimeError):  # the loop closed (the process is exiting)
+        loop.call_soon_threadsafe(callback, *args)
 
 
 class LocalScripts(_Waiting):
     """Runs scripts in this process (embedded mode): the same job function, in a thread pool."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.running: dict[str, tuple[Future, rhai.CancelToken, Callable[[], None]]] = {}
 
     @timed_play
     async def __call__(self, session: CircleSession, script: str, timeout_ms: int) -> dict[str, Any]:
         job = new_job(session, script, timeout_ms)
         loop = asyncio.get_running_loop()
         answer = loop.create_future()
+        shares = _local_shares()
 
         def settle(result: dict[str, Any] | BaseException) -> None:
             if not answer.done():
                 (answer.set_exception if isinstance(result, BaseException) else answer.set_result)(result)
 
-        async def submit() -> None:
-            _pool().submit(_run_in_pool, job, lambda result: loop.call_soon_threadsafe(settle, result))
+        def over() -> None:  # on the loop, once: the run is over, its place in the shares is free
+            shares.give_back(job.caller_id, job.circle_id)
+            _lines().wake_all()  # a circle's share may have room for another caller's line too
 
-        return await self.outcome(job, answer, submit)
+        async def submit() -> str | None:
+            which = shares.take(job.caller_id, job.circle_id)
+            if which is None:
+                token = rhai.CancelToken()
+                future = _pool().submit(
+                    _run_in_pool,
+                    job,
+                    token,
+                    lambda result: _soon(loop, settle, result),
+                    lambda: _soon(loop, over),
+                )
+                self.running[job.run_id] = (future, token, over)
+            return which
+
+        try:
+            return await self.outcome(job, answer, submit)
+        except asyncio.CancelledError:  # the connection closed: stop the run
+            self.stop(job.run_id)
+            raise
+        finally:
+            self.running.pop(job.run_id, None)
+
+    def stop(self, run_id: str) -> None:
+        """Withdraw run `run_id` from the pool if it has not started, else cancel its token."""
+        running = self.running.pop(run_id, None)
+        if running is None:
+            return
+        future, token, over = running
+        if future.cancel():  # never started: its thread will not give the share back
+            over()
+        else:
+            token.cancel()  # its thread ends the run (kind `cancelled`, rolled back) and gives it back
 
     def deliver(self, run_id: str, outcome: dict[str, Any]) -> None:
         """Nothing arrives over the channel layer in embedded mode."""

@@ -15,11 +15,12 @@ from django.db import DatabaseError, close_old_connections
 from circleproject import metrics
 from circleproject.health import Heartbeat
 from executor import hooks
+from executor.cancels import CancelWatcher
 from executor.delivery import ResultDelivery
 from executor.models import ScriptRun
 from executor.queue import Delivery, JobQueue, QueueConfig
 from executor.run_rows import save_runs
-from executor.runner import failed, record_run, run_job, script_error
+from executor.runner import failed, record_run, run_job, run_row, script_error
 
 logger = logging.getLogger("executor.worker")
 
@@ -48,6 +49,7 @@ class Worker:
         self.unsaved_runs: list[ScriptRun] = []
         self.unsaved_since = 0.0  # monotonic time the oldest held row was added
         self.heartbeat = Heartbeat(self.queue.redis, self.name)  # /readyz counts live workers
+        self.cancels = CancelWatcher(self.queue.redis, config.stream)  # runs whose caller went away
 
     def stop(self) -> None:
         """Finish the job in hand, then leave `run`."""
@@ -60,6 +62,7 @@ class Worker:
         last_periodic = 0.0
         periodic_every = hooks.periodic_every_seconds()
         connected = False
+        self.cancels.start()
         while not self.stopping:
             try:
                 if not connected:
@@ -84,6 +87,7 @@ class Worker:
                 time.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
         self.save_runs()
+        self.cancels.stop()
         self.delivery.close()
         logger.info("worker %s stopped after %s jobs", self.name, self.jobs_done)
 
@@ -126,8 +130,23 @@ class Worker:
         """Handle jobs read together."""
         if batch:
             close_old_connections()  # what Django does around each request, done per batch
+        cancelled = self.cancels.cancelled_in(batch) if batch else set()
         for delivery in batch:
-            self.handle(delivery)
+            if delivery.job is not None and (
+                delivery.job.run_id in cancelled or self.cancels.heard(delivery.job.run_id)
+            ):
+                self.drop(delivery)
+            else:
+                self.handle(delivery)
+
+    def drop(self, delivery: Delivery) -> None:
+        """Acknowledge a job whose caller went away before it ran, unrun (nobody waits for an answer)."""
+        job = delivery.job
+        logger.debug("run %s cancelled before it ran: dropped", job.run_id)
+        error = script_error("cancelled", "the caller went away before the run started")
+        self.keep_run(run_row(job, ScriptRun.Status.FAILED, worker=self.name, error=error))
+        self.queue.finish(delivery.entry_id)
+        self.jobs_done += 1
 
     def handle(self, delivery: Delivery) -> None:
         """Run one delivered job (or dead-letter it), deliver its outcome, then acknowledge it."""
@@ -151,7 +170,8 @@ class Worker:
             metrics.JOB_DEAD.observe(0)
             return
         started = time.perf_counter()
-        report = run_job(job)
+        with self.cancels.watching(job.run_id) as cancel:
+            report = run_job(job, cancel=cancel)
         outcome = report.outcome
         if job.event_id is not None:  # the webhook event links to its run: the row must exist before the hook
             report.record(worker=self.name, attempts=delivery.deliveries)
