@@ -25,7 +25,7 @@ fn main() {
     let mut times = Vec::with_capacity(iterations);
     let mut last = None;
     for _ in 0..iterations {
-        let outcome = run_script(&engine, &cache, &limits, script, HashMap::new(), 64);
+        let outcome = run_script(&engine, &cache, &limits, script, HashMap::new(), 64, None);
         times.push(outcome.elapsed.as_secs_f64() * 1000.0);
         last = Some(outcome);
     }

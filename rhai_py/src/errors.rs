@@ -28,6 +28,10 @@ pub enum ErrorKind {
     Functions,
     /// `max_source_size` exceeded.
     SourceSize,
+    /// `max_memory_bytes` exceeded.
+    Memory,
+    /// The run's cancel token was set.
+    Cancelled,
 }
 
 impl ErrorKind {
@@ -45,6 +49,8 @@ impl ErrorKind {
             ErrorKind::Variables => "variables",
             ErrorKind::Functions => "functions",
             ErrorKind::SourceSize => "source_size",
+            ErrorKind::Memory => "memory",
+            ErrorKind::Cancelled => "cancelled",
         }
     }
 }
@@ -57,6 +63,10 @@ pub enum Termination {
     Timeout,
     /// Less than the guard's worth of stack was left.
     StackExhausted,
+    /// The run's values held more than `max_memory_bytes`.
+    MemoryExhausted,
+    /// The run's cancel token was set.
+    Cancelled,
     /// A sandboxed function (e.g. `sleep`) was called.
     Denied(String),
     /// A host (Python) function failed; `position` is where the script called it.
@@ -142,6 +152,14 @@ impl ScriptFailure {
                     }
                     Some(Termination::StackExhausted) => {
                         Self::new(ErrorKind::Stack, "script ran out of stack space", pos)
+                    }
+                    Some(Termination::MemoryExhausted) => Self::new(
+                        ErrorKind::Memory,
+                        "script used more memory than max_memory_bytes allows",
+                        pos,
+                    ),
+                    Some(Termination::Cancelled) => {
+                        Self::new(ErrorKind::Cancelled, "script run cancelled", pos)
                     }
                     Some(Termination::Denied(msg)) => Self::new(ErrorKind::Runtime, msg, pos),
                     Some(Termination::Host { message, position }) => {

@@ -11,6 +11,8 @@
 pub mod cache;
 pub mod errors;
 pub mod limits;
+pub mod memory;
+pub mod reclaim;
 pub mod runner;
 pub mod sandbox;
 pub mod state;
@@ -21,5 +23,9 @@ mod python;
 pub use cache::ScriptCache;
 pub use errors::{ErrorKind, ScriptFailure, Termination};
 pub use limits::Limits;
-pub use runner::{run_script, RunOutcome};
+pub use runner::{release_outcome, run_script, RunOutcome};
 pub use sandbox::build_engine;
+
+/// Every allocation of the library is counted against the budget of the run in progress.
+#[global_allocator]
+static ALLOCATOR: memory::CountingAllocator = memory::CountingAllocator;

@@ -29,11 +29,17 @@ pub struct Limits {
     pub max_source_size: usize,
     /// Maximum bytes of `print`/`debug` output captured per run.
     pub max_output_size: usize,
+    /// Maximum bytes of heap the run's values may hold at once (see [`crate::memory`]).
+    pub max_memory_bytes: usize,
 }
 
 /// Upper bound for `max_expr_depth`: the parser recurses once per level, and this keeps the
 /// parser inside the stack space every run is guaranteed (see `runner`).
 pub const MAX_EXPR_DEPTH_CEILING: usize = 512;
+
+/// Upper bound for `max_memory_bytes` (16 GiB): the run's stack is sized from the budget
+/// (see `runner::run_stack_bytes`) and must stay a reasonable reservation of address space.
+pub const MAX_MEMORY_CEILING: usize = 16 * 1024 * 1024 * 1024;
 
 impl Default for Limits {
     /// Safe defaults for untrusted scripts (documented in docs/SCRIPTING.md).
@@ -50,6 +56,7 @@ impl Default for Limits {
             max_functions: 64,
             max_source_size: 64 * 1024,
             max_output_size: 64 * 1024,
+            max_memory_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -59,7 +66,7 @@ impl Limits {
     /// some limits and "forbidden" for others, so 0 is refused altogether), and
     /// `max_expr_depth` at most [`MAX_EXPR_DEPTH_CEILING`].
     pub fn validate(&self) -> Result<(), String> {
-        let fields: [(&str, u64); 11] = [
+        let fields: [(&str, u64); 12] = [
             ("max_operations", self.max_operations),
             ("timeout_ms", self.timeout_ms),
             ("max_call_levels", self.max_call_levels as u64),
@@ -71,6 +78,7 @@ impl Limits {
             ("max_functions", self.max_functions as u64),
             ("max_source_size", self.max_source_size as u64),
             ("max_output_size", self.max_output_size as u64),
+            ("max_memory_bytes", self.max_memory_bytes as u64),
         ];
         for (name, value) in fields {
             if value == 0 {
@@ -79,6 +87,9 @@ impl Limits {
         }
         if self.max_expr_depth > MAX_EXPR_DEPTH_CEILING {
             return Err(format!("max_expr_depth must be at most {MAX_EXPR_DEPTH_CEILING}"));
+        }
+        if self.max_memory_bytes > MAX_MEMORY_CEILING {
+            return Err(format!("max_memory_bytes must be at most {MAX_MEMORY_CEILING}"));
         }
         Ok(())
     }

@@ -1,19 +1,38 @@
-//! Running one script: source-size check, cache, per-run state, stack guarantee, timing.
+//! Running one script: source-size check, cache, per-run state, its own stack, timing, and
+//! the release of what the run leaves behind.
 
 use rhai::{Array, Dynamic, Engine, Map, Position, Scope};
 use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::cache::ScriptCache;
 use crate::errors::{ErrorKind, ScriptFailure};
 use crate::limits::Limits;
+use crate::memory;
+use crate::reclaim;
 use crate::state::{RunScope, RunStats};
 
-/// Every run starts with at least this much stack; if the calling thread has less left
-/// (small thread stacks), the run is moved to a fresh stack of [`RUN_STACK_SIZE`].
-pub const MIN_STACK_FOR_RUN: usize = 4 * 1024 * 1024;
-/// Size of the stack allocated for a run when the thread's own is too small.
-pub const RUN_STACK_SIZE: usize = 16 * 1024 * 1024;
+/// The smallest stack a run gets (the evaluation's own share, `state::EVAL_STACK_BYTES`, and room).
+pub const MIN_RUN_STACK_BYTES: usize = 64 * 1024 * 1024;
+/// Bytes of stack reserved per byte of the memory budget. Rhai drops nested values
+/// recursively, also in the middle of a run (a variable reassigned, a block left), and a chain
+/// costs more stack to drop than it holds on the heap: at most 2.8 bytes of stack per byte of
+/// heap for the shapes measured with `examples/drop_depth.rs` (closure chains, closures in
+/// arrays, in arrays of arrays, in maps; docs/SCRIPTING.md, "Memory"). A chain can only be as
+/// long as the budget lets it grow, so a stack of 8x the budget can always drop it. The stack
+/// is reserved address space: only the pages a run touches are ever backed by memory, and
+/// they are returned when the run ends.
+pub const RUN_STACK_PER_BUDGET_BYTE: usize = 8;
+
+/// Above this peak, the allocator is asked to give freed memory back to the system after a run.
+pub const RELEASE_TO_OS_ABOVE_BYTES: usize = 32 * 1024 * 1024;
+
+/// The stack a run under `limits` is given.
+pub fn run_stack_bytes(limits: &Limits) -> usize {
+    limits.max_memory_bytes.saturating_mul(RUN_STACK_PER_BUDGET_BYTE).max(MIN_RUN_STACK_BYTES)
+}
 
 /// The result of one run.
 #[derive(Debug)]
@@ -25,8 +44,9 @@ pub struct RunOutcome {
 
 /// Run `source` on `engine` under `limits` with `constants` visible (read-only) to the script.
 ///
-/// Runs on the calling thread (state is per thread, see [`crate::state`]), on a stack with at
-/// least [`MIN_STACK_FOR_RUN`] bytes available.
+/// Runs on the calling thread (state is per thread, see [`crate::state`]), on a stack of its
+/// own of [`run_stack_bytes`]. The value (or thrown value) it returns must be given back to
+/// [`release_outcome`] (or [`reclaim::release`]) once used, never simply dropped.
 pub fn run_script(
     engine: &Engine,
     cache: &ScriptCache,
@@ -34,13 +54,15 @@ pub fn run_script(
     source: &str,
     constants: HashMap<String, Dynamic>,
     max_value_depth: usize,
+    cancel: Option<Arc<AtomicBool>>,
 ) -> RunOutcome {
-    stacker::maybe_grow(MIN_STACK_FOR_RUN, RUN_STACK_SIZE, || {
-        let mut outcome = run_on_this_stack(engine, cache, limits, source, constants);
-        // Values nested deeper than the caller can convert are refused (and dropped) here, on
-        // the guaranteed stack: dropping or walking a 10,000-deep array recurses 10,000 times.
+    stacker::grow(run_stack_bytes(limits), || {
+        let mut outcome = run_on_this_stack(engine, cache, limits, source, constants, cancel);
+        // Values nested deeper than the caller can convert are refused here: walking a
+        // 10,000-deep array recurses 10,000 times.
         match &mut outcome.result {
             Ok(value) if nested_deeper_than(value, max_value_depth) => {
+                reclaim::release(std::mem::take(value));
                 outcome.result = Err(ScriptFailure::new(
                     ErrorKind::Runtime,
                     format!(
@@ -52,7 +74,7 @@ pub fn run_script(
             Err(failure)
                 if failure.thrown.as_ref().is_some_and(|v| nested_deeper_than(v, max_value_depth)) =>
             {
-                failure.thrown = None;
+                reclaim::release_all(failure.thrown.take().into_iter().collect());
             }
             _ => {}
         }
@@ -77,6 +99,7 @@ fn run_on_this_stack(
     limits: &Limits,
     source: &str,
     constants: HashMap<String, Dynamic>,
+    cancel: Option<Arc<AtomicBool>>,
 ) -> RunOutcome {
     let start = Instant::now();
     if source.len() > limits.max_source_size {
@@ -92,14 +115,43 @@ fn run_on_this_stack(
         return RunOutcome { result: Err(failure), stats: RunStats::default(), elapsed: start.elapsed() };
     }
     let deadline = start.checked_add(Duration::from_millis(limits.timeout_ms));
-    let scope = RunScope::enter(deadline, limits.max_output_size, constants);
+    let scope = RunScope::enter(deadline, limits.max_output_size, limits.max_memory_bytes, constants, cancel);
     let result = match cache.get_or_compile(engine, source) {
         Err(err) => Err(ScriptFailure::from_parse_error(&err)),
         Ok(ast) => {
             let mut vars = Scope::new();
-            engine.eval_ast_with_scope::<Dynamic>(&mut vars, &ast).map_err(ScriptFailure::from_eval_error)
+            let result = engine
+                .eval_ast_with_scope::<Dynamic>(&mut vars, &ast)
+                .map_err(ScriptFailure::from_eval_error);
+            reclaim::release_scope(vars);
+            result
         }
     };
     let stats = scope.finish();
     RunOutcome { result, stats, elapsed: start.elapsed() }
+}
+
+/// Below this, what a run holds after its release is noise (a compiled script kept in the
+/// cache, interned strings), not a leak.
+pub const LEFT_BEHIND_NOISE_BYTES: usize = 4 * 1024 * 1024;
+
+/// Release what a used outcome still holds (its value or thrown value), without recursion,
+/// and give the memory back to the system after a run that held a lot. Returns the bytes the
+/// run left behind (reference cycles), also added to [`memory::left_behind_bytes`].
+pub fn release_outcome(result: Result<Dynamic, ScriptFailure>, stats: &RunStats) -> usize {
+    let account = memory::begin();
+    match result {
+        Ok(value) => reclaim::release(value),
+        Err(failure) => reclaim::release_all(failure.thrown.into_iter().collect()),
+    }
+    let freed = memory::end(account).net.min(0).unsigned_abs();
+    if stats.peak_memory > RELEASE_TO_OS_ABOVE_BYTES {
+        memory::release_to_os();
+    }
+    let left_behind = stats.held_at_end.saturating_sub(freed);
+    if left_behind < LEFT_BEHIND_NOISE_BYTES {
+        return 0;
+    }
+    memory::note_left_behind(left_behind);
+    left_behind
 }

@@ -9,15 +9,22 @@
 use rhai::Dynamic;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::errors::Termination;
+use crate::memory;
 
 /// Marker appended to the logs once output has been cut at `max_output_size`.
 pub const TRUNCATION_MARKER: &str = "[output truncated: max_output_size reached]";
 
 /// Stop a run when less than this much stack is left (checked on every operation).
 pub const STACK_GUARD_BYTES: usize = 256 * 1024;
+/// Most stack the evaluation itself may use (deep recursion stops with kind `stack` there);
+/// the rest of a run's stack is for dropping nested values, which Rhai does recursively
+/// and without calling `on_progress` (see `runner::RUN_STACK_PER_BUDGET_BYTE`).
+pub const EVAL_STACK_BYTES: usize = 48 * 1024 * 1024;
 
 /// How often (in operations) the wall clock is read for the timeout.
 const CLOCK_EVERY: u64 = 256;
@@ -34,7 +41,10 @@ thread_local! {
     static OPS: Cell<u64> = const { Cell::new(0) };
     static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
     static HAS_CONSTANTS: Cell<bool> = const { Cell::new(false) };
+    static MAX_MEMORY: Cell<usize> = const { Cell::new(usize::MAX) };
+    static STACK_FLOOR: Cell<usize> = const { Cell::new(STACK_GUARD_BYTES) };
     static OUTPUT: RefCell<Output> = RefCell::new(Output::default());
+    static CANCEL: RefCell<Option<Arc<AtomicBool>>> = const { RefCell::new(None) };
     static CONSTANTS: RefCell<HashMap<String, Dynamic>> = RefCell::new(HashMap::new());
 }
 
@@ -47,6 +57,10 @@ pub struct RunStats {
     pub truncated: bool,
     /// Operations counted by Rhai.
     pub operations: u64,
+    /// Most heap bytes the run held at once (see [`crate::memory`]).
+    pub peak_memory: usize,
+    /// Heap bytes the run still held when it finished (its value, and anything it leaked).
+    pub held_at_end: usize,
 }
 
 /// Guard owning the current thread's run state; restores the previous state on drop.
@@ -54,8 +68,12 @@ pub struct RunScope {
     saved_ops: u64,
     saved_deadline: Option<Instant>,
     saved_has_constants: bool,
+    saved_max_memory: usize,
+    saved_stack_floor: usize,
+    saved_account: memory::Account,
     saved_output: Output,
     saved_constants: HashMap<String, Dynamic>,
+    saved_cancel: Option<Arc<AtomicBool>>,
     finished: bool,
 }
 
@@ -64,7 +82,9 @@ impl RunScope {
     pub fn enter(
         deadline: Option<Instant>,
         max_output_bytes: usize,
+        max_memory_bytes: usize,
         constants: HashMap<String, Dynamic>,
+        cancel: Option<Arc<AtomicBool>>,
     ) -> Self {
         let has_constants = !constants.is_empty();
         let fresh = Output { max_bytes: max_output_bytes, ..Output::default() };
@@ -72,8 +92,12 @@ impl RunScope {
             saved_ops: OPS.replace(0),
             saved_deadline: DEADLINE.replace(deadline),
             saved_has_constants: HAS_CONSTANTS.replace(has_constants),
+            saved_max_memory: MAX_MEMORY.replace(max_memory_bytes),
+            saved_stack_floor: STACK_FLOOR.replace(stack_floor()),
+            saved_account: memory::begin(),
             saved_output: OUTPUT.with(|o| o.replace(fresh)),
             saved_constants: CONSTANTS.with(|c| c.replace(constants)),
+            saved_cancel: CANCEL.with(|c| c.replace(cancel)),
             finished: false,
         }
     }
@@ -89,9 +113,19 @@ impl RunScope {
         let operations = OPS.replace(self.saved_ops);
         DEADLINE.set(self.saved_deadline);
         HAS_CONSTANTS.set(self.saved_has_constants);
+        MAX_MEMORY.set(self.saved_max_memory);
+        STACK_FLOOR.set(self.saved_stack_floor);
         let out = OUTPUT.with(|o| o.replace(std::mem::take(&mut self.saved_output)));
         CONSTANTS.with(|c| c.replace(std::mem::take(&mut self.saved_constants)));
-        RunStats { logs: out.logs, truncated: out.truncated, operations }
+        CANCEL.with(|c| c.replace(self.saved_cancel.take()));
+        let usage = memory::end(self.saved_account);
+        RunStats {
+            logs: out.logs,
+            truncated: out.truncated,
+            operations,
+            peak_memory: usage.peak,
+            held_at_end: usage.net.max(0) as usize,
+        }
     }
 }
 
@@ -103,21 +137,40 @@ impl Drop for RunScope {
     }
 }
 
-/// `on_progress` hook: record the count, enforce the deadline and the stack guard.
+/// `on_progress` hook: record the count, enforce the memory budget, the deadline and the
+/// stack guard.
 #[inline]
 pub fn on_progress(ops: u64) -> Option<Dynamic> {
     OPS.set(ops);
+    if memory::live_bytes() > MAX_MEMORY.get() {
+        return Some(Dynamic::from(Termination::MemoryExhausted));
+    }
     if ops % CLOCK_EVERY == 0 {
         if let Some(deadline) = DEADLINE.get() {
             if Instant::now() >= deadline {
                 return Some(Dynamic::from(Termination::Timeout));
             }
         }
+        if cancelled() {
+            return Some(Dynamic::from(Termination::Cancelled));
+        }
     }
     match stacker::remaining_stack() {
-        Some(left) if left < STACK_GUARD_BYTES => Some(Dynamic::from(Termination::StackExhausted)),
+        Some(left) if left < STACK_FLOOR.get() => Some(Dynamic::from(Termination::StackExhausted)),
         _ => None,
     }
+}
+
+/// The remaining stack below which a run starting here is stopped: [`EVAL_STACK_BYTES`] below
+/// this point, and never closer to the end than [`STACK_GUARD_BYTES`].
+fn stack_floor() -> usize {
+    let left = stacker::remaining_stack().unwrap_or(0);
+    left.saturating_sub(EVAL_STACK_BYTES).max(STACK_GUARD_BYTES)
+}
+
+/// Has the current run been cancelled (its token set from another thread)?
+pub fn cancelled() -> bool {
+    CANCEL.with(|c| c.borrow().as_ref().is_some_and(|flag| flag.load(Ordering::Relaxed)))
 }
 
 /// Has the current run's deadline passed? (Also checked right after host callbacks.)

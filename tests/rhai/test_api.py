@@ -107,4 +107,5 @@ def test_default_limits_match_documentation():
         "max_output_size": 65_536,
         "cache_size": 256,
         "max_value_depth": 64,
+        "max_memory_bytes": 268_435_456,
     }

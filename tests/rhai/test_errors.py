@@ -27,6 +27,8 @@ def test_hierarchy():
         "variables",
         "functions",
         "source_size",
+        "memory",
+        "cancelled",
     }
 
 

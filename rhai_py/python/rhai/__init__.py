@@ -24,13 +24,14 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ._errors import KINDS, HostError, LimitError, ParseError, RhaiError, ScriptError
-from ._rhai import MAX_ARITY, RHAI_VERSION, RunResult
+from ._rhai import MAX_ARITY, RHAI_VERSION, CancelToken, RunResult
 from ._rhai import Engine as _NativeEngine
 
 __all__ = [
     "KINDS",
     "MAX_ARITY",
     "RHAI_VERSION",
+    "CancelToken",
     "Engine",
     "HostError",
     "LimitError",
@@ -91,7 +92,13 @@ class Engine(_NativeEngine):
     max_output_size     65_536      bytes of print/debug output kept per run
     cache_size          256         compiled scripts kept (LRU by source; 0 = no cache)
     max_value_depth     64          nesting of values converted in and out (1..256)
+    max_memory_bytes    268_435_456 heap the run's values hold at once (``memory``),
+                                    at most 16 GiB
     ==================  ==========  ================================================
+
+    A run never crashes the process, whatever it builds: what it leaves behind is released
+    without recursion, and it runs on a stack of its own sized from ``max_memory_bytes``
+    (address space, backed only where used), so values dropped while it runs fit too.
     """
 
     __slots__ = ()
@@ -140,6 +147,7 @@ class Engine(_NativeEngine):
         *,
         json_safe: bool = False,
         timeout_ms: int | None = None,
+        cancel: CancelToken | None = None,
     ) -> Any:
         """Run ``script`` and return its value as a Python object.
 
@@ -148,10 +156,11 @@ class Engine(_NativeEngine):
         ``json_safe=True``, NaN/infinity and blobs in the value raise :class:`ScriptError`
         (kind ``runtime``) instead of being returned. ``timeout_ms`` shortens the engine's
         timeout for this run only (a longer one is ignored: the engine's is the ceiling).
-        Raises a :class:`RhaiError` subclass when the script fails. The GIL is released while
-        the script runs.
+        ``cancel`` stops the run (kind ``cancelled``, a :class:`LimitError`) once another thread
+        calls its ``cancel()``. Raises a :class:`RhaiError` subclass when the script fails.
+        The GIL is released while the script runs.
         """
-        return super().eval(script, constants, json_safe=json_safe, timeout_ms=timeout_ms)
+        return super().eval(script, constants, json_safe=json_safe, timeout_ms=timeout_ms, cancel=cancel)
 
     def run(
         self,
@@ -160,12 +169,13 @@ class Engine(_NativeEngine):
         *,
         json_safe: bool = False,
         timeout_ms: int | None = None,
+        cancel: CancelToken | None = None,
     ) -> RunResult:
         """Like :meth:`eval`, but return a :class:`RunResult`: ``value``, ``output`` (the value
         as Rhai prints it), ``logs`` (print/debug lines, capped at ``max_output_size`` bytes,
-        then ``truncated`` is true and the last line is a marker), ``operations`` and
-        ``elapsed_ms``."""
-        return super().run(script, constants, json_safe=json_safe, timeout_ms=timeout_ms)
+        then ``truncated`` is true and the last line is a marker), ``operations``,
+        ``peak_memory_bytes`` and ``elapsed_ms``."""
+        return super().run(script, constants, json_safe=json_safe, timeout_ms=timeout_ms, cancel=cancel)
 
 
 def to_json_value(value: Any, *, _depth: int = 0) -> Any:

@@ -19,6 +19,8 @@ KINDS = (
     "variables",
     "functions",
     "source_size",
+    "memory",
+    "cancelled",
 )
 
 
@@ -27,7 +29,8 @@ class RhaiError(Exception):
 
     Attributes:
         kind: one of :data:`KINDS` (``parse``, ``runtime``, ``throw``, ``host``, ``operations``,
-            ``timeout``, ``stack``, ``data_size``, ``variables``, ``functions``, ``source_size``).
+            ``timeout``, ``stack``, ``data_size``, ``variables``, ``functions``, ``source_size``,
+            ``memory``, ``cancelled``).
         message: human-readable text, without the position.
         line: 1-based line in the script, or ``None`` when unknown.
         column: 1-based column in the script, or ``None`` when unknown.
@@ -89,5 +92,5 @@ class LimitError(RhaiError):
     """A resource limit stopped the script.
 
     Kinds: ``operations``, ``timeout``, ``stack``, ``data_size``, ``variables``, ``functions``,
-    ``source_size``.
+    ``source_size``, ``memory``, and ``cancelled`` (stopped by its :class:`CancelToken`).
     """

@@ -6,6 +6,7 @@ use pyo3::types::{PyDict, PyString, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 use rhai::{Dynamic, Engine, EvalAltResult, FuncRegistration, Module, NativeCallContext};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::cache::ScriptCache;
@@ -13,9 +14,9 @@ use crate::errors::{ErrorKind, ScriptFailure, Termination};
 use crate::limits::Limits;
 use crate::python::convert::{dynamic_to_py, py_to_dynamic};
 use crate::python::errors::{failure_to_pyerr, stash_host_error, take_host_error};
-use crate::runner::{run_script, RunOutcome};
+use crate::runner::{release_outcome, run_script, RunOutcome};
 use crate::sandbox::build_engine;
-use crate::state;
+use crate::state::{self, RunStats};
 
 /// Most parameters a registered Python function can take.
 pub const MAX_ARITY: usize = 12;
@@ -173,6 +174,7 @@ impl PyEngine {
         script: &str,
         constants: Option<&Bound<'_, PyDict>>,
         timeout_ms: Option<u64>,
+        cancel: Option<&CancelToken>,
     ) -> PyResult<RunOutcome> {
         let constants = self.constants_from(constants)?;
         let engine = self.current();
@@ -182,31 +184,41 @@ impl PyEngine {
             Some(ms) if ms < self.limits.timeout_ms => Limits { timeout_ms: ms, ..self.limits.clone() },
             _ => self.limits.clone(),
         };
-        let outcome = py.detach(|| run_script(&engine, &self.cache, &limits, script, constants, self.max_depth));
+        let cancel = cancel.map(|token| Arc::clone(&token.flag));
+        let outcome = py
+            .detach(|| run_script(&engine, &self.cache, &limits, script, constants, self.max_depth, cancel));
         Ok(outcome)
     }
 
-    /// The run's value converted to Python, or the run's error raised.
+    /// The run's value converted to Python with its printed form, or the run's error raised.
+    /// Either way, what the run left behind is then released (see [`release_outcome`]).
     fn value_or_raise(
         &self,
         py: Python<'_>,
         result: Result<Dynamic, ScriptFailure>,
+        stats: &RunStats,
         json_safe: bool,
-    ) -> PyResult<(Py<PyAny>, Dynamic)> {
+    ) -> PyResult<(Py<PyAny>, String)> {
         let host_error = take_host_error();
-        let failure = match result {
-            Ok(value) => match dynamic_to_py(py, &value, self.max_depth, json_safe) {
-                Ok(obj) => return Ok((obj, value)),
-                Err(e) => ScriptFailure::new(
-                    ErrorKind::Runtime,
-                    format!("cannot return the script's value: {}", e.0),
-                    rhai::Position::NONE,
-                ),
+        let answer = match &result {
+            Ok(value) => match dynamic_to_py(py, value, self.max_depth, json_safe) {
+                Ok(obj) => Ok((obj, value.to_string())),
+                Err(e) => {
+                    let failure = ScriptFailure::new(
+                        ErrorKind::Runtime,
+                        format!("cannot return the script's value: {}", e.0),
+                        rhai::Position::NONE,
+                    );
+                    Err(failure_to_pyerr(py, &failure, None, self.max_depth))
+                }
             },
-            Err(f) => f,
+            Err(failure) => {
+                let cause = if failure.kind == ErrorKind::Host { host_error } else { None };
+                Err(failure_to_pyerr(py, failure, cause, self.max_depth))
+            }
         };
-        let cause = if failure.kind == ErrorKind::Host { host_error } else { None };
-        Err(failure_to_pyerr(py, failure, cause, self.max_depth))
+        py.detach(|| release_outcome(result, stats));
+        answer
     }
 }
 
@@ -228,6 +240,7 @@ impl PyEngine {
         max_output_size = 65_536,
         cache_size = 256,
         max_value_depth = 64,
+        max_memory_bytes = 268_435_456,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -244,6 +257,7 @@ impl PyEngine {
         max_output_size: usize,
         cache_size: usize,
         max_value_depth: usize,
+        max_memory_bytes: usize,
     ) -> PyResult<Self> {
         let limits = Limits {
             max_operations,
@@ -257,6 +271,7 @@ impl PyEngine {
             max_functions,
             max_source_size,
             max_output_size,
+            max_memory_bytes,
         };
         limits.validate().map_err(PyValueError::new_err)?;
         if max_value_depth == 0 || max_value_depth > 256 {
@@ -334,7 +349,7 @@ impl PyEngine {
     }
 
     /// Evaluate `script` and return its value (see the Python docstring).
-    #[pyo3(signature = (script, constants = None, *, json_safe = false, timeout_ms = None))]
+    #[pyo3(signature = (script, constants = None, *, json_safe = false, timeout_ms = None, cancel = None))]
     fn eval(
         &self,
         py: Python<'_>,
@@ -342,13 +357,14 @@ impl PyEngine {
         constants: Option<&Bound<'_, PyDict>>,
         json_safe: bool,
         timeout_ms: Option<u64>,
+        cancel: Option<PyRef<'_, CancelToken>>,
     ) -> PyResult<Py<PyAny>> {
-        let outcome = self.execute(py, script, constants, timeout_ms)?;
-        self.value_or_raise(py, outcome.result, json_safe).map(|(obj, _)| obj)
+        let outcome = self.execute(py, script, constants, timeout_ms, cancel.as_deref())?;
+        self.value_or_raise(py, outcome.result, &outcome.stats, json_safe).map(|(obj, _)| obj)
     }
 
     /// Run `script` and return a `RunResult` (see the Python docstring).
-    #[pyo3(signature = (script, constants = None, *, json_safe = false, timeout_ms = None))]
+    #[pyo3(signature = (script, constants = None, *, json_safe = false, timeout_ms = None, cancel = None))]
     fn run(
         &self,
         py: Python<'_>,
@@ -356,15 +372,17 @@ impl PyEngine {
         constants: Option<&Bound<'_, PyDict>>,
         json_safe: bool,
         timeout_ms: Option<u64>,
+        cancel: Option<PyRef<'_, CancelToken>>,
     ) -> PyResult<RunResult> {
-        let outcome = self.execute(py, script, constants, timeout_ms)?;
-        let (value, raw) = self.value_or_raise(py, outcome.result, json_safe)?;
+        let outcome = self.execute(py, script, constants, timeout_ms, cancel.as_deref())?;
+        let (value, output) = self.value_or_raise(py, outcome.result, &outcome.stats, json_safe)?;
         Ok(RunResult {
             value,
-            raw,
+            output,
             logs: outcome.stats.logs,
             truncated: outcome.stats.truncated,
             operations: outcome.stats.operations,
+            peak_memory_bytes: outcome.stats.peak_memory,
             elapsed_ms: outcome.elapsed.as_secs_f64() * 1000.0,
         })
     }
@@ -378,6 +396,14 @@ impl PyEngine {
         d.set_item("size", s.size)?;
         d.set_item("capacity", s.capacity)?;
         Ok(d)
+    }
+
+    /// Heap bytes that runs in this process left behind after everything they returned was
+    /// released (reference cycles between closures, which nothing can free). A worker
+    /// replaces itself once this passes its bound.
+    #[staticmethod]
+    fn left_behind_bytes() -> usize {
+        crate::memory::left_behind_bytes()
     }
 
     /// Forget every cached compiled script.
@@ -403,7 +429,33 @@ impl PyEngine {
         d.set_item("max_output_size", l.max_output_size)?;
         d.set_item("cache_size", self.cache.stats().capacity)?;
         d.set_item("max_value_depth", self.max_depth)?;
+        d.set_item("max_memory_bytes", l.max_memory_bytes)?;
         Ok(d)
+    }
+}
+
+/// A flag another thread sets to stop a run at its next operation (kind `cancelled`).
+#[pyclass(frozen, module = "rhai._rhai", name = "CancelToken")]
+pub struct CancelToken {
+    flag: Arc<AtomicBool>,
+}
+
+#[pymethods]
+impl CancelToken {
+    #[new]
+    fn new() -> Self {
+        CancelToken { flag: Arc::new(AtomicBool::new(false)) }
+    }
+
+    /// Stop the run (or runs) given this token, at its next check (every 256 operations).
+    fn cancel(&self) {
+        self.flag.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether `cancel()` was called.
+    #[getter]
+    fn cancelled(&self) -> bool {
+        self.flag.load(Ordering::Relaxed)
     }
 }
 
@@ -413,7 +465,9 @@ pub struct RunResult {
     /// The script's value as a Python object.
     #[pyo3(get)]
     value: Py<PyAny>,
-    raw: Dynamic,
+    /// The value as Rhai prints it (`to_string`), e.g. `"20"` for `10 * 2`.
+    #[pyo3(get)]
+    output: String,
     /// Lines produced by `print`/`debug`, capped at `max_output_size` bytes.
     #[pyo3(get)]
     logs: Vec<String>,
@@ -423,6 +477,9 @@ pub struct RunResult {
     /// Rhai operations the run counted.
     #[pyo3(get)]
     operations: u64,
+    /// Most heap bytes the run's values held at once (counted against `max_memory_bytes`).
+    #[pyo3(get)]
+    peak_memory_bytes: usize,
     /// Wall time of the run (parse included), in milliseconds.
     #[pyo3(get)]
     elapsed_ms: f64,
@@ -430,16 +487,10 @@ pub struct RunResult {
 
 #[pymethods]
 impl RunResult {
-    /// The value as Rhai prints it (`to_string`), e.g. `"20"` for `10 * 2`.
-    #[getter]
-    fn output(&self) -> String {
-        self.raw.to_string()
-    }
-
     fn __repr__(&self) -> String {
         format!(
             "RunResult(output={:?}, logs={}, operations={}, elapsed_ms={:.3})",
-            self.raw.to_string(),
+            self.output,
             self.logs.len(),
             self.operations,
             self.elapsed_ms

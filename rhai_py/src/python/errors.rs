@@ -34,7 +34,7 @@ pub fn take_host_error() -> Option<PyErr> {
 /// is re-raised as it is.
 pub fn failure_to_pyerr(
     py: Python<'_>,
-    failure: ScriptFailure,
+    failure: &ScriptFailure,
     cause: Option<PyErr>,
     max_depth: usize,
 ) -> PyErr {
@@ -43,7 +43,7 @@ pub fn failure_to_pyerr(
             return cause.clone_ref(py);
         }
     }
-    match build(py, &failure, max_depth) {
+    match build(py, failure, max_depth) {
         Ok(err) => {
             if failure.kind == ErrorKind::Host {
                 err.set_cause(py, cause);

@@ -10,6 +10,7 @@ use pyo3::prelude::*;
 fn _rhai(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<engine::PyEngine>()?;
     m.add_class::<engine::RunResult>()?;
+    m.add_class::<engine::CancelToken>()?;
     m.add("RHAI_VERSION", "1.27.0")?;
     m.add("MAX_ARITY", engine::MAX_ARITY)?;
     Ok(())
