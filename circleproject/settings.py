@@ -209,7 +209,16 @@ CIRCLES_SCRIPT_LIMITS = {
     "max_functions": env.int("CIRCLES_SCRIPT_MAX_FUNCTIONS", default=200),
     "max_source_size": env.int("CIRCLES_SCRIPT_MAX_SOURCE_SIZE", default=CIRCLES_MAX_MESSAGE_BYTES),
     "max_output_size": env.int("CIRCLES_SCRIPT_MAX_OUTPUT_SIZE", default=64 * 1024),
+    # Heap the run's values may hold at once; past it the run stops with kind `memory`.
+    "max_memory_bytes": env.int("CIRCLES_SCRIPT_MAX_MEMORY_BYTES", default=256 * 1024 * 1024),
 }
+# A run's answer: its value as JSON and its printed output, each; past it, kind `result_size`.
+CIRCLES_RESULT_MAX_BYTES = env.int("CIRCLES_RESULT_MAX_BYTES", default=1024 * 1024)
+# The largest message a worker publishes on the channel layer (Redis disconnects a subscriber
+# whose pubsub output buffer passes 32 MiB, or 8 MiB for 60 s, by default); past it, `result_size`.
+CIRCLES_LAYER_MAX_MESSAGE_BYTES = env.int("CIRCLES_LAYER_MAX_MESSAGE_BYTES", default=4 * 1024 * 1024)
+# What a ScriptRun row keeps of the script, output, value and logs, each (then cut, with a marker).
+CIRCLES_RUN_RECORD_MAX_BYTES = env.int("CIRCLES_RUN_RECORD_MAX_BYTES", default=64 * 1024)
 # Record caps: one value, and everything one circle stores.
 CIRCLES_RECORD_MAX_BYTES = env.int("CIRCLES_RECORD_MAX_BYTES", default=64 * 1024)
 CIRCLES_CIRCLE_MAX_BYTES = env.int("CIRCLES_CIRCLE_MAX_BYTES", default=50 * 1024 * 1024)
@@ -225,7 +234,12 @@ CIRCLES_QUEUE_STREAM = env.str("CIRCLES_QUEUE_STREAM", default="circles:jobs")
 CIRCLES_QUEUE_GROUP = env.str("CIRCLES_QUEUE_GROUP", default="workers")
 CIRCLES_QUEUE_MAX_LENGTH = env.int("CIRCLES_QUEUE_MAX_LENGTH", default=10_000)
 CIRCLES_QUEUE_CLAIM_IDLE_MS = env.int("CIRCLES_QUEUE_CLAIM_IDLE_MS", default=30_000)
-CIRCLES_QUEUE_MAX_DELIVERIES = env.int("CIRCLES_QUEUE_MAX_DELIVERIES", default=3)
+# Deliveries a job gets: each one after the first means a worker died (or hung) running it, so
+# a job delivered once more is dead-lettered as `host` instead of killing the next worker too.
+CIRCLES_QUEUE_MAX_DELIVERIES = env.int("CIRCLES_QUEUE_MAX_DELIVERIES", default=2)
+# A worker replaces itself (the supervisor starts a fresh one) once runs left this much memory
+# behind that nothing can free (reference cycles between closures; docs/SCRIPTING.md).
+CIRCLES_WORKER_MAX_LEFT_BEHIND_BYTES = env.int("CIRCLES_WORKER_MAX_LEFT_BEHIND_BYTES", default=512 * 1024**2)
 # Each caller's and circle's share of the executor (executor/shares.py): most `play` runs in
 # flight (handed to the pool or the queue, not yet over) per signed-in key across all its
 # connections and ASGI processes, and per circle; 0: no bound. A `play` over a share waits in its

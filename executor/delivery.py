@@ -1,15 +1,30 @@
 """Delivering a run's outcome to whoever waits for it: a WebSocket consumer via the channel layer."""
 
 import asyncio
+import logging
 from typing import Any
 
 from channels.layers import get_channel_layer
 from channels_redis.pubsub import RedisPubSubChannelLayer
+from django.conf import settings
 
 from executor.jobs import Job
 from executor.queue import Publication
 
+logger = logging.getLogger("executor.delivery")
+
 RESULT_EVENT = "script.result"
+
+
+def too_big_for_the_layer(job: Job, size: int) -> dict[str, Any]:
+    """The outcome sent instead of one whose message would pass the channel layer's cap."""
+    limit = settings.CIRCLES_LAYER_MAX_MESSAGE_BYTES
+    message = f"the run's answer is {size} bytes, more than the channel layer carries ({limit})"
+    return {
+        "run_id": job.run_id,
+        "ok": False,
+        "error": {"kind": "result_size", "message": message, "line": None, "column": None},
+    }
 
 
 def result_message(job: Job, outcome: dict[str, Any]) -> dict[str, Any]:
@@ -48,7 +63,13 @@ class ResultDelivery:
             return None
         message = result_message(job, outcome)
         if self.publishes:
-            return job.reply_channel, self.layer.serialize(message)
+            payload = self.layer.serialize(message)
+            if len(payload) > settings.CIRCLES_LAYER_MAX_MESSAGE_BYTES:
+                # Redis drops a subscriber whose output buffer passes its pubsub limit (32 MiB
+                # by default): a big answer would be lost, and the caller would see a timeout.
+                logger.warning("run %s: answer of %d bytes refused for the layer", job.run_id, len(payload))
+                payload = self.layer.serialize(result_message(job, too_big_for_the_layer(job, len(payload))))
+            return job.reply_channel, payload
         self.loop.run_until_complete(self.layer.send(job.reply_channel, message))
         return None
 

@@ -59,7 +59,7 @@ class QueueConfig:
     dead_stream: str = "circles:jobs:dead"
     max_length: int = 10_000
     claim_idle_ms: int = 30_000
-    max_deliveries: int = 3
+    max_deliveries: int = 2
 
     @classmethod
     def from_settings(cls) -> "QueueConfig":

@@ -14,6 +14,7 @@ from typing import Any
 import rhai
 from django.conf import settings
 
+from executor.caps import ResultTooLarge, check_answer, cut_logs, cut_text, cut_value
 from executor.dsl import RunContext, running
 from executor.engine import shared_engine
 from executor.jobs import Job
@@ -51,13 +52,20 @@ def run_row(job: Job, status: str, *, worker: str = "", attempts: int = 1, **fie
     if not should_record(job, status == ScriptRun.Status.SUCCEEDED):
         return None
     error = fields.pop("error", None) or {}
+    cap = settings.CIRCLES_RUN_RECORD_MAX_BYTES
+    if "output" in fields:
+        fields["output"] = cut_text(fields["output"], cap)
+    if "value" in fields:
+        fields["value"] = cut_value(fields["value"], cap)
+    if "logs" in fields:
+        fields["logs"] = cut_logs(fields["logs"], cap)
     return ScriptRun(
         id=job.run_id,
         circle_id=job.circle_id,
         caller_id=job.caller_id,
         caller_role=job.caller_role,
         source=job.source,
-        script=job.script,
+        script=cut_text(job.script, cap),
         status=status,
         error_kind=error.get("kind") or "",
         error_message=error.get("message") or "",
@@ -96,8 +104,24 @@ class RunReport:
         return run_row(self.job, self.status, worker=worker, attempts=attempts, **dict(self.row))
 
 
-def run_job(job: Job) -> RunReport:
+def warn_if_left_behind(job: Job, before: int) -> None:
+    """Log a run that left memory behind (reference cycles; docs/SCRIPTING.md)."""
+    grown = rhai.Engine.left_behind_bytes() - before
+    if grown > 0:
+        logger.warning(
+            "run %s in circle %s left %d bytes behind (closures capturing themselves); %d in all",
+            job.run_id,
+            job.circle_key[:16],
+            grown,
+            before + grown,
+        )
+
+
+def run_job(job: Job, cancel: rhai.CancelToken | None = None) -> RunReport:
     """Run `job` (unless its deadline passed) in one database transaction; nothing is recorded yet.
+
+    `cancel`, when given, stops the run (kind `cancelled`, its writes rolled back) once another
+    thread calls its `cancel()`: the caller went away.
 
     Callers answer first and record after (`RunReport.record`): the row is for operators,
     the caller should not wait for it.
@@ -110,18 +134,26 @@ def run_job(job: Job) -> RunReport:
     if job.event is not None:
         constants["EVENT"] = job.event  # webhook runs: the verified, typed payload
     started_at = datetime.now(UTC)
+    left_behind = rhai.Engine.left_behind_bytes()
     try:
         with running(RunContext(job.circle_id, job.circle_key, job.caller_id, job.caller_role)):
-            result = shared_engine().run(job.script, constants, timeout_ms=min(job.timeout_ms, remaining))
+            result = shared_engine().run(
+                job.script, constants, timeout_ms=min(job.timeout_ms, remaining), cancel=cancel
+            )
             value = to_json(result.value)
+            # Inside the run's transaction: an answer too big to send rolls the run back.
+            check_answer(result.output, value, settings.CIRCLES_RESULT_MAX_BYTES)
     except rhai.RhaiError as exc:
         error = exc.to_dict()
     except NotJsonSafe as exc:
         error = script_error("runtime", f"the script's value {exc}")
+    except ResultTooLarge as exc:
+        error = script_error("result_size", str(exc))
     except Exception:  # the server's fault (e.g. the commit failed): an answer, not a dead worker
         logger.exception("run %s in circle %s failed inside the server", job.run_id, job.circle_key[:16])
         error = script_error("host", "the run failed inside the server; nothing it wrote was kept")
     else:
+        warn_if_left_behind(job, left_behind)
         answer = {
             "output": result.output,
             "value": value,
@@ -141,6 +173,7 @@ def run_job(job: Job) -> RunReport:
             job, {"run_id": job.run_id, "ok": True, "result": answer}, ScriptRun.Status.SUCCEEDED, row
         )
     logger.warning("run %s in circle %s failed: %s", job.run_id, job.circle_key[:16], error)
+    warn_if_left_behind(job, left_behind)
     return RunReport(
         job, failed(job, error), ScriptRun.Status.FAILED, {"started_at": started_at, "error": error}
     )

@@ -10,6 +10,8 @@ import socket
 import time
 
 import redis
+import rhai
+from django.conf import settings
 from django.db import DatabaseError, close_old_connections
 
 from circleproject import metrics
@@ -78,6 +80,7 @@ class Worker:
                     hooks.run_periodic()  # e.g. the webhook sweep: retries and events left unqueued
                 batch = self.queue.read(self.name, count=READ_BATCH, block_ms=self.read_block_ms())
                 self.handle_batch(batch)
+                self.stop_if_bloated()
                 if not batch or self.runs_due():
                     self.save_runs()
                 backoff = 0.1
@@ -90,6 +93,17 @@ class Worker:
         self.cancels.stop()
         self.delivery.close()
         logger.info("worker %s stopped after %s jobs", self.name, self.jobs_done)
+
+    def stop_if_bloated(self) -> None:
+        """Stop (to be replaced by the supervisor) once runs left too much memory behind.
+
+        Closures that capture themselves form reference cycles nothing can free
+        (docs/SCRIPTING.md, "Reference cycles"); a fresh process is the only way to get it back.
+        """
+        left = rhai.Engine.left_behind_bytes()
+        if left > settings.CIRCLES_WORKER_MAX_LEFT_BEHIND_BYTES and not self.stopping:
+            logger.warning("worker %s: runs left %d bytes behind; stopping to be replaced", self.name, left)
+            self.stop()
 
     def keep_run(self, row: ScriptRun | None) -> None:
         """Hold a ScriptRun row to save later with others."""
@@ -156,8 +170,13 @@ class Worker:
             self.queue.dead_letter(delivery, "undecodable")
             return
         if delivery.deliveries > self.config.max_deliveries:
+            # Each delivery after the first means the worker that had it died (or hung) before
+            # answering: a job that killed its workers is not handed to the next one again.
             logger.warning("run %s delivered %s times: dead-lettered", job.run_id, delivery.deliveries)
-            error = script_error("runtime", "the job failed on every worker that took it")
+            deaths = delivery.deliveries - 1
+            error = script_error(
+                "host", f"the job's worker died {deaths} times while running it; not run again"
+            )
             record_run(
                 job, ScriptRun.Status.DEAD, worker=self.name, attempts=delivery.deliveries, error=error
             )

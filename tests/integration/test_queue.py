@@ -120,6 +120,7 @@ def test_job_delivered_too_often_is_dead_lettered(queue: JobQueue, queue_config:
     assert queue.dead_length() == 1
     run = ScriptRun.objects.get(id=job.run_id)
     assert run.status == ScriptRun.Status.DEAD and run.attempts == 3
+    assert run.error_kind == "host" and "died 2 times" in run.error_message
     assert not Record.objects.exists()
 
 

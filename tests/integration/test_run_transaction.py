@@ -48,3 +48,41 @@ def test_a_run_whose_value_cannot_be_answered_rolls_back(circle) -> None:
     report = run_job(make_job(circle, 'db::put("notes", "a", #{n: 1}); || 1'))  # a closure: no JSON form
     assert not report.outcome["ok"]
     assert not Record.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_answer_past_the_result_cap_is_refused_and_rolls_back(circle, settings) -> None:
+    settings.CIRCLES_RESULT_MAX_BYTES = 1000
+    report = run_job(make_job(circle, 'db::put("notes", "a", #{n: 1}); let s = "x"; s.pad(2000, "y"); s'))
+    assert not report.outcome["ok"]
+    assert report.outcome["error"]["kind"] == "result_size"
+    assert "CIRCLES_RESULT_MAX_BYTES" in report.outcome["error"]["message"]
+    assert not Record.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_past_its_memory_budget_stops_with_kind_memory_and_rolls_back(circle) -> None:
+    script = (
+        'db::put("notes", "a", #{n: 1}); let s = "x"; for i in 0..19 { s += s; } '
+        'let m = #{}; let i = 0; loop { m["k" + i] = s + i; i += 1; }'
+    )
+    report = run_job(make_job(circle, script))
+    assert report.outcome["error"]["kind"] == "memory"
+    assert not Record.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_run_row_keeps_a_bounded_script_output_value_and_logs(circle, settings) -> None:
+    from executor.models import ScriptRun
+
+    settings.CIRCLES_RUN_RECORD_MAX_BYTES = 200
+    script = 'for i in 0..50 { print("line " + i); } let s = "v"; s.pad(500, "w"); [s] // ' + "c" * 300
+    report = run_job(make_job(circle, script))
+    assert report.outcome["ok"] and len(report.outcome["result"]["value"][0]) == 500  # the answer is whole
+    report.record()
+    row = ScriptRun.objects.get(id=report.job.run_id)
+    assert len(row.script.encode()) < 300 and row.script.endswith("bytes in all]")
+    assert len(row.output.encode()) < 300 and row.output.endswith("bytes in all]")
+    assert row.value["truncated"] is True and row.value["bytes"] == len('["' + "v" + "w" * 499 + '"]')
+    assert row.logs[0] == "line 0" and row.logs[-1].startswith("[logs truncated:")
+    assert sum(len(line) for line in row.logs[:-1]) <= 200
