@@ -290,7 +290,9 @@ CIRCLES_WEBHOOK_SWEEP_SECONDS = env.float("CIRCLES_WEBHOOK_SWEEP_SECONDS", defau
 CIRCLES_WEBHOOK_LOCAL_SWEEPER = env.bool("CIRCLES_WEBHOOK_LOCAL_SWEEPER", default=True)
 # Executor extension points (executor/hooks.py): what runs after a job with an event_id, and what
 # every worker runs every CIRCLES_WORKER_PERIODIC_SECONDS.
-CIRCLES_JOB_FINISHED_HOOKS = ["webhooks.processing.job_finished"]
+CIRCLES_JOB_FINISHED_HOOKS = env.list(
+    "CIRCLES_JOB_FINISHED_HOOKS", default=["webhooks.processing.job_finished"]
+)
 CIRCLES_WORKER_PERIODIC = env.list("CIRCLES_WORKER_PERIODIC", default=["webhooks.processing.sweep"])
 CIRCLES_WORKER_PERIODIC_SECONDS = CIRCLES_WEBHOOK_SWEEP_SECONDS
 # Threads of the ASGI process that verify, record and queue deliveries (they keep their DB connections).

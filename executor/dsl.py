@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
@@ -50,7 +50,8 @@ class RunContext:
         return Role(self.caller_role).at_least(Role.MEMBER)
 
 
-_current = threading.local()  # .context: the run in progress; .atomic: its transaction, once open
+_current = threading.local()  # .context: the run in progress; .atomic: its transaction, once open;
+# .wrote: whether it has written
 
 
 @contextmanager
@@ -61,7 +62,7 @@ def running(context: RunContext) -> Iterator[None]:
     database costs no BEGIN and COMMIT (on SQLite a BEGIN IMMEDIATE takes the write lock).
     It commits when the block finishes and rolls back when the block raises.
     """
-    _current.context, _current.atomic = context, None
+    _current.context, _current.atomic, _current.wrote = context, None, False
     try:
         yield
     except BaseException as exc:
@@ -108,7 +109,13 @@ def _writer() -> RunContext:
     run = current_run()
     if not run.may_write:
         raise DslError(f"role {run.caller_role} may not write; member or above needed")
+    _current.wrote = True
     return run
+
+
+def run_has_written() -> bool:
+    """Whether the run in progress on this thread has written (its transaction holds changes)."""
+    return getattr(_current, "context", None) is not None and getattr(_current, "wrote", False)
 
 
 def db_put(collection: Any, key: Any, data: Any) -> int:
@@ -124,6 +131,17 @@ def db_put(collection: Any, key: Any, data: Any) -> int:
     size = len(orjson.dumps(data))
     if size > settings.CIRCLES_RECORD_MAX_BYTES:
         raise DslError(f"value of {size} bytes is over the {settings.CIRCLES_RECORD_MAX_BYTES}-byte cap")
+    try:
+        return _store(run, collection, key, data, size)
+    except _CreatedConcurrently:
+        return _store(run, collection, key, data, size)  # now it exists, and is locked for us
+
+
+class _CreatedConcurrently(Exception):
+    """Another run created the record between our look and our insert (and has committed)."""
+
+
+def _store(run: RunContext, collection: str, key: str, data: dict, size: int) -> int:
     record = Record.objects.filter(circle_id=run.circle_id, collection=collection, key=key)
     # Locked (PostgreSQL; SQLite's IMMEDIATE transaction already holds the write lock): the
     # version returned is the one this run wrote, whatever ran concurrently.
@@ -134,14 +152,20 @@ def db_put(collection: Any, key: Any, data: Any) -> int:
         if used - old_size + size > settings.CIRCLES_CIRCLE_MAX_BYTES:
             raise DslError(f"circle storage cap of {settings.CIRCLES_CIRCLE_MAX_BYTES} bytes reached")
     if existing is None:
-        Record.objects.create(
-            circle_id=run.circle_id,
-            collection=collection,
-            key=key,
-            data=data,
-            size=size,
-            updated_by=run.caller_id,
-        )
+        try:
+            # A savepoint: two runs may both find no record; the second insert waits for the
+            # first transaction, then fails, and that run updates the record instead.
+            with transaction.atomic():
+                Record.objects.create(
+                    circle_id=run.circle_id,
+                    collection=collection,
+                    key=key,
+                    data=data,
+                    size=size,
+                    updated_by=run.caller_id,
+                )
+        except IntegrityError as exc:
+            raise _CreatedConcurrently from exc
         return 1
     # update() skips auto_now: the time is set here.
     record.update(

@@ -53,3 +53,23 @@ class ScriptRun(models.Model):
             "line": self.error_line,
             "column": self.error_column,
         }
+
+
+class AppliedRun(models.Model):
+    """The mark a run that wrote leaves in its own transaction: its job, and how it answered.
+
+    Inserted in the same commit as the run's writes, under a unique key (`run:<run_id>`, or
+    `event:<event_id>` for a webhook event's run), so a job delivered again after it committed
+    (its worker killed before the acknowledgement, Redis restarted, a claim after an idle
+    timeout, an event re-queued after its lease) finds it and answers from it instead of
+    applying its writes a second time, and two deliveries running at once cannot both commit.
+    """
+
+    key = models.CharField(max_length=80, primary_key=True)
+    circle = models.ForeignKey("circles.Circle", on_delete=models.CASCADE, related_name="+")
+    run_id = models.UUIDField(help_text="The run that applied it.")
+    outcome = models.JSONField(help_text="What the run answered.")
+    applied_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.key} applied by run {self.run_id}"

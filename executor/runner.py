@@ -14,6 +14,7 @@ from typing import Any
 import rhai
 from django.conf import settings
 
+from executor.applied import AlreadyApplied, record_applied, recorded_outcome
 from executor.caps import ResultTooLarge, check_answer, cut_logs, cut_text, cut_value
 from executor.dsl import RunContext, running
 from executor.engine import shared_engine
@@ -117,15 +118,21 @@ def warn_if_left_behind(job: Job, before: int) -> None:
         )
 
 
-def run_job(job: Job, cancel: rhai.CancelToken | None = None) -> RunReport:
+def run_job(job: Job, cancel: rhai.CancelToken | None = None, *, redelivered: bool = False) -> RunReport:
     """Run `job` (unless its deadline passed) in one database transaction; nothing is recorded yet.
 
     `cancel`, when given, stops the run (kind `cancelled`, its writes rolled back) once another
-    thread calls its `cancel()`: the caller went away.
+    thread calls its `cancel()`: the caller went away. A job that may have run before
+    (`redelivered`, or any webhook event's job) first looks for the mark its earlier run left
+    (`executor.applied`) and answers from it instead of running again.
 
     Callers answer first and record after (`RunReport.record`): the row is for operators,
     the caller should not wait for it.
     """
+    if redelivered or job.event_id is not None:
+        recorded = recorded_outcome(job)
+        if recorded is not None:
+            return replayed(job, recorded)
     remaining = job.remaining_ms()
     if remaining <= 0:
         error = script_error("timeout", "the deadline passed before the script ran")
@@ -143,6 +150,17 @@ def run_job(job: Job, cancel: rhai.CancelToken | None = None) -> RunReport:
             value = to_json(result.value)
             # Inside the run's transaction: an answer too big to send rolls the run back.
             check_answer(result.output, value, settings.CIRCLES_RESULT_MAX_BYTES)
+            answer = {
+                "output": result.output,
+                "value": value,
+                "logs": result.logs,
+                "run_id": job.run_id,
+                "elapsed_ms": round(result.elapsed_ms, 3),
+            }
+            record_applied(job, answer)  # one commit for the writes and the mark
+    except AlreadyApplied:
+        logger.info("run %s: another delivery of its job committed first; answering from it", job.run_id)
+        return replayed(job, recorded_outcome(job))
     except rhai.RhaiError as exc:
         error = exc.to_dict()
     except NotJsonSafe as exc:
@@ -154,13 +172,6 @@ def run_job(job: Job, cancel: rhai.CancelToken | None = None) -> RunReport:
         error = script_error("host", "the run failed inside the server; nothing it wrote was kept")
     else:
         warn_if_left_behind(job, left_behind)
-        answer = {
-            "output": result.output,
-            "value": value,
-            "logs": result.logs,
-            "run_id": job.run_id,
-            "elapsed_ms": round(result.elapsed_ms, 3),
-        }
         row = {
             "started_at": started_at,
             "output": result.output,
@@ -177,6 +188,16 @@ def run_job(job: Job, cancel: rhai.CancelToken | None = None) -> RunReport:
     return RunReport(
         job, failed(job, error), ScriptRun.Status.FAILED, {"started_at": started_at, "error": error}
     )
+
+
+def replayed(job: Job, outcome: dict[str, Any] | None) -> RunReport:
+    """The report of a job an earlier delivery applied: its answer again, nothing run."""
+    if outcome is None:  # the other delivery's row vanished (pruned in between): nothing is known
+        error = script_error("host", "another delivery of this job applied it; its answer is gone")
+        return RunReport(job, failed(job, error), ScriptRun.Status.FAILED, {"error": error})
+    result = outcome["result"]
+    row = {"output": result.get("output", ""), "value": result.get("value"), "logs": result.get("logs", [])}
+    return RunReport(job, outcome, ScriptRun.Status.SUCCEEDED, row)
 
 
 def execute_job(job: Job, *, worker: str = "", attempts: int = 1) -> dict[str, Any]:

@@ -190,7 +190,7 @@ class Worker:
             return
         started = time.perf_counter()
         with self.cancels.watching(job.run_id) as cancel:
-            report = run_job(job, cancel=cancel)
+            report = run_job(job, cancel=cancel, redelivered=delivery.deliveries > 1)
         outcome = report.outcome
         if job.event_id is not None:  # the webhook event links to its run: the row must exist before the hook
             report.record(worker=self.name, attempts=delivery.deliveries)

@@ -28,6 +28,7 @@ from django.db import close_old_connections
 from django.utils import timezone
 
 from circleproject import metrics
+from executor.applied import forget_events
 from executor.dsl import SERVICE_ROLE
 from executor.jobs import Job
 from executor.models import ScriptRun
@@ -205,6 +206,7 @@ def reprocess(event_ids: Iterable[int]) -> tuple[int, int]:
     WebhookEvent.objects.filter(id__in=ids).update(
         status=Status.RECEIVED, attempts=0, next_attempt_at=now, run_id=""
     )
+    forget_events(ids)  # a deliberate new run: the earlier run's effects do not stand in for it
     queued = waiting = 0
     for event_id in ids:
         try:

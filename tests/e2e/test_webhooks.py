@@ -222,3 +222,30 @@ def test_embedded_mode_retries_after_a_restart_without_new_requests(
     start_server(world=sqlite_world, **FAST_RETRIES)  # restarted; no request reaches it
     row = wait_for(lambda: (e := db.event("stripe", event["id"])) and e["status"] == "failed" and e)
     assert row["attempts"] == 3
+
+
+def test_a_worker_killed_between_commit_and_acknowledgement_applies_the_event_once(
+    start_server, start_workers, queue_settings, hooks_circle: str, db: Database, tmp_path
+) -> None:
+    """The soak's finding: a run that committed and was cut off before its acknowledgement ran again.
+
+    The worker is SIGKILLed by a job-finished hook, after the run's commit and before the job is
+    acknowledged; the job is claimed again, finds the mark its first run committed, and the event
+    is processed with its counter at 1.
+    """
+    marker = tmp_path / "died"
+    own = {**queue_settings, "CIRCLES_QUEUE_STREAM": f"e2e-once:{uuid.uuid4().hex[:8]}"}
+    worker = start_workers(
+        **own,
+        CIRCLES_QUEUE_CLAIM_IDLE_MS="500",
+        CIRCLES_JOB_FINISHED_HOOKS="tests.helpers.crash_hooks.die_once,webhooks.processing.job_finished",
+        CIRCLES_TEST_DIE_ONCE_MARKER=str(marker),
+    )
+    base = http_url(start_server(**own))
+    db.set_endpoint(hooks_circle, "stripe", script=COUNTING_SCRIPT)
+    event = stripe_event(id=f"evt_once_{uuid.uuid4().hex[:8]}")
+    assert post_stripe(base, hooks_circle, event, STRIPE_SECRET)[0] == 200
+    wait_for(processed(db, "stripe", event["id"]))
+    assert marker.exists() and "exited with -9" in worker.output()  # it really died, after the commit
+    time.sleep(1)  # a third run, if there were one, would have finished by now
+    assert db.record(hooks_circle, "runs", event["id"]) == {"n": 1}

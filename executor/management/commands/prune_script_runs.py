@@ -1,15 +1,15 @@
-"""`manage.py prune_script_runs --older-than DAYS`: delete old ScriptRun rows."""
+"""`manage.py prune_script_runs --older-than DAYS`: delete old ScriptRun and AppliedRun rows."""
 
 from datetime import timedelta
 
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from executor.models import ScriptRun
+from executor.models import AppliedRun, ScriptRun
 
 
 class Command(BaseCommand):
-    help = "Delete script runs that finished more than --older-than days ago (default 30)."
+    help = "Delete script runs, and the marks of applied jobs, older than --older-than days (default 30)."
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--older-than", type=float, default=30.0, metavar="DAYS")
@@ -20,10 +20,15 @@ class Command(BaseCommand):
             raise CommandError("--older-than must not be negative")
         cutoff = timezone.now() - timedelta(days=options["older_than"])
         old = ScriptRun.objects.filter(queued_at__lt=cutoff)
+        # A job is delivered again within minutes (claims, leases), never days: its mark can go.
+        old_marks = AppliedRun.objects.filter(applied_at__lt=cutoff)
         if options["dry_run"]:
             self.stdout.write(
                 f"{old.count()} script runs older than {cutoff:%Y-%m-%d %H:%M} would be deleted"
             )
             return
         deleted, _ = old.delete()
-        self.stdout.write(f"deleted {deleted} script runs older than {cutoff:%Y-%m-%d %H:%M}")
+        marks, _ = old_marks.delete()
+        self.stdout.write(
+            f"deleted {deleted} script runs and {marks} applied-job marks older than {cutoff:%Y-%m-%d %H:%M}"
+        )
