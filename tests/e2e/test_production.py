@@ -154,6 +154,9 @@ def production(world: World, start_workers, tmp_path_factory: pytest.TempPathFac
             # The sweep re-queues an event whose job was lost after this lease (15 min in
             # production); short here, so that safety net acts within the test's patience.
             "CIRCLES_WEBHOOK_LEASE_SECONDS": "10",
+            # Every client of this module signs in from 127.0.0.1, dozens of times a minute
+            # (reconnects included): load, not abuse, so the per-address limit is raised.
+            "CIRCLES_SIGN_INS_PER_ADDRESS_PER_MINUTE": "1000",
         }
         workers = [start_workers(**settings) for _ in range(2)]
         servers: dict[str, ManagedProcess] = {}
