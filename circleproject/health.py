@@ -20,6 +20,8 @@ from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
+from circleproject.redis_clients import renamed, sync_client
+
 BEAT_EVERY_SECONDS = 5.0
 CONNECTION_PREFIX = "circles-worker:"
 
@@ -30,10 +32,8 @@ def connection_name(worker: str) -> str:
 
 
 def named_client(client: redis.Redis, name: str) -> redis.Redis:
-    """A client to the same Redis as `client`, on a pool of its own whose connections are named `name`."""
-    pool = client.connection_pool
-    kwargs = {**pool.connection_kwargs, "client_name": name}
-    return redis.Redis(connection_pool=redis.ConnectionPool(connection_class=pool.connection_class, **kwargs))
+    """A client to the same Redis (or Sentinel master) as `client`, on a pool of its own named `name`."""
+    return renamed(client, name)
 
 
 def heartbeat_prefix() -> str:
@@ -63,7 +63,7 @@ class Heartbeat:
 
 @functools.cache
 def _redis(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+    return sync_client(url, timeout=1, connect_timeout=1)
 
 
 def workers_alive(client: redis.Redis) -> int:

@@ -61,6 +61,16 @@ WEBHOOK_EVENTS = Counter(
     ["provider", "status"],
 )
 
+# Redis (circleproject/redis_clients.py): every connection made, and every time a connection
+# found the master at another address than this process's previous one (a Sentinel failover).
+REDIS_CONNECTS = Counter(
+    "circles_redis_connects_total", "Connections made to Redis (after start-up: reconnects)."
+)
+REDIS_MASTER_CHANGES = Counter(
+    "circles_redis_master_changes_total",
+    "Times this process's Redis connections found the master at a new address (Sentinel failover).",
+)
+
 SIGN_IN_OK = SIGN_INS.labels("ok")
 SIGN_IN_FAILED = SIGN_INS.labels("invalid")
 JOB_OK, JOB_ERROR, JOB_DEAD = (JOB_SECONDS.labels(outcome) for outcome in ("ok", "error", "dead"))
@@ -116,25 +126,42 @@ def timed_play(call: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]
 
 
 class QueueCollector(Collector):
-    """Queue length, pending and dead-letter counts, read from Redis when scraped."""
+    """Queue length, pending, dead letters, oldest job's age and live workers, read from Redis at scrape."""
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        """Yield the three queue gauges (nothing when Redis is unreachable)."""
+        """Yield the queue gauges and `circles_redis_up` (0, and nothing else, when Redis is unreachable)."""
         import redis
 
+        from circleproject.health import workers_alive
         from executor.queue import QueueConfig
 
         try:
             queue = _job_queue(QueueConfig.from_settings())
-            values = (queue.length(), queue.pending(), queue.dead_length())
+            values = (
+                queue.length(),
+                queue.pending(),
+                queue.dead_length(),
+                queue.oldest_age_seconds(),
+                workers_alive(queue.redis),
+            )
         except (redis.RedisError, OSError):
+            yield GaugeMetricFamily("circles_redis_up", "Whether Redis answered this scrape.", value=0)
             return
+        yield GaugeMetricFamily("circles_redis_up", "Whether Redis answered this scrape.", value=1)
         for name, text, value in zip(
-            ("circles_queue_length", "circles_queue_pending", "circles_queue_dead_letters"),
+            (
+                "circles_queue_length",
+                "circles_queue_pending",
+                "circles_queue_dead_letters",
+                "circles_queue_oldest_age_seconds",
+                "circles_workers_alive",
+            ),
             (
                 "Jobs in the stream (queued or running).",
                 "Jobs delivered and not acknowledged.",
                 "Jobs in the dead-letter stream.",
+                "Age of the oldest job in the stream (0 when empty).",
+                "Workers with a heartbeat within its TTL and their named Redis connection open.",
             ),
             values,
             strict=True,
@@ -144,11 +171,10 @@ class QueueCollector(Collector):
 
 @functools.cache
 def _job_queue(config: Any) -> Any:
-    import redis
-
+    from circleproject.redis_clients import sync_client
     from executor.queue import JobQueue
 
-    return JobQueue(config, redis.Redis.from_url(config.url, socket_timeout=1, socket_connect_timeout=1))
+    return JobQueue(config, sync_client(config.url, timeout=1, connect_timeout=1))
 
 
 def scrape() -> bytes:

@@ -11,6 +11,8 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from circleproject.redis_clients import RedisTarget, parse_sentinels
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -90,11 +92,27 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="")
+# Redis through Sentinel (docs/OPERATIONS.md, "Redis failover"): the sentinels (host:port,
+# comma-separated) and the name they know the master by. Every Redis client of the project then
+# asks them where the master is and follows a failover by itself; REDIS_URL still gives the
+# database number and the password (its host and port are not used). The sentinels' own password,
+# if they require one (`requirepass` in sentinel.conf).
+REDIS_SENTINELS = env.list("REDIS_SENTINELS", default=[])
+REDIS_SENTINEL_MASTER = env.str("REDIS_SENTINEL_MASTER", default="")
+REDIS_SENTINEL_PASSWORD = env.str("REDIS_SENTINEL_PASSWORD", default="")
+if REDIS_SENTINELS and not (REDIS_URL and REDIS_SENTINEL_MASTER):
+    raise ImproperlyConfigured("REDIS_SENTINELS needs REDIS_SENTINEL_MASTER and REDIS_URL (db and password)")
 if REDIS_URL:
+    try:
+        _redis_target = RedisTarget(
+            REDIS_URL, parse_sentinels(REDIS_SENTINELS), REDIS_SENTINEL_MASTER, REDIS_SENTINEL_PASSWORD
+        )
+    except ValueError as exc:
+        raise ImproperlyConfigured(str(exc)) from None
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "executor.layer.ResilientRedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            "CONFIG": {"hosts": [_redis_target.layer_host()]},
         }
     }
 else:
@@ -293,7 +311,12 @@ CIRCLES_WEBHOOK_LOCAL_SWEEPER = env.bool("CIRCLES_WEBHOOK_LOCAL_SWEEPER", defaul
 CIRCLES_JOB_FINISHED_HOOKS = env.list(
     "CIRCLES_JOB_FINISHED_HOOKS", default=["webhooks.processing.job_finished"]
 )
-CIRCLES_WORKER_PERIODIC = env.list("CIRCLES_WORKER_PERIODIC", default=["webhooks.processing.sweep"])
+# The failover check goes first, so the sweep right after it queues again what a new Redis
+# master lost (webhooks/failover.py).
+CIRCLES_WORKER_PERIODIC = env.list(
+    "CIRCLES_WORKER_PERIODIC",
+    default=["webhooks.failover.requeue_after_master_change", "webhooks.processing.sweep"],
+)
 CIRCLES_WORKER_PERIODIC_SECONDS = CIRCLES_WEBHOOK_SWEEP_SECONDS
 # Threads of the ASGI process that verify, record and queue deliveries (they keep their DB connections).
 CIRCLES_WEBHOOK_DB_THREADS = env.int("CIRCLES_WEBHOOK_DB_THREADS", default=4)

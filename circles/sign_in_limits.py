@@ -14,6 +14,7 @@ import redis
 import redis.asyncio as aioredis
 from django.conf import settings
 
+from circleproject.redis_clients import async_client
 from circles.address_limits import AttemptWindows
 
 logger = logging.getLogger("circles.sign_in_limits")
@@ -69,7 +70,7 @@ class SignInLimiter:
         """The client, made on the running loop (an asyncio client cannot move between loops)."""
         loop = asyncio.get_running_loop()
         if self._client is None or self._client_loop is not loop:
-            self._client = aioredis.Redis.from_url(self.redis_url, socket_timeout=1, socket_connect_timeout=1)
+            self._client = async_client(self.redis_url, timeout=1, connect_timeout=1)
             self._client_loop = loop
         return self._client
 

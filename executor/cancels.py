@@ -21,6 +21,7 @@ import redis
 import redis.asyncio as aioredis
 import rhai
 
+from circleproject.redis_clients import async_client
 from executor.queue import Delivery
 
 logger = logging.getLogger("executor.cancels")
@@ -69,7 +70,7 @@ class CancelNotices:
     def _redis(self) -> aioredis.Redis:
         loop = asyncio.get_running_loop()
         if self._client is None or self._loop is not loop:
-            self._client = aioredis.Redis.from_url(self.url, socket_timeout=2, socket_connect_timeout=1)
+            self._client = async_client(self.url, timeout=2, connect_timeout=1)
             self._loop = loop
         return self._client
 

@@ -3,8 +3,8 @@
 import asyncio
 
 import redis
-import redis.asyncio as aioredis
 
+from circleproject.redis_clients import async_client
 from executor.jobs import Job
 from executor.queue import BOUNDED_ADD, QueueConfig, QueueFull, QueueUnavailable
 from executor.redis_line import REDIS_DOWN, AsyncRedisLine, LineScript
@@ -23,7 +23,7 @@ class AsyncJobProducer:
 
     def __init__(self, config: QueueConfig) -> None:
         self.config = config
-        client = aioredis.Redis.from_url(config.url, socket_timeout=2, socket_connect_timeout=1)
+        client = async_client(config.url, timeout=2, connect_timeout=1)
         self.line = AsyncRedisLine(client)
         self.script = LineScript(BOUNDED_ADD)
         self.shared_script = LineScript(SHARED_ADD)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import redis
 from django.conf import settings
 
+from circleproject.redis_clients import sync_client
 from executor.jobs import Job
 from executor.redis_line import LineScript, RedisLine
 
@@ -101,7 +102,7 @@ class JobQueue:
 
     def __init__(self, config: QueueConfig, client: redis.Redis | None = None) -> None:
         self.config = config
-        self.redis = client or redis.Redis.from_url(config.url, socket_timeout=10, socket_connect_timeout=2)
+        self.redis = client or sync_client(config.url, timeout=10, connect_timeout=2)
         self._add = self.redis.register_script(BOUNDED_ADD)
         self.line = RedisLine(self.redis)  # reads and acknowledgements: once per job, kept lean
 
@@ -194,6 +195,15 @@ class JobQueue:
             return self.redis.xpending(self.config.stream, self.config.group)["pending"]
         except redis.ResponseError:
             return 0
+
+    def oldest_age_seconds(self) -> float:
+        """Seconds since the oldest outstanding job was added (by Redis's clock; 0 when none is)."""
+        first = self.redis.xrange(self.config.stream, count=1)
+        if not first:
+            return 0.0
+        added_ms = int(first[0][0].split(b"-")[0])
+        seconds, micros = self.redis.time()
+        return max(0.0, seconds + micros / 1e6 - added_ms / 1000)
 
     def dead_length(self) -> int:
         """Jobs in the dead-letter stream."""

@@ -22,12 +22,12 @@ from datetime import timedelta
 from functools import cache
 from typing import Any
 
-import redis
 from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 
 from circleproject import metrics
+from circleproject.redis_clients import sync_client
 from executor.applied import forget_events
 from executor.dsl import SERVICE_ROLE
 from executor.jobs import Job
@@ -86,7 +86,7 @@ def webhook_job(
 def _queue() -> JobQueue:
     config = QueueConfig.from_settings()
     # Short timeouts: the view answers 503 quickly when Redis is away, rather than hanging.
-    client = redis.Redis.from_url(config.url, socket_timeout=2, socket_connect_timeout=1)
+    client = sync_client(config.url, timeout=2, connect_timeout=1)
     return JobQueue(config, client)
 
 

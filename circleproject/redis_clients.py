@@ -1,0 +1,257 @@
+"""Every Redis client of the project, made from the settings: one server, or the master Sentinel names.
+
+`REDIS_URL` names the database number and the password (and, without Sentinel, the server).
+With `REDIS_SENTINELS` (`host:port,...`) and `REDIS_SENTINEL_MASTER` set, a client asks the
+sentinels where the master is on every new connection, so after a failover each client's next
+connection goes to the promoted replica by itself; a connection still open to a demoted master
+fails on its first write (READONLY) and is made again.
+
+Every connection also has TCP keepalive and a TCP user timeout (`DEAD_PEER_OPTIONS`): a Redis host
+that vanishes without closing its sockets (its power or its link cut) is noticed within about
+`DEAD_PEER_SECONDS`, even on a connection that only listens (a pub/sub subscription, a blocked
+XREADGROUP), instead of after the kernel's 15 minutes of retransmissions.
+
+Connections are counted (`circles_redis_connects_total`: a rise after start-up is reconnects), and
+a connection sent to a master at a new address counts `circles_redis_master_changes_total`.
+
+Nothing here reads Django settings at import time: `circleproject/settings.py` calls `layer_host`.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import redis
+import redis.asyncio as aioredis
+import redis.asyncio.sentinel as async_sentinel
+import redis.sentinel as sync_sentinel
+
+logger = logging.getLogger("circleproject.redis")
+
+DEAD_PEER_SECONDS = 5
+# Probe an idle connection after 2 s, every second, give up after 3 unanswered probes; and give up
+# on data left unacknowledged for DEAD_PEER_SECONDS (a command sent to a host that is gone).
+DEAD_PEER_OPTIONS: dict[int, int] = {
+    socket.TCP_KEEPIDLE: 2,
+    socket.TCP_KEEPINTVL: 1,
+    socket.TCP_KEEPCNT: 3,
+    socket.TCP_USER_TIMEOUT: DEAD_PEER_SECONDS * 1000,
+}
+# Sentinels are asked in turn: one that does not answer within this is skipped.
+SENTINEL_TIMEOUT_SECONDS = 0.5
+
+
+def parse_sentinels(entries: list[str] | tuple[str, ...]) -> tuple[tuple[str, int], ...]:
+    """`["10.0.0.5:26379", ...]` as (host, port) pairs; ValueError names a malformed entry."""
+    pairs = []
+    for entry in entries:
+        host, _, port = entry.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"REDIS_SENTINELS entry {entry!r} is not host:port")
+        pairs.append((host.strip("[]"), int(port)))
+    return tuple(pairs)
+
+
+@dataclass(frozen=True, slots=True)
+class RedisTarget:
+    """Where Redis is: `url` alone, or the master `master` the `sentinels` name (db, password: `url`)."""
+
+    url: str
+    sentinels: tuple[tuple[str, int], ...] = ()
+    master: str = ""
+    sentinel_password: str = ""
+
+    @classmethod
+    def from_settings(cls, url: str | None = None) -> RedisTarget:
+        """The target the settings describe (`url` instead of REDIS_URL when given)."""
+        from django.conf import settings
+
+        return cls(
+            url=settings.REDIS_URL if url is None else url,
+            sentinels=parse_sentinels(getattr(settings, "REDIS_SENTINELS", ())),
+            master=getattr(settings, "REDIS_SENTINEL_MASTER", ""),
+            sentinel_password=getattr(settings, "REDIS_SENTINEL_PASSWORD", ""),
+        )
+
+    @property
+    def uses_sentinel(self) -> bool:
+        """Whether the master is found through sentinels."""
+        return bool(self.sentinels)
+
+    @property
+    def plain_tcp(self) -> bool:
+        """Whether `url` is plain TCP (redis://); TLS and Unix sockets keep redis-py's connection classes."""
+        return urlparse(self.url).scheme == "redis"
+
+    def connection_kwargs(self, *, timeout: float | None, connect_timeout: float) -> dict[str, Any]:
+        """Keyword arguments of a connection: from the URL in Sentinel mode, plus timeouts and keepalive."""
+        kwargs: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": connect_timeout}
+        if self.uses_sentinel or urlparse(self.url).scheme in ("redis", "rediss"):  # TCP, not a Unix socket
+            kwargs.update(socket_keepalive=True, socket_keepalive_options=DEAD_PEER_OPTIONS)
+        if self.uses_sentinel:
+            parsed = urlparse(self.url)
+            path = parsed.path.lstrip("/")
+            kwargs["db"] = int(path) if path else 0
+            if parsed.password:
+                kwargs["password"] = unquote(parsed.password)
+            if parsed.username:
+                kwargs["username"] = unquote(parsed.username)
+        return kwargs
+
+    def sentinel_kwargs(self) -> dict[str, Any]:
+        """How the sentinels themselves are reached."""
+        kwargs: dict[str, Any] = {
+            "socket_timeout": SENTINEL_TIMEOUT_SECONDS,
+            "socket_connect_timeout": SENTINEL_TIMEOUT_SECONDS,
+        }
+        if self.sentinel_password:
+            kwargs["password"] = self.sentinel_password
+        return kwargs
+
+    def pool(
+        self, *, timeout: float | None, connect_timeout: float, name: str | None = None
+    ) -> redis.ConnectionPool:
+        """A blocking-client pool of its own (`name`: CLIENT SETNAME of every connection)."""
+        kwargs = self.connection_kwargs(timeout=timeout, connect_timeout=connect_timeout)
+        if name:
+            kwargs["client_name"] = name
+        if self.uses_sentinel:
+            manager = sync_sentinel.Sentinel(list(self.sentinels), sentinel_kwargs=self.sentinel_kwargs())
+            return sync_sentinel.SentinelConnectionPool(
+                self.master, manager, connection_class=CountedSentinelConnection, **kwargs
+            )
+        if self.plain_tcp:
+            kwargs["connection_class"] = CountedConnection
+        return redis.ConnectionPool.from_url(self.url, **kwargs)
+
+    def async_pool(self, *, timeout: float | None, connect_timeout: float) -> aioredis.ConnectionPool:
+        """An asyncio-client pool of its own (bound to the loop it is first used on)."""
+        kwargs = self.connection_kwargs(timeout=timeout, connect_timeout=connect_timeout)
+        if self.uses_sentinel:
+            manager = async_sentinel.Sentinel(list(self.sentinels), sentinel_kwargs=self.sentinel_kwargs())
+            return async_sentinel.SentinelConnectionPool(
+                self.master, manager, connection_class=AsyncCountedSentinelConnection, **kwargs
+            )
+        if self.plain_tcp:
+            kwargs["connection_class"] = AsyncCountedConnection
+        return aioredis.ConnectionPool.from_url(self.url, **kwargs)
+
+    def layer_host(self, *, timeout: float = 5.0, connect_timeout: float = 1.0) -> dict[str, Any]:
+        """The `hosts` entry of channels-redis' pub/sub layer for this target (its `create_pool` format)."""
+        kwargs = self.connection_kwargs(timeout=timeout, connect_timeout=connect_timeout)
+        if self.uses_sentinel:
+            return {
+                "sentinels": list(self.sentinels),
+                "master_name": self.master,
+                "sentinel_kwargs": self.sentinel_kwargs(),
+                "connection_class": AsyncCountedSentinelConnection,
+                **kwargs,
+            }
+        if self.plain_tcp:
+            kwargs["connection_class"] = AsyncCountedConnection
+        return {"address": self.url, **kwargs}
+
+
+def sync_client(
+    url: str | None = None, *, timeout: float | None, connect_timeout: float, name: str | None = None
+) -> redis.Redis:
+    """A blocking client on a pool of its own, for REDIS_URL (or `url`) as the settings reach it."""
+    target = RedisTarget.from_settings(url)
+    pool = target.pool(timeout=timeout, connect_timeout=connect_timeout, name=name)
+    return redis.Redis(connection_pool=pool)
+
+
+def async_client(url: str | None = None, *, timeout: float | None, connect_timeout: float) -> aioredis.Redis:
+    """An asyncio client on a pool of its own, for REDIS_URL (or `url`) as the settings reach it."""
+    target = RedisTarget.from_settings(url)
+    return aioredis.Redis(connection_pool=target.async_pool(timeout=timeout, connect_timeout=connect_timeout))
+
+
+def renamed(client: redis.Redis, name: str) -> redis.Redis:
+    """A client to the same Redis (or the same Sentinel master) as `client`, with connections named `name`."""
+    pool = client.connection_pool
+    kwargs = {key: value for key, value in pool.connection_kwargs.items() if key != "connection_pool"}
+    kwargs["client_name"] = name
+    if isinstance(pool, sync_sentinel.SentinelConnectionPool):
+        new_pool: redis.ConnectionPool = sync_sentinel.SentinelConnectionPool(
+            pool.service_name, pool.sentinel_manager, connection_class=pool.connection_class, **kwargs
+        )
+    else:
+        new_pool = redis.ConnectionPool(connection_class=pool.connection_class, **kwargs)
+    return redis.Redis(connection_pool=new_pool)
+
+
+# --- counting connections and master changes -----------------------------------------------------
+
+_lock = threading.Lock()
+_master: tuple[str, int] | None = None  # the master this process's last Sentinel connection reached
+
+
+def connected(host: str, port: int, *, via_sentinel: bool) -> None:
+    """Count a new connection; one to a master at another address than before counts a change."""
+    global _master
+    from circleproject import metrics
+
+    metrics.REDIS_CONNECTS.inc()
+    if not via_sentinel:
+        return
+    address = (host, int(port))
+    with _lock:
+        before, _master = _master, address
+    if before is not None and before != address:
+        metrics.REDIS_MASTER_CHANGES.inc()
+        logger.warning("Redis master is now %s:%s (was %s:%s)", *address, *before)
+
+
+def current_master() -> tuple[str, int] | None:
+    """The master this process last connected to through the sentinels (None: not yet, or no Sentinel)."""
+    return _master
+
+
+class CountedConnection(redis.Connection):
+    """A blocking connection that is counted when it connects."""
+
+    def connect_check_health(self, *args: Any, **kwargs: Any) -> None:
+        """Connect (if not connected), then count the new connection."""
+        fresh = self._sock is None
+        super().connect_check_health(*args, **kwargs)
+        if fresh and self._sock is not None:
+            connected(self.host, self.port, via_sentinel=False)
+
+
+class CountedSentinelConnection(sync_sentinel.SentinelManagedConnection):
+    """A blocking connection to the master the sentinels name, counted when it connects."""
+
+    def connect_check_health(self, *args: Any, **kwargs: Any) -> None:
+        """Connect (if not connected), then count it and note the master's address."""
+        fresh = self._sock is None
+        super().connect_check_health(*args, **kwargs)
+        if fresh and self._sock is not None:
+            connected(self.host, self.port, via_sentinel=True)
+
+
+class AsyncCountedConnection(aioredis.Connection):
+    """An asyncio connection that is counted when it connects."""
+
+    async def connect_check_health(self, *args: Any, **kwargs: Any) -> None:
+        """Connect (if not connected), then count the new connection."""
+        fresh = not self.is_connected
+        await super().connect_check_health(*args, **kwargs)
+        if fresh and self.is_connected:
+            connected(self.host, self.port, via_sentinel=False)
+
+
+class AsyncCountedSentinelConnection(async_sentinel.SentinelManagedConnection):
+    """An asyncio connection to the master the sentinels name, counted when it connects."""
+
+    async def connect_check_health(self, *args: Any, **kwargs: Any) -> None:
+        """Connect (if not connected), then count it and note the master's address."""
+        fresh = not self.is_connected
+        await super().connect_check_health(*args, **kwargs)
+        if fresh and self.is_connected:
+            connected(self.host, self.port, via_sentinel=True)
