@@ -7,8 +7,9 @@ from django.conf import settings
 
 from auth_secp import InvalidPublicKey, canonical_public_key
 from circles.models import Circle
-from circles.roles import Role
+from circles.roles import Role, role_of
 from circles.session import CircleInfo
+from circles.subjects import address_of
 
 
 def database_read(func):
@@ -60,6 +61,14 @@ def role_in_circle(circle: CircleInfo, pubkey: str) -> Role:
 
 @database_read
 def standing_in_circle(circle_id: int, pubkey: str) -> tuple[Role, bool]:
-    """The current role of `pubkey` in the circle and whether the circle lets guests play."""
+    """The current role of `pubkey` in the circle and whether it may play as a guest.
+
+    A guest may play where the circle allows guests, or when it was invited (a Member row
+    with role `guest`).
+    """
     circle = Circle.objects.only("public_key", "allow_guests").get(id=circle_id)
-    return circle.role_for(pubkey), circle.allow_guests
+    if pubkey == circle.public_key:
+        return Role.OWNER, circle.allow_guests
+    row = circle.members.filter(address=address_of(pubkey)).values_list("role", flat=True).first()
+    role = role_of(pubkey, circle_key=circle.public_key, member_role=row)
+    return role, circle.allow_guests or row is not None

@@ -9,7 +9,7 @@ from typing import Any
 
 from auth_secp import InvalidAddress, InvalidCredentials, InvalidPublicKey
 from circleproject.metrics import SIGN_IN_FAILED, SIGN_IN_OK
-from circles import jsonrpc
+from circles import jsonrpc, membership_notices
 from circles.jsonrpc import RpcError
 from circles.lookups import role_in_circle, standing_in_circle
 from circles.registry import Method, MethodRegistry, Param
@@ -91,7 +91,9 @@ async def authenticate(session: CircleSession, pubkey: str, signature: str) -> b
         session.failed_auth += 1
         SIGN_IN_FAILED.inc()
         raise _error(jsonrpc.INVALID_CREDENTIALS, log_detail=exc.reason) from exc
-    session.sign_in(key, await role_in_circle(session.circle, key))
+    membership_notices.start_listening()  # with Redis: hear other processes' membership changes
+    version = session.version_before_read()
+    session.sign_in(key, await role_in_circle(session.circle, key), version)
     SIGN_IN_OK.inc()
     return True
 
@@ -111,6 +113,9 @@ async def authenticate(session: CircleSession, pubkey: str, signature: str) -> b
     inline=True,
 )
 async def whoami(session: CircleSession) -> dict[str, Any]:
+    if session.authenticated and not session.role_is_current():  # the membership changed since
+        version = session.version_before_read()
+        session.note_role_at(await role_in_circle(session.circle, session.pubkey), version)
     return {
         "circle": session.circle.public_key,
         "authenticated": session.authenticated,
@@ -155,9 +160,10 @@ async def play(session: CircleSession, script: str, timeout_ms: int | None = Non
     if not session.authenticated:
         raise _error(jsonrpc.AUTHENTICATION_REQUIRED)
     if not session.may_play_without_lookup():
-        role, allow_guests = await standing_in_circle(session.circle.id, session.pubkey)
-        session.note_role(role)
-        if not may_play(role, allow_guests=allow_guests):
+        version = session.version_before_read()
+        role, guest_may_play = await standing_in_circle(session.circle.id, session.pubkey)
+        session.note_role_at(role, version)
+        if not may_play(role, allow_guests=guest_may_play):
             raise _error(jsonrpc.FORBIDDEN, data={"role": role, "needs": "member"})
     limits = session.limits
     timeout = min(timeout_ms or limits.play_timeout_ms, limits.play_max_timeout_ms)

@@ -5,8 +5,9 @@ import re
 from django.core.exceptions import ValidationError
 from django.db import models
 
-from auth_secp import InvalidPublicKey, canonical_public_key
+from auth_secp import InvalidAddress, InvalidPublicKey, canonical_address, canonical_public_key
 from circles.roles import Role, role_of
+from circles.subjects import address_of
 
 # Already canonical keys (the common case) skip the curve arithmetic of canonicalisation.
 _LOOKS_CANONICAL = re.compile(r"0[23][0-9a-f]{64}\Z")
@@ -63,38 +64,77 @@ class Circle(models.Model):
         super().save(*args, **kwargs)
 
     def role_for(self, pubkey: str) -> Role:
-        """The role of a canonical public key in this circle (one query unless it is the owner)."""
+        """The role of a canonical public key in this circle (one query unless it is the owner).
+
+        A member is found by its key's Ethereum address, so a key added by address only
+        (`circle::add_member("0x…", role)`) has its role as soon as it signs in.
+        """
         member_role = None
         if pubkey != self.public_key:
-            member_role = self.members.filter(public_key=pubkey).values_list("role", flat=True).first()
+            member_role = (
+                self.members.filter(address=address_of(pubkey)).values_list("role", flat=True).first()
+            )
         return role_of(pubkey, circle_key=self.public_key, member_role=member_role)
 
 
 class Member(models.Model):
-    """A key given a role in a circle (anyone else who signs in is a guest)."""
+    """A key given a role in a circle (anyone else who signs in is an uninvited guest).
+
+    A member is identified by its Ethereum address, always set; its public key is set too
+    unless it was added by address only (the key is then learnt nowhere: the address
+    suffices to recognise it at sign-in). A `guest` row is an invited guest: it may run
+    scripts (read-only, as any guest) even in a circle that does not allow guests.
+    """
 
     class MemberRole(models.TextChoices):
         ADMIN = Role.ADMIN.value, "admin"
         MEMBER = Role.MEMBER.value, "member"
+        GUEST = Role.GUEST.value, "guest (invited)"
 
     circle = models.ForeignKey(Circle, on_delete=models.CASCADE, related_name="members")
-    public_key = PublicKeyField()
+    public_key = PublicKeyField(
+        null=True, blank=True, help_text="Blank when the member was added by address."
+    )
+    address = models.CharField(
+        max_length=42, blank=True, help_text="Ethereum address, lowercase; derived from the key when given."
+    )
     role = models.CharField(max_length=16, choices=MemberRole.choices, default=MemberRole.MEMBER)
     display_name = models.CharField(max_length=200, blank=True)
     added_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        ordering = ["circle", "public_key"]
+        ordering = ["circle", "address"]
         constraints = [
             models.UniqueConstraint(fields=["circle", "public_key"], name="unique_member_per_circle"),
+            models.UniqueConstraint(fields=["circle", "address"], name="unique_member_address_per_circle"),
         ]
 
     def __str__(self) -> str:
-        return f"{self.display_name or self.public_key[:16]} ({self.role})"
+        return f"{self.display_name or (self.public_key or self.address)[:16]} ({self.role})"
+
+    def clean(self) -> None:
+        """Admin forms: a key or an address is needed, and the two must agree."""
+        try:
+            self._canonicalise()
+        except (InvalidPublicKey, InvalidAddress) as exc:
+            raise ValidationError(str(exc)) from exc
+
+    def _canonicalise(self) -> None:
+        if self.public_key:
+            self.public_key = canonical_public_key(self.public_key)
+            derived = address_of(self.public_key)
+            if self.address and canonical_address(self.address) != derived:
+                raise InvalidAddress("the address is not the public key's address")
+            self.address = derived
+        elif self.address:
+            self.public_key = None
+            self.address = canonical_address(self.address)
+        else:
+            raise InvalidPublicKey("a member needs a public key or an Ethereum address")
 
     def save(self, *args, **kwargs) -> None:
-        """Store the key canonically whatever form it was given in."""
-        self.public_key = canonical_public_key(self.public_key)
+        """Store the key and address canonically whatever form they were given in."""
+        self._canonicalise()
         super().save(*args, **kwargs)
 
 
@@ -118,3 +158,38 @@ class Record(models.Model):
 
     def __str__(self) -> str:
         return f"{self.collection}/{self.key}"
+
+
+class MembershipChange(models.Model):
+    """Who changed a circle's membership or settings, when, and through which run (an audit trail).
+
+    Written in the same transaction as the change: a `circle::` call inside a script run (with
+    the run's id, its ScriptRun row when the recording policy kept one), `manage.py
+    load_circles` or `add_member`, or an operator in the Django admin.
+    """
+
+    class Action(models.TextChoices):
+        ADDED = "added"
+        ROLE = "role", "role changed"
+        REMOVED = "removed"
+        SETTINGS = "settings", "circle settings changed"
+
+    circle = models.ForeignKey(Circle, on_delete=models.CASCADE, related_name="membership_changes")
+    action = models.CharField(max_length=16, choices=Action.choices)
+    subject = models.CharField(
+        max_length=66, blank=True, help_text="The member's public key, or its address when added by address."
+    )
+    old_role = models.CharField(max_length=16, blank=True)
+    new_role = models.CharField(max_length=16, blank=True)
+    details = models.JSONField(default=dict, blank=True, help_text="Settings changed: field -> [old, new].")
+    changed_by = models.CharField(max_length=120, help_text="The caller id, or the command / admin user.")
+    changed_by_role = models.CharField(max_length=16, blank=True)
+    source = models.CharField(max_length=40, help_text="ws, webhook:<provider>, init, load_circles, admin…")
+    run_id = models.UUIDField(null=True, blank=True, db_index=True, help_text="The script run that did it.")
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.subject[:16]} by {self.changed_by[:16]}"

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from auth_secp import ChallengeBook
+from circles import membership_notices
 from circles.jsonrpc import RpcError
 from circles.limits import ConnectionLimits, TokenBucket
 from circles.roles import Role
@@ -49,6 +50,7 @@ class CircleSession:
     pubkey: str | None = None
     role: Role | None = None
     role_checked_at: float = 0.0
+    role_version: membership_notices.Version = (-1, -1)  # the circle's membership version at that read
     failed_auth: int = 0
 
     def __post_init__(self) -> None:
@@ -63,25 +65,47 @@ class CircleSession:
         """Count one sign-in attempt against this client address's limit; False when over it."""
         return self.sign_ins is None or await self.sign_ins.attempt(self.address)
 
-    def sign_in(self, pubkey: str, role: Role) -> None:
-        """Record a successful sign-in."""
+    def sign_in(self, pubkey: str, role: Role, version: membership_notices.Version | None = None) -> None:
+        """Record a successful sign-in (`version`: the membership version before the role was read)."""
         self.pubkey = pubkey
-        self.note_role(role)
+        self.note_role_at(role, self.version_before_read() if version is None else version)
 
     def note_role(self, role: Role) -> None:
-        """Record the signed-in key's role as just read from the database."""
+        """Record the signed-in key's role as just read from the database.
+
+        The circle's membership version is taken before the read's result is trusted: a change
+        committed during the read bumps it, so the next call reads again.
+        """
         self.role = role
         self.role_checked_at = time.monotonic()
+
+    def version_before_read(self) -> membership_notices.Version:
+        """The membership version to pass to `note_role_at` for a role about to be read."""
+        return membership_notices.versions.current(self.circle.id)
+
+    def note_role_at(self, role: Role, version: membership_notices.Version) -> None:
+        """Record a role read from the database after the membership version was `version`."""
+        self.note_role(role)
+        self.role_version = version
+
+    def role_is_current(self) -> bool:
+        """Whether no membership change of the circle was announced since the role was read."""
+        now = membership_notices.versions.current(self.circle.id)
+        return membership_notices.trusted() and self.role_version == now
 
     def may_play_without_lookup(self) -> bool:
         """True when a member-or-above role was read recently enough to trust without a query.
 
         Roles change rarely, and re-reading them cost a third of a `play`'s server CPU
-        (docs/BENCHMARKS.md); a change takes effect within `role_cache_seconds`.
+        (docs/BENCHMARKS.md). A membership change bumps the circle's membership version
+        (`circles.membership_notices`, in every process), which ends the trust at once; without
+        notices (Redis away) the role is read for every call. `role_cache_seconds` bounds the
+        trust in any case.
         """
         return (
             self.role is not None
             and self.role.at_least(Role.MEMBER)
+            and self.role_is_current()
             and time.monotonic() - self.role_checked_at < self.limits.role_cache_seconds
         )
 

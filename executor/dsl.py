@@ -1,6 +1,7 @@
 """The circle DSL: what a script may do with its circle's data, registered into the engine.
 
-Scripts see `db::put/get/delete/list/count`, `circle::info()` and `circle::members()`.
+Scripts see `db::put/get/delete/list/count`, `circle::info()` and `circle::members()`; the
+membership changes (`circle::add_member` and the others) live in `executor.dsl_circle`.
 Each function acts for the run in progress on this thread (`RunContext`), so one engine
 serves every circle; the caller's role is checked here (writes need member or above,
 or a service caller such as a webhook provider). An exception raised here becomes a host
@@ -20,8 +21,10 @@ from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
+from auth_secp import ethereum_address, to_checksum_address
 from circles.models import Circle, Member, Record
 from circles.roles import Role
+from executor.jobs import Job
 from executor.values import NotJsonSafe, to_json
 
 SERVICE_ROLE = "service"  # webhook providers: trusted to write, never an owner
@@ -41,6 +44,13 @@ class RunContext:
     circle_key: str
     caller_id: str
     caller_role: str
+    run_id: str = ""  # the job's run id (membership changes name the run that made them)
+    source: str = ""  # ws, webhook:<provider>, init
+
+    @classmethod
+    def for_job(cls, job: Job) -> "RunContext":
+        """The context of `job`'s run."""
+        return cls(job.circle_id, job.circle_key, job.caller_id, job.caller_role, job.run_id, job.source)
 
     @property
     def may_write(self) -> bool:
@@ -111,6 +121,12 @@ def _writer() -> RunContext:
         raise DslError(f"role {run.caller_role} may not write; member or above needed")
     _current.wrote = True
     return run
+
+
+def note_written() -> None:
+    """Mark the run in progress as one that wrote (its exactly-once mark is then recorded)."""
+    current_run()
+    _current.wrote = True
 
 
 def run_has_written() -> bool:
@@ -229,11 +245,18 @@ def circle_info() -> dict:
 
 
 def circle_members() -> list[dict]:
-    """The owner and every member: `#{pubkey, role, name}`."""
+    """The owner and every member: `#{pubkey, address, role, name}`.
+
+    `pubkey` is () for a member added by address only; `address` is EIP-55 checksummed.
+    """
     run = current_run()
-    members = Member.objects.filter(circle_id=run.circle_id).values_list("public_key", "role", "display_name")
-    return [{"pubkey": run.circle_key, "role": Role.OWNER.value, "name": ""}] + [
-        {"pubkey": pubkey, "role": role, "name": name} for pubkey, role, name in members
+    members = Member.objects.filter(circle_id=run.circle_id).values_list(
+        "public_key", "address", "role", "display_name"
+    )
+    owner = {"pubkey": run.circle_key, "address": ethereum_address(run.circle_key), "role": Role.OWNER.value}
+    return [{**owner, "name": ""}] + [
+        {"pubkey": pubkey, "address": to_checksum_address(address), "role": role, "name": name}
+        for pubkey, address, role, name in members
     ]
 
 
@@ -249,3 +272,6 @@ def register_dsl(engine) -> None:
         engine.register_fn(name, function, module="db")
     engine.register_fn("info", circle_info, module="circle")
     engine.register_fn("members", circle_members, module="circle")
+    from executor.dsl_circle import register_circle_changes  # it builds on this module
+
+    register_circle_changes(engine)

@@ -143,7 +143,7 @@ def run_job(job: Job, cancel: rhai.CancelToken | None = None, *, redelivered: bo
     started_at = datetime.now(UTC)
     left_behind = rhai.Engine.left_behind_bytes()
     try:
-        with running(RunContext(job.circle_id, job.circle_key, job.caller_id, job.caller_role)):
+        with running(RunContext.for_job(job)):
             result = shared_engine().run(
                 job.script, constants, timeout_ms=min(job.timeout_ms, remaining), cancel=cancel
             )
