@@ -1,0 +1,58 @@
+"""Role caches and membership versions: a change announced for a circle ends the trust in its cached roles."""
+
+import dataclasses
+
+from auth_secp import ChallengeBook
+from circles import membership_notices
+from circles.limits import ConnectionLimits
+from circles.roles import Role
+from circles.session import CircleInfo, CircleSession
+
+
+async def _no_runner(session, script, timeout_ms):  # pragma: no cover - never called here
+    raise AssertionError
+
+
+def session_in(circle_id: int) -> CircleSession:
+    limits = dataclasses.replace(ConnectionLimits.from_settings(), role_cache_seconds=3600)
+    circle = CircleInfo(id=circle_id, public_key="02" + "11" * 32, name="c")
+    session = CircleSession(circle, "peer", limits, ChallengeBook("s", circle.public_key), _no_runner)
+    session.sign_in("02" + "22" * 32, Role.MEMBER)
+    return session
+
+
+def test_a_change_in_the_circle_ends_the_trust_at_once() -> None:
+    session, elsewhere = session_in(9001), session_in(9002)
+    assert session.may_play_without_lookup() and elsewhere.may_play_without_lookup()
+    membership_notices.versions.bump(9001)
+    assert not session.may_play_without_lookup() and not session.role_is_current()
+    assert elsewhere.may_play_without_lookup()  # another circle's cache is untouched
+    version = session.version_before_read()
+    session.note_role_at(Role.GUEST, version)  # read again: a guest now, never trusted without a lookup
+    assert session.role_is_current() and not session.may_play_without_lookup()
+
+
+def test_a_change_during_the_read_is_not_missed() -> None:
+    session = session_in(9003)
+    version = session.version_before_read()
+    membership_notices.versions.bump(9003)  # committed while the role was being read
+    session.note_role_at(Role.MEMBER, version)
+    assert not session.may_play_without_lookup()
+
+
+def test_missed_notices_end_every_trust() -> None:
+    session = session_in(9004)
+    membership_notices.versions.bump_all()  # a listener (re)subscribed: notices may have been lost
+    assert not session.may_play_without_lookup()
+
+
+def test_with_redis_roles_are_trusted_only_while_subscribed(settings) -> None:
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    session = session_in(9005)
+    membership_notices.versions.subscribed = False
+    assert not session.may_play_without_lookup()
+    membership_notices.versions.subscribed = True
+    try:
+        assert session.may_play_without_lookup()
+    finally:
+        membership_notices.versions.subscribed = False
