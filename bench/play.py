@@ -267,6 +267,9 @@ def start_system(
                 REDIS_URL=f"{redis_url}/0",
                 CIRCLES_QUEUE_STREAM=stream,
                 LOG_LEVEL="WARNING",
+                # Every client signs in as the owner: throughput, not one member's share of it.
+                CIRCLES_MAX_RUNS_PER_CALLER="0",
+                CIRCLES_MAX_RUNS_PER_CIRCLE="0",
                 **RATE_ENV,
             )
             worker_env = {**base, "CIRCLES_RECORD_RUNS": record}

@@ -155,6 +155,8 @@ def start_system(args: argparse.Namespace, workdir: Path, database_url: str) -> 
         CIRCLES_WEBHOOK_NOISE_PER_MINUTE="1000",
         CIRCLES_MAX_CONNECTIONS_PER_ADDRESS="0",  # --connections from 127.0.0.1, and their sign-ins
         CIRCLES_SIGN_INS_PER_ADDRESS_PER_MINUTE="0",
+        CIRCLES_MAX_RUNS_PER_CALLER="0",  # one key plays on every connection: load, not a member's share
+        CIRCLES_MAX_RUNS_PER_CIRCLE="0",
         LOG_LEVEL="WARNING",
     )
     manage(env, "migrate", "--noinput", "-v0")
