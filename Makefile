@@ -11,7 +11,7 @@ RHAI_SOURCES := $(shell find rhai_py -path rhai_py/target -prune -o -type f \( -
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test install system-deps lint migrate demo clean
+.PHONY: run test test-fast install system-deps lint migrate demo clean
 
 # The embedded development server runs with DEBUG on unless told otherwise (no SECRET_KEY needed).
 run migrate demo: export DEBUG ?= 1
@@ -23,6 +23,10 @@ run: install migrate demo
 ## test: install, make sure redis-server is present, lint, run the whole pytest suite
 test: install system-deps lint
 	$(PY) -m pytest
+
+## test-fast: the edit-test loop: unit, Rhai binding and client tests (seconds; no servers, nothing from Debian)
+test-fast: install
+	$(PY) -m pytest -q tests/unit tests/rhai tests/client
 
 install: $(DEPS_STAMP) $(RHAI_STAMP) $(CLIENT_STAMP)
 
@@ -60,6 +64,9 @@ system-deps:
 
 lint: $(DEPS_STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	cd rhai_py && cargo fmt --check
+	cd rhai_py && cargo clippy --quiet --all-targets --features python -- -D warnings
 
 migrate: install
 	$(PY) manage.py migrate --noinput

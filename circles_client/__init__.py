@@ -1,5 +1,7 @@
 """Circles client: sign in to a circle with a secp256k1 key and run Rhai scripts over JSON-RPC.
 
+Example::
+
     async with circles_client.connect("ws://127.0.0.1:8000/03ab…", circles_client.load_key()) as c:
         result = await c.play("let x = 10; x * 2")   # {"output": "20", "value": 20, ...}
 """

@@ -113,7 +113,10 @@ async def wait_until_delivered(redis_url: str, stream: str, times: int) -> None:
     client = redis.Redis.from_url(redis_url)
     try:
         for _ in range(600):
-            pending = client.xpending_range(stream, "workers", min="-", max="+", count=1)
+            try:
+                pending = client.xpending_range(stream, "workers", min="-", max="+", count=1)
+            except redis.ResponseError:  # NOGROUP: the worker has not made its group yet
+                pending = []
             if pending and pending[0]["times_delivered"] >= times:
                 return
             await asyncio.sleep(0.05)

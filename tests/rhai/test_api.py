@@ -1,5 +1,8 @@
 """Engine.eval / Engine.run basics, results and the script cache."""
 
+import re
+from pathlib import Path
+
 import pytest
 import rhai
 
@@ -92,20 +95,24 @@ def test_zero_limit_is_refused(name):
         rhai.Engine(**{name: 0})
 
 
+def documented_defaults() -> dict[str, int]:
+    """The defaults column of the limits table in docs/SCRIPTING.md ("Limits and defaults")."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "SCRIPTING.md").read_text()
+    section = text.split("## Limits and defaults", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `(\w+)` \| ([\d,]+)", section, flags=re.MULTILINE)
+    return {name: int(number.replace(",", "")) for name, number in rows}
+
+
 def test_default_limits_match_documentation():
-    assert rhai.Engine().limits == {
-        "max_operations": 1_000_000,
-        "timeout_ms": 1_000,
-        "max_call_levels": 64,
-        "max_expr_depth": 64,
-        "max_string_size": 262_144,
-        "max_array_size": 10_000,
-        "max_map_size": 10_000,
-        "max_variables": 256,
-        "max_functions": 64,
-        "max_source_size": 65_536,
-        "max_output_size": 65_536,
-        "cache_size": 256,
-        "max_value_depth": 64,
-        "max_memory_bytes": 268_435_456,
-    }
+    """The table in docs/SCRIPTING.md is held against the one source, rhai_py/src/limits.rs."""
+    assert rhai.Engine().limits == documented_defaults()
+
+
+def test_unknown_limit_is_refused():
+    with pytest.raises(TypeError, match="max_frobs"):
+        rhai.Engine(max_frobs=3)
+
+
+def test_rhai_version_comes_from_the_build():
+    lock = (Path(__file__).resolve().parents[2] / "rhai_py" / "Cargo.lock").read_text()
+    assert f'name = "rhai"\nversion = "{rhai.RHAI_VERSION}"' in lock

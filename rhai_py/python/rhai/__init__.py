@@ -75,26 +75,25 @@ class Engine(_NativeEngine):
     """A sandboxed Rhai engine. Thread-safe: one engine can run scripts from many threads at once.
 
     Every limit is keyword-only, always set explicitly (identical in debug and release builds),
-    and must be at least 1 (there is no "unlimited"). Defaults are meant for untrusted scripts:
+    and must be at least 1 (there is no "unlimited"). The defaults, meant for untrusted scripts,
+    are ``rhai.Engine().limits`` (docs/SCRIPTING.md lists them, with what each bounds):
 
-    ==================  ==========  ================================================
-    max_operations      1_000_000   Rhai operations per run (kind ``operations``)
-    timeout_ms          1_000       wall-clock time per run (kind ``timeout``)
-    max_call_levels     64          nested function calls (kind ``stack``)
-    max_expr_depth      64          nested expressions, also in fn bodies (``stack``),
-                                    at most 512
-    max_string_size     262_144     bytes per string (kind ``data_size``)
-    max_array_size      10_000      elements per array, nested ones counted (``data_size``)
-    max_map_size        10_000      properties per object map (``data_size``)
-    max_variables       256         variables in scope at once (kind ``variables``)
-    max_functions       64          functions a script defines (kind ``functions``)
-    max_source_size     65_536      bytes of script source (kind ``source_size``)
-    max_output_size     65_536      bytes of print/debug output kept per run
-    cache_size          256         compiled scripts kept (LRU by source; 0 = no cache)
-    max_value_depth     64          nesting of values converted in and out (1..256)
-    max_memory_bytes    268_435_456 heap the run's values hold at once (``memory``),
-                                    at most 16 GiB
-    ==================  ==========  ================================================
+    ==================  ================================================================
+    max_operations      Rhai operations per run (kind ``operations``)
+    timeout_ms          wall-clock time per run (kind ``timeout``)
+    max_call_levels     nested function calls (kind ``stack``)
+    max_expr_depth      nested expressions, also in fn bodies (``stack``), at most 512
+    max_string_size     bytes per string (kind ``data_size``)
+    max_array_size      elements per array, nested ones counted (``data_size``)
+    max_map_size        properties per object map (``data_size``)
+    max_variables       variables in scope at once (kind ``variables``)
+    max_functions       functions a script defines (kind ``functions``)
+    max_source_size     bytes of script source (kind ``source_size``)
+    max_output_size     bytes of print/debug output kept per run
+    max_memory_bytes    heap the run's values hold at once (``memory``), at most 16 GiB
+    cache_size          compiled scripts kept (LRU by source; 0 = no cache)
+    max_value_depth     nesting of values converted in and out (1..256)
+    ==================  ================================================================
 
     A run never crashes the process, whatever it builds: what it leaves behind is released
     without recursion, and it runs on a stack of its own sized from ``max_memory_bytes``

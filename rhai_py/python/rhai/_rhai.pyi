@@ -8,23 +8,24 @@ MAX_ARITY: int
 class Engine:
     """Sandboxed Rhai engine (see `rhai.Engine` for the documented wrapper)."""
 
+    # Defaults: `rhai.Engine().limits` (one source: rhai_py/src/limits.rs); docs/SCRIPTING.md lists them.
     def __new__(
         cls,
         *,
-        max_operations: int = 1_000_000,
-        timeout_ms: int = 1_000,
-        max_call_levels: int = 64,
-        max_expr_depth: int = 64,
-        max_string_size: int = 262_144,
-        max_array_size: int = 10_000,
-        max_map_size: int = 10_000,
-        max_variables: int = 256,
-        max_functions: int = 64,
-        max_source_size: int = 65_536,
-        max_output_size: int = 65_536,
-        cache_size: int = 256,
-        max_value_depth: int = 64,
-        max_memory_bytes: int = 268_435_456,
+        max_operations: int = ...,
+        timeout_ms: int = ...,
+        max_call_levels: int = ...,
+        max_expr_depth: int = ...,
+        max_string_size: int = ...,
+        max_array_size: int = ...,
+        max_map_size: int = ...,
+        max_variables: int = ...,
+        max_functions: int = ...,
+        max_source_size: int = ...,
+        max_output_size: int = ...,
+        max_memory_bytes: int = ...,
+        cache_size: int = ...,
+        max_value_depth: int = ...,
     ) -> Engine: ...
     def _register(self, name: str, func: Any, arities: list[int], module: str | None = None) -> None: ...
     def eval(

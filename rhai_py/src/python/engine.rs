@@ -18,6 +18,11 @@ use crate::runner::{release_outcome, run_script, RunOutcome};
 use crate::sandbox::build_engine;
 use crate::state::{self, RunStats};
 
+/// Compiled scripts an engine keeps unless told otherwise (`cache_size`).
+pub const DEFAULT_CACHE_SIZE: usize = 256;
+/// Nesting of values converted in and out unless told otherwise (`max_value_depth`).
+pub const DEFAULT_MAX_VALUE_DEPTH: usize = 64;
+
 /// Most parameters a registered Python function can take.
 pub const MAX_ARITY: usize = 12;
 
@@ -224,55 +229,28 @@ impl PyEngine {
 
 #[pymethods]
 impl PyEngine {
+    /// Keyword arguments only: any of the `Limits` fields, `cache_size` and `max_value_depth`;
+    /// what is not given keeps its default (`Limits::default()`, the constants above).
     #[new]
-    #[pyo3(signature = (
-        *,
-        max_operations = 1_000_000,
-        timeout_ms = 1_000,
-        max_call_levels = 64,
-        max_expr_depth = 64,
-        max_string_size = 262_144,
-        max_array_size = 10_000,
-        max_map_size = 10_000,
-        max_variables = 256,
-        max_functions = 64,
-        max_source_size = 65_536,
-        max_output_size = 65_536,
-        cache_size = 256,
-        max_value_depth = 64,
-        max_memory_bytes = 268_435_456,
-    ))]
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        max_operations: u64,
-        timeout_ms: u64,
-        max_call_levels: usize,
-        max_expr_depth: usize,
-        max_string_size: usize,
-        max_array_size: usize,
-        max_map_size: usize,
-        max_variables: usize,
-        max_functions: usize,
-        max_source_size: usize,
-        max_output_size: usize,
-        cache_size: usize,
-        max_value_depth: usize,
-        max_memory_bytes: usize,
-    ) -> PyResult<Self> {
-        let limits = Limits {
-            max_operations,
-            timeout_ms,
-            max_call_levels,
-            max_expr_depth,
-            max_string_size,
-            max_array_size,
-            max_map_size,
-            max_variables,
-            max_functions,
-            max_source_size,
-            max_output_size,
-            max_memory_bytes,
-        };
+    #[pyo3(signature = (**options))]
+    fn new(options: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
+        let mut limits = Limits::default();
+        let mut cache_size = DEFAULT_CACHE_SIZE;
+        let mut max_value_depth = DEFAULT_MAX_VALUE_DEPTH;
+        for (key, value) in options.map(|d| d.iter().collect::<Vec<_>>()).unwrap_or_default() {
+            let name = key.cast::<PyString>()?.to_str()?.to_owned();
+            let number: u64 = value.extract()?;
+            match name.as_str() {
+                "cache_size" => cache_size = number as usize,
+                "max_value_depth" => max_value_depth = number as usize,
+                other if limits.set(other, number) => {}
+                other => {
+                    return Err(PyTypeError::new_err(format!(
+                        "Engine() got an unexpected keyword argument '{other}'"
+                    )))
+                }
+            }
+        }
         limits.validate().map_err(PyValueError::new_err)?;
         if max_value_depth == 0 || max_value_depth > 256 {
             return Err(PyValueError::new_err("max_value_depth must be between 1 and 256"));
@@ -414,22 +392,12 @@ impl PyEngine {
     /// The limits this engine enforces, as a dict.
     #[getter]
     fn limits<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let l = &self.limits;
         let d = PyDict::new(py);
-        d.set_item("max_operations", l.max_operations)?;
-        d.set_item("timeout_ms", l.timeout_ms)?;
-        d.set_item("max_call_levels", l.max_call_levels)?;
-        d.set_item("max_expr_depth", l.max_expr_depth)?;
-        d.set_item("max_string_size", l.max_string_size)?;
-        d.set_item("max_array_size", l.max_array_size)?;
-        d.set_item("max_map_size", l.max_map_size)?;
-        d.set_item("max_variables", l.max_variables)?;
-        d.set_item("max_functions", l.max_functions)?;
-        d.set_item("max_source_size", l.max_source_size)?;
-        d.set_item("max_output_size", l.max_output_size)?;
+        for (name, value) in self.limits.fields() {
+            d.set_item(name, value)?;
+        }
         d.set_item("cache_size", self.cache.stats().capacity)?;
         d.set_item("max_value_depth", self.max_depth)?;
-        d.set_item("max_memory_bytes", l.max_memory_bytes)?;
         Ok(d)
     }
 }
