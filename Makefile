@@ -16,7 +16,7 @@ PORT ?= 8000
 # The embedded development server runs with DEBUG on unless told otherwise (no SECRET_KEY needed).
 run migrate demo: export DEBUG ?= 1
 
-## run: install, migrate SQLite, create the demo circle, serve on $(HOST):$(PORT) with embedded defaults
+## run: install, migrate SQLite, create the demo circle (or load CIRCLES=FILE), serve on $(HOST):$(PORT)
 run: install migrate demo
 	$(PY) manage.py runserver $(HOST):$(PORT)
 
@@ -71,8 +71,14 @@ lint: $(DEPS_STAMP)
 migrate: install
 	$(PY) manage.py migrate --noinput
 
+# `make run CIRCLES=circles.toml` loads that file of circles (JSON or TOML) instead of the demo
+# circle: idempotent, so every run applies the file's changes and runs no init script twice.
 demo: migrate
+ifdef CIRCLES
+	$(PY) manage.py load_circles $(CIRCLES)
+else
 	$(PY) manage.py create_circle --demo
+endif
 
 clean:
 	rm -rf $(VENV) rhai_py/target db.sqlite3 .pytest_cache .ruff_cache
