@@ -225,13 +225,28 @@ class CountedConnection(redis.Connection):
 
 
 class CountedSentinelConnection(sync_sentinel.SentinelManagedConnection):
-    """A blocking connection to the master the sentinels name, counted when it connects."""
+    """A blocking connection to the master the sentinels name, counted when it connects.
+
+    redis-py asks the sentinels only in `connect()`, which its pool calls; a connection used on
+    its own (`executor.redis_line`) connects from `send_command` through `connect_check_health`,
+    which would go to the last address (or localhost). Here every way in asks the sentinels.
+    """
+
+    _locating = False
 
     def connect_check_health(self, *args: Any, **kwargs: Any) -> None:
-        """Connect (if not connected), then count it and note the master's address."""
-        fresh = self._sock is None
+        """Connect (if not connected) to the master the sentinels name now; count it."""
+        if self._sock is not None:
+            return
+        if not self._locating:
+            self._locating = True
+            try:
+                self.connect()  # asks the sentinels, then comes back here through connect_to
+            finally:
+                self._locating = False
+            return
         super().connect_check_health(*args, **kwargs)
-        if fresh and self._sock is not None:
+        if self._sock is not None:
             connected(self.host, self.port, via_sentinel=True)
 
 
@@ -247,11 +262,24 @@ class AsyncCountedConnection(aioredis.Connection):
 
 
 class AsyncCountedSentinelConnection(async_sentinel.SentinelManagedConnection):
-    """An asyncio connection to the master the sentinels name, counted when it connects."""
+    """An asyncio connection to the master the sentinels name, counted when it connects.
+
+    Every way of connecting asks the sentinels (see `CountedSentinelConnection`).
+    """
+
+    _locating = False
 
     async def connect_check_health(self, *args: Any, **kwargs: Any) -> None:
-        """Connect (if not connected), then count it and note the master's address."""
-        fresh = not self.is_connected
+        """Connect (if not connected) to the master the sentinels name now; count it."""
+        if self.is_connected:
+            return
+        if not self._locating:
+            self._locating = True
+            try:
+                await self.connect()  # asks the sentinels, then comes back here through connect_to
+            finally:
+                self._locating = False
+            return
         await super().connect_check_health(*args, **kwargs)
-        if fresh and self.is_connected:
+        if self.is_connected:
             connected(self.host, self.port, via_sentinel=True)

@@ -21,6 +21,7 @@ class RedisLine:
     """
 
     def __init__(self, client: redis.Redis) -> None:
+        self.client = client  # keeps the pool alive: a Sentinel pool's connections refer to it weakly
         self.connection = client.connection_pool.make_connection()
 
     def call(self, *args: Any) -> Any:
@@ -49,6 +50,7 @@ class AsyncRedisLine:
     """`RedisLine` for an event loop, sending many commands per write: one caller at a time."""
 
     def __init__(self, client: aioredis.Redis) -> None:
+        self.client = client  # keeps the pool alive: a Sentinel pool's connections refer to it weakly
         self.connection = client.connection_pool.make_connection()
 
     async def call_many(self, commands: list[tuple[Any, ...]]) -> list[Any]:
