@@ -1,9 +1,44 @@
-"""Operators' view of circles and their members."""
+"""Operators' view of circles, their members, and who changed membership when (from which run)."""
 
 from django.contrib import admin
-from django.db.models import Count
+from django.db.models import Count, Exists, OuterRef, Subquery
+from django.http import HttpRequest
+from django.urls import NoReverseMatch, reverse
+from django.utils.html import format_html
 
-from circles.models import Circle, Member, Record
+from circles import membership
+from circles.models import Circle, Member, MembershipChange, Record
+from executor.models import ScriptRun
+
+
+def _operator(request: HttpRequest) -> membership.Actor:
+    name = f"admin:{request.user.get_username()}"
+    return membership.Actor(caller_id=name, caller_role="operator", source="admin")
+
+
+def record_member_edit(
+    request: HttpRequest, member: Member, old_role: str | None, *, removed: bool = False
+) -> None:
+    """Record an operator's edit of a Member row (added, role changed, removed) and announce it."""
+    subject = member.public_key or member.address
+    actor = _operator(request)
+    if removed:
+        membership.record_change(
+            member.circle, actor, MembershipChange.Action.REMOVED, subject, old_role=member.role
+        )
+    elif old_role is None:
+        membership.record_change(
+            member.circle, actor, MembershipChange.Action.ADDED, subject, new_role=member.role
+        )
+    elif old_role != member.role:
+        membership.record_change(
+            member.circle,
+            actor,
+            MembershipChange.Action.ROLE,
+            subject,
+            old_role=old_role,
+            new_role=member.role,
+        )
 
 
 class MemberInline(admin.TabularInline):
@@ -11,19 +46,69 @@ class MemberInline(admin.TabularInline):
 
     model = Member
     extra = 0
-    fields = ("public_key", "role", "display_name", "added_at")
+    fields = ("public_key", "address", "role", "display_name", "added_at")
     readonly_fields = ("added_at",)
+
+
+class ChangeInline(admin.TabularInline):
+    """The circle's latest membership changes, read-only."""
+
+    model = MembershipChange
+    extra = 0
+    max_num = 0
+    can_delete = False
+    fields = (
+        "at",
+        "action",
+        "subject",
+        "old_role",
+        "new_role",
+        "changed_by",
+        "changed_by_role",
+        "source",
+        "run",
+    )
+    readonly_fields = fields
+    ordering = ("-at", "-id")
+    verbose_name_plural = "membership changes (all of them: Membership changes)"
+
+    @admin.display(description="run")
+    def run(self, change: MembershipChange) -> str:
+        return run_link(change)
+
+    def get_queryset(self, request):
+        """Only the latest 20 (the whole trail is under Membership changes)."""
+        latest = MembershipChange.objects.filter(circle=OuterRef("circle")).order_by("-at", "-id")
+        return with_run_kept(super().get_queryset(request).filter(id__in=Subquery(latest.values("id")[:20])))
+
+
+def with_run_kept(queryset):
+    """Changes with `run_kept`: whether their run's ScriptRun row exists (one query for the page)."""
+    return queryset.annotate(run_kept=Exists(ScriptRun.objects.filter(id=OuterRef("run_id"))))
+
+
+def run_link(change: MembershipChange) -> str:
+    """A link to the ScriptRun that made a change (when the recording policy kept it), else its id."""
+    if change.run_id is None:
+        return "—"
+    if getattr(change, "run_kept", False):
+        try:
+            url = reverse("admin:executor_scriptrun_change", args=[change.run_id])
+        except NoReverseMatch:
+            return str(change.run_id)
+        return format_html('<a href="{}">{}</a>', url, change.run_id)
+    return str(change.run_id)
 
 
 @admin.register(Circle)
 class CircleAdmin(admin.ModelAdmin):
-    """Circles with their members inline."""
+    """Circles with their members and latest membership changes inline."""
 
     list_display = ("name", "public_key", "is_active", "allow_guests", "member_count", "created_at")
     list_filter = ("is_active", "allow_guests", "created_at")
     search_fields = ("name", "public_key", "description")
     readonly_fields = ("created_at",)
-    inlines = [MemberInline]
+    inlines = [MemberInline, ChangeInline]
 
     def get_queryset(self, request):
         """Circles with their member count, counted in the list's one query (not one per row)."""
@@ -33,15 +118,110 @@ class CircleAdmin(admin.ModelAdmin):
     def member_count(self, circle: Circle) -> int:
         return circle.member_total
 
+    def save_formset(self, request, form, formset, change) -> None:
+        """Save the members inline, recording each addition, role change and removal."""
+        if formset.model is not Member:
+            super().save_formset(request, form, formset, change)
+            return
+        old_roles = {m.id: m.role for m in Member.objects.filter(circle=form.instance)}
+        deleted = [f.instance for f in formset.deleted_forms if f.instance.pk]
+        formset.save()
+        for member in deleted:
+            record_member_edit(request, member, member.role, removed=True)
+        for member in formset.new_objects:
+            record_member_edit(request, member, None)
+        for member, _ in formset.changed_objects:
+            record_member_edit(request, member, old_roles.get(member.id))
+
 
 @admin.register(Member)
 class MemberAdmin(admin.ModelAdmin):
-    """Every membership across circles."""
+    """Every membership across circles, with who last changed it and when."""
 
-    list_display = ("public_key", "role", "display_name", "circle", "added_at")
+    list_display = ("public_key", "address", "role", "display_name", "circle", "added_at", "last_change")
     list_filter = ("role", "circle")
-    search_fields = ("public_key", "display_name", "circle__name", "circle__public_key")
+    search_fields = ("public_key", "address", "display_name", "circle__name", "circle__public_key")
     list_select_related = ("circle",)
+
+    def get_queryset(self, request):
+        """Members with their latest change (by, when), in the list's one query."""
+        latest = MembershipChange.objects.filter(
+            circle=OuterRef("circle"), subject__in=[OuterRef("public_key"), OuterRef("address")]
+        ).order_by("-at", "-id")
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                changed_by=Subquery(latest.values("changed_by")[:1]),
+                changed_at=Subquery(latest.values("at")[:1]),
+            )
+        )
+
+    @admin.display(description="last change", ordering="changed_at")
+    def last_change(self, member: Member) -> str:
+        if not member.changed_at:
+            return "—"
+        return f"{member.changed_at:%Y-%m-%d %H:%M} by {member.changed_by[:20]}"
+
+    def save_model(self, request, obj: Member, form, change) -> None:
+        """Save and record the edit."""
+        old_role = Member.objects.filter(id=obj.id).values_list("role", flat=True).first() if change else None
+        super().save_model(request, obj, form, change)
+        record_member_edit(request, obj, old_role)
+
+    def delete_model(self, request, obj: Member) -> None:
+        """Delete and record the removal."""
+        super().delete_model(request, obj)
+        record_member_edit(request, obj, obj.role, removed=True)
+
+    def delete_queryset(self, request, queryset) -> None:
+        """Bulk delete from the list, each removal recorded."""
+        for member in list(queryset.select_related("circle")):
+            self.delete_model(request, member)
+
+
+@admin.register(MembershipChange)
+class MembershipChangeAdmin(admin.ModelAdmin):
+    """Who changed which circle's membership or settings, when, and through which run (read-only)."""
+
+    list_display = (
+        "at",
+        "circle",
+        "action",
+        "subject",
+        "roles",
+        "changed_by",
+        "changed_by_role",
+        "source",
+        "run",
+    )
+    list_filter = ("action", "source", "changed_by_role", "circle")
+    search_fields = ("subject", "changed_by", "circle__name", "circle__public_key", "run_id")
+    list_select_related = ("circle",)
+    date_hierarchy = "at"
+
+    def get_queryset(self, request):
+        """Changes with whether their run's row was kept, in the list's one query."""
+        return with_run_kept(super().get_queryset(request))
+
+    @admin.display(description="role")
+    def roles(self, change: MembershipChange) -> str:
+        if change.action == MembershipChange.Action.SETTINGS:
+            return ", ".join(f"{k}: {old!r} → {new!r}" for k, (old, new) in change.details.items())
+        return f"{change.old_role or '—'} → {change.new_role or '—'}"
+
+    @admin.display(description="run")
+    def run(self, change: MembershipChange) -> str:
+        return run_link(change)
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
 
 
 @admin.register(Record)

@@ -67,6 +67,11 @@ def actor_role(circle: Circle, actor: Actor) -> str:
     return row or Role.GUEST.value
 
 
+def record_change(circle: Circle, actor: Actor, action: str, subject: str = "", **fields: Any) -> None:
+    """Record a change made outside these functions (an operator's admin edit) and announce it."""
+    _record(circle, actor, actor.caller_role, action, subject, **fields)
+
+
 def _record(circle: Circle, actor: Actor, role: str, action: str, subject: str = "", **fields: Any) -> None:
     MembershipChange.objects.create(
         circle=circle,
@@ -111,7 +116,7 @@ def add_member(circle_id: int, actor: Actor, subject: Subject, role: object, nam
     Member.objects.create(
         circle=circle, public_key=subject.pubkey, address=subject.address, role=role, display_name=name
     )
-    _record(circle, actor, acting, MembershipChange.Action.ADDED, subject.shown, new_role=role)
+    _record(circle, actor, acting, MembershipChange.Action.ADDED, subject.stored, new_role=role)
     return True
 
 
@@ -131,7 +136,7 @@ def set_role(circle_id: int, actor: Actor, subject: Subject, role: object) -> bo
     old = existing.role
     existing.role = role
     existing.save(update_fields=["role"])
-    _record(circle, actor, acting, MembershipChange.Action.ROLE, subject.shown, old_role=old, new_role=role)
+    _record(circle, actor, acting, MembershipChange.Action.ROLE, subject.stored, old_role=old, new_role=role)
     return True
 
 
@@ -146,7 +151,7 @@ def remove_member(circle_id: int, actor: Actor, subject: Subject) -> bool:
         return False
     check_remove(acting, existing.role)
     existing.delete()
-    _record(circle, actor, acting, MembershipChange.Action.REMOVED, subject.shown, old_role=existing.role)
+    _record(circle, actor, acting, MembershipChange.Action.REMOVED, subject.stored, old_role=existing.role)
     return True
 
 

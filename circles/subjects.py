@@ -28,6 +28,11 @@ class Subject:
     pubkey: str | None
 
     @property
+    def stored(self) -> str:
+        """How records name it: the public key, else the lowercase address (as `Member.address`)."""
+        return self.pubkey or self.address
+
+    @property
     def shown(self) -> str:
         """How messages name it: the public key, else the checksummed address."""
         return self.pubkey or to_checksum_address(self.address)
