@@ -1,4 +1,4 @@
-"""`circles` / `python -m circles_client`: keygen, whoami, play and an interactive repl.
+"""`circles` / `python -m circles_client`: keygen, whoami, play, a repl, members and circle settings.
 
 The circle URL comes from --url or $CIRCLES_URL (ws://, wss://, or the console page's
 http(s):// address); the key from --key-file, --key, $CIRCLES_KEY or $CIRCLES_KEY_FILE.
@@ -91,7 +91,39 @@ def build_parser() -> argparse.ArgumentParser:
     play.add_argument("--full", action="store_true", help="print the whole result, not only its value")
 
     commands.add_parser("repl", parents=[common], help="interactive: type scripts, see results")
+    add_membership_commands(commands, common)
     return parser
+
+
+ROLES = ("admin", "member", "guest")
+
+
+def add_membership_commands(commands, common: argparse.ArgumentParser) -> None:
+    """`member list|add|role|remove` and `circle info|update`: scripts run with `play`."""
+    member = commands.add_parser("member", parents=[common], help="list, add, re-role or remove members")
+    actions = member.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser("list", parents=[common], help="the owner, then every member with its role")
+    add = actions.add_parser("add", parents=[common], help="add KEY (public key or address): owner or admin")
+    add.add_argument("member", metavar="KEY", help="public key (hex) or Ethereum address")
+    add.add_argument("--role", choices=ROLES, default="member", help="member (default), admin or guest")
+    add.add_argument("--name", help="display name")
+    role = actions.add_parser("role", parents=[common], help="change KEY's role to ROLE: owner or admin")
+    role.add_argument("member", metavar="KEY")
+    role.add_argument("role", choices=ROLES)
+    remove = actions.add_parser("remove", parents=[common], help="remove KEY: owner or admin")
+    remove.add_argument("member", metavar="KEY")
+
+    circle = commands.add_parser("circle", parents=[common], help="show or change the circle's settings")
+    actions = circle.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser("info", parents=[common], help="name, description, allow_guests, member count")
+    update = actions.add_parser(
+        "update", parents=[common], help="change name, description, guests: owner only"
+    )
+    update.add_argument("--name")
+    update.add_argument("--description")
+    guests = update.add_mutually_exclusive_group()
+    guests.add_argument("--allow-guests", dest="allow_guests", action="store_true", default=None)
+    guests.add_argument("--no-allow-guests", dest="allow_guests", action="store_false")
 
 
 def client_from(args: argparse.Namespace, environ: dict[str, str]) -> CircleClient:
@@ -146,11 +178,45 @@ async def play(client: CircleClient, script: str, *, timeout_ms: int | None, ful
     return EXIT_OK
 
 
+async def member(client: CircleClient, args: argparse.Namespace) -> int:
+    async with client:
+        if args.action == "list":
+            print_json(await client.members())
+        elif args.action == "add":
+            print_json({"added": await client.add_member(args.member, args.role, args.name)})
+        elif args.action == "role":
+            print_json({"changed": await client.set_role(args.member, args.role)})
+        else:
+            print_json({"removed": await client.remove_member(args.member)})
+    return EXIT_OK
+
+
+async def circle(client: CircleClient, args: argparse.Namespace) -> int:
+    async with client:
+        if args.action == "info":
+            print_json(await client.circle_info())
+        else:
+            settings = {"name": args.name, "description": args.description, "allow_guests": args.allow_guests}
+            print_json(await client.update_circle(**settings))
+    return EXIT_OK
+
+
 def run(args: argparse.Namespace, environ: dict[str, str]) -> int:
     """Carry out the parsed command; errors propagate to `main`."""
     if args.command == "keygen":
         return keygen(args)
+    nothing = (
+        getattr(args, "name", None),
+        getattr(args, "description", None),
+        getattr(args, "allow_guests", None),
+    )
+    if args.command == "circle" and args.action == "update" and nothing == (None, None, None):
+        raise UsageError("circle update: give --name, --description, --allow-guests or --no-allow-guests")
     client = client_from(args, environ)
+    if args.command == "member":
+        return asyncio.run(member(client, args))
+    if args.command == "circle":
+        return asyncio.run(circle(client, args))
     if args.command == "whoami":
         return asyncio.run(whoami(client))
     if args.command == "play":

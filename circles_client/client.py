@@ -11,6 +11,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
+from circles_client import circle_scripts
 from circles_client.connection import Call, Connection
 from circles_client.errors import CircleNotFound, ConnectionLost, RpcError
 from circles_client.keys import SigningKey
@@ -230,6 +231,39 @@ class CircleClient:
     async def discover(self) -> dict[str, Any]:
         """The server's OpenRPC document."""
         return await self.call("rpc.discover")
+
+    # --- the circle and its members (scripts run with `play`: the server's rules apply) -------
+
+    async def _value(self, script: str) -> Any:
+        return (await self.play(script))["value"]
+
+    async def members(self) -> list[dict[str, Any]]:
+        """`circle::members()`: the owner, then every member, as `{pubkey, address, role, name}`."""
+        return await self._value(circle_scripts.MEMBERS)
+
+    async def add_member(self, key: str, role: str = "member", name: str | None = None) -> bool:
+        """Give `key` (public key or Ethereum address) `role`; True when added. Owner or admin only."""
+        return await self._value(circle_scripts.add_member(key, role, name))
+
+    async def set_role(self, key: str, role: str) -> bool:
+        """Change a member's role; True when it changed."""
+        return await self._value(circle_scripts.set_role(key, role))
+
+    async def remove_member(self, key: str) -> bool:
+        """Remove a member; True when it was one."""
+        return await self._value(circle_scripts.remove_member(key))
+
+    async def circle_info(self) -> dict[str, Any]:
+        """`circle::info()`: `{id, name, description, allow_guests, members}`."""
+        return await self._value(circle_scripts.INFO)
+
+    async def update_circle(
+        self, *, name: str | None = None, description: str | None = None, allow_guests: bool | None = None
+    ) -> dict[str, list]:
+        """Change the circle's settings (owner only); returns what changed: field -> [old, new]."""
+        return await self._value(
+            circle_scripts.update(name=name, description=description, allow_guests=allow_guests)
+        )
 
 
 class _Connecting:
