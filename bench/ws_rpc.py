@@ -93,6 +93,7 @@ class Signer:
     """A secp256k1 key that signs like a wallet's personal_sign (EIP-191, r||s||v with v 27/28)."""
 
     def __init__(self, name: str) -> None:
+        self.name = name
         self.private = coincurve.PrivateKey(hashlib.sha256(name.encode()).digest())
         self.pubkey = self.private.public_key.format(compressed=True).hex()
 

@@ -12,6 +12,7 @@ pub mod cache;
 pub mod errors;
 pub mod limits;
 pub mod memory;
+pub mod priority;
 pub mod reclaim;
 pub mod runner;
 pub mod sandbox;

@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use crate::errors::Termination;
 use crate::memory;
+use crate::priority::{self, Demotion};
 
 /// Marker appended to the logs once output has been cut at `max_output_size`.
 pub const TRUNCATION_MARKER: &str = "[output truncated: max_output_size reached]";
@@ -40,6 +41,9 @@ struct Output {
 thread_local! {
     static OPS: Cell<u64> = const { Cell::new(0) };
     static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+    static STARTED: Cell<Option<Instant>> = const { Cell::new(None) };
+    static DEMOTION: Cell<Option<Demotion>> = const { Cell::new(None) };
+    static DEMOTABLE: Cell<bool> = const { Cell::new(false) };
     static HAS_CONSTANTS: Cell<bool> = const { Cell::new(false) };
     static MAX_MEMORY: Cell<usize> = const { Cell::new(usize::MAX) };
     static STACK_FLOOR: Cell<usize> = const { Cell::new(STACK_GUARD_BYTES) };
@@ -67,6 +71,8 @@ pub struct RunStats {
 pub struct RunScope {
     saved_ops: u64,
     saved_deadline: Option<Instant>,
+    saved_started: Option<Instant>,
+    saved_demotable: bool,
     saved_has_constants: bool,
     saved_max_memory: usize,
     saved_stack_floor: usize,
@@ -91,6 +97,9 @@ impl RunScope {
         RunScope {
             saved_ops: OPS.replace(0),
             saved_deadline: DEADLINE.replace(deadline),
+            saved_started: STARTED.replace(Some(Instant::now())),
+            // A nested run (from a host callback) never demotes: its outer run decides.
+            saved_demotable: DEMOTABLE.replace(DEMOTION.get().is_none() && !DEMOTABLE.get()),
             saved_has_constants: HAS_CONSTANTS.replace(has_constants),
             saved_max_memory: MAX_MEMORY.replace(max_memory_bytes),
             saved_stack_floor: STACK_FLOOR.replace(stack_floor()),
@@ -112,6 +121,12 @@ impl RunScope {
     fn restore(&mut self) -> RunStats {
         let operations = OPS.replace(self.saved_ops);
         DEADLINE.set(self.saved_deadline);
+        STARTED.set(self.saved_started);
+        if DEMOTABLE.replace(self.saved_demotable) {
+            if let Some(demotion) = DEMOTION.take() {
+                priority::restore(demotion);
+            }
+        }
         HAS_CONSTANTS.set(self.saved_has_constants);
         MAX_MEMORY.set(self.saved_max_memory);
         STACK_FLOOR.set(self.saved_stack_floor);
@@ -153,6 +168,15 @@ pub fn on_progress(ops: u64) -> Option<Dynamic> {
         }
         if cancelled() {
             return Some(Dynamic::from(Termination::Cancelled));
+        }
+        if DEMOTABLE.get() && DEMOTION.get().is_none() {
+            if let Some(started) = STARTED.get() {
+                if let Some(demotion) = priority::demote_if_long(started) {
+                    DEMOTION.set(Some(demotion));
+                } else if started.elapsed() >= priority::DEMOTE_AFTER {
+                    DEMOTABLE.set(false); // could not: do not try on every check
+                }
+            }
         }
     }
     match stacker::remaining_stack() {

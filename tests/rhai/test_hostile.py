@@ -192,3 +192,38 @@ def test_an_uncancelled_token_changes_nothing():
     import rhai
 
     assert rhai.Engine().eval("40 + 2", cancel=rhai.CancelToken()) == 42
+
+
+def test_a_long_run_gives_way_and_gets_its_priority_back():
+    """Past 200 ms a run lowers its own thread's priority (nice +10), restored when it ends."""
+    import os
+    import threading
+    import time
+
+    import rhai
+
+    engine = rhai.Engine(max_operations=10**12, timeout_ms=800)
+    seen: dict[str, int] = {}
+
+    def run() -> None:
+        seen["tid"] = threading.get_native_id()
+        seen["before"] = os.getpriority(os.PRIO_PROCESS, seen["tid"])
+        with pytest.raises(rhai.LimitError):
+            engine.eval("loop {}")
+        seen["after"] = os.getpriority(os.PRIO_PROCESS, seen["tid"])
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    while "tid" not in seen:
+        time.sleep(0.01)
+    during = []
+    while thread.is_alive():  # sample until the run ends: it must have been demoted at some point
+        try:
+            during.append(os.getpriority(os.PRIO_PROCESS, seen["tid"]))
+        except ProcessLookupError:  # the thread ended between the check and the sample
+            break
+        time.sleep(0.05)
+    thread.join()
+    assert max(during) == min(seen["before"] + 10, 19)
+    assert seen["after"] == seen["before"]
+    assert rhai.Engine().eval("1") == 1 and os.getpriority(os.PRIO_PROCESS, 0) == seen["before"]
