@@ -107,6 +107,8 @@
     ui.signOut.hidden = !signedIn;
     if (signedIn) setState("signed-in", `signed in · ${me.role}`);
     else if (ws && ws.readyState === WebSocket.OPEN) setState("connected");
+    // Other panels (members.js) follow who is signed in.
+    document.dispatchEvent(new CustomEvent("circles:identity", { detail: signedIn ? me : null }));
   }
 
   ui.signIn.addEventListener("click", async () => {
@@ -249,6 +251,9 @@
 
   ui.run.addEventListener("click", run);
   ui.clear.addEventListener("click", () => { ui.output.textContent = ""; });
+
+  // What other panels of the page use: the socket's JSON-RPC call and the identity check.
+  window.CirclesConsole = { call, whoami: () => call("whoami").then((me) => { showIdentity(me, wantAddress); return me; }) };
 
   renderGutter();
   connect();
