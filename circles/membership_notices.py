@@ -25,8 +25,9 @@ import threading
 from functools import cache
 
 import redis
-import redis.asyncio as aioredis
 from django.conf import settings
+
+from circleproject.redis_clients import async_client, sync_client
 
 logger = logging.getLogger("circles.membership")
 
@@ -72,7 +73,7 @@ def trusted() -> bool:
 
 @cache
 def _publisher() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=1)
+    return sync_client(timeout=2, connect_timeout=1)
 
 
 def changed(circle_id: int) -> None:
@@ -118,7 +119,7 @@ async def _listen(url: str, stream: str) -> None:
     channel = membership_channel(stream)
     backoff = 0.1
     while True:
-        client = aioredis.Redis.from_url(url, socket_connect_timeout=1, health_check_interval=15)
+        client = async_client(url, timeout=None, connect_timeout=1)
         pubsub = client.pubsub()
         try:
             await pubsub.subscribe(channel)
