@@ -25,6 +25,7 @@ from auth_secp.keys import (
     to_checksum_address,
 )
 from auth_secp.signatures import SECP256K1_N, eip191_hash, recover_public_key, verify_signature
+from auth_secp.tickets import Ticket, nonce_id, redeem_ticket
 
 __all__ = [
     "DEFAULT_TTL_SECONDS",
@@ -35,6 +36,7 @@ __all__ = [
     "InvalidAddress",
     "InvalidCredentials",
     "InvalidPublicKey",
+    "Ticket",
     "canonical_address",
     "canonical_public_key",
     "canonical_subject",
@@ -43,7 +45,9 @@ __all__ = [
     "is_address",
     "is_public_key",
     "keccak256",
+    "nonce_id",
     "recover_public_key",
+    "redeem_ticket",
     "to_checksum_address",
     "verify_signature",
 ]

@@ -34,7 +34,7 @@ __all__ = [
 DEFAULT_TTL_SECONDS: Final = 300
 NONCE_BITS: Final = 128
 
-Reason = Literal["no challenge", "subject mismatch", "expired", "bad signature"]
+Reason = Literal["no challenge", "subject mismatch", "expired", "bad signature", "wrong circle", "reused"]
 
 
 class InvalidCredentials(Exception):

@@ -195,6 +195,11 @@ CIRCLES_MAX_INVALID_FRAMES = env.int("CIRCLES_MAX_INVALID_FRAMES", default=100)
 # minute (over it: -32029; counted in Redis across processes when REDIS_URL is set). 0: no limit.
 CIRCLES_MAX_CONNECTIONS_PER_ADDRESS = env.int("CIRCLES_MAX_CONNECTIONS_PER_ADDRESS", default=64)
 CIRCLES_SIGN_INS_PER_ADDRESS_PER_MINUTE = env.int("CIRCLES_SIGN_INS_PER_ADDRESS_PER_MINUTE", default=60)
+# GET /auth/nonce: nonces one client address may ask for per minute (over it: 429; counted in
+# Redis across processes when REDIS_URL is set; 0: no limit), and in embedded mode the most
+# unredeemed, unexpired nonces the process keeps (past it: 503).
+CIRCLES_AUTH_NONCES_PER_ADDRESS_PER_MINUTE = env.int("CIRCLES_AUTH_NONCES_PER_ADDRESS_PER_MINUTE", default=30)
+CIRCLES_AUTH_NONCE_MAX_ACTIVE = env.int("CIRCLES_AUTH_NONCE_MAX_ACTIVE", default=100_000)
 CIRCLES_PLAY_TIMEOUT_MS = env.int("CIRCLES_PLAY_TIMEOUT_MS", default=10_000)
 CIRCLES_PLAY_MAX_TIMEOUT_MS = env.int("CIRCLES_PLAY_MAX_TIMEOUT_MS", default=60_000)
 # How long a looked-up active circle is trusted before a connect reads it again.

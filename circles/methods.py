@@ -12,9 +12,11 @@ from circleproject.metrics import SIGN_IN_FAILED, SIGN_IN_OK
 from circles import jsonrpc, membership_notices
 from circles.jsonrpc import RpcError
 from circles.lookups import role_in_circle, standing_in_circle
+from circles.nonce_store import NonceStoreUnavailable
 from circles.registry import Method, MethodRegistry, Param
 from circles.roles import may_play
 from circles.session import CircleSession
+from circles.ticket_sign_in import redeem_sent_nonce
 
 PROTOCOL_VERSION = "0.2.0"
 
@@ -78,15 +80,27 @@ async def fetch_nonce(session: CircleSession, pubkey: str) -> str:
     params=(
         _PUBKEY,
         Param("signature", "string", "hex signature: 65 bytes r||s||v or 64 bytes r||s", max_length=200),
+        Param(
+            "nonce",
+            "string",
+            "a nonce from GET /auth/nonce (its text or its 32 hex digits); omitted: fetch_nonce's",
+            required=False,
+            max_length=2000,
+        ),
     ),
     result={"type": "boolean"},
     errors=(jsonrpc.INVALID_PARAMS, jsonrpc.INVALID_CREDENTIALS, jsonrpc.RATE_LIMITED),
 )
-async def authenticate(session: CircleSession, pubkey: str, signature: str) -> bool:
+async def authenticate(session: CircleSession, pubkey: str, signature: str, nonce: str | None = None) -> bool:
     if not await session.may_attempt_sign_in():  # before the signature check: refusals cost nothing
         raise _error(jsonrpc.RATE_LIMITED, data={"reason": "too many sign-in attempts"})
     try:
-        key = session.challenges.redeem(pubkey, signature)
+        if nonce is None:
+            key = session.challenges.redeem(pubkey, signature)
+        else:
+            key = await redeem_sent_nonce(session.circle.public_key, pubkey, signature, nonce)
+    except NonceStoreUnavailable as exc:
+        raise RpcError(jsonrpc.INTERNAL_ERROR, log_detail=f"nonce store: {exc}") from exc
     except InvalidCredentials as exc:
         session.failed_auth += 1
         SIGN_IN_FAILED.inc()

@@ -31,8 +31,11 @@ class SignInLimiter:
     two can never leave a key without an expiry.
     """
 
-    def __init__(self, limit: int, redis_url: str = "", prefix: str = "circles") -> None:
+    def __init__(
+        self, limit: int, redis_url: str = "", prefix: str = "circles", kind: str = "sign-ins"
+    ) -> None:
         self.limit = limit
+        self.kind = kind  # what is counted: the Redis key's middle part
         self.redis_url = redis_url
         self.prefix = prefix
         self.local = AttemptWindows(WINDOW_SECONDS)
@@ -56,7 +59,7 @@ class SignInLimiter:
 
     def key(self, address: str) -> str:
         """The Redis key counting `address`'s attempts."""
-        return f"{self.prefix}:sign-ins:{address}"
+        return f"{self.prefix}:{self.kind}:{address}"
 
     async def _attempt_in_redis(self, address: str) -> bool:
         key = self.key(address)
@@ -78,16 +81,26 @@ class SignInLimiter:
         now = time.monotonic()
         if now - self._warned_at >= FALLBACK_LOG_SECONDS:
             self._warned_at = now
-            logger.warning("sign-in attempts counted in this process only: Redis failed (%s)", exc)
+            logger.warning("%s counted in this process only: Redis failed (%s)", self.kind, exc)
 
 
 @cache
-def _limiter(limit: int, redis_url: str, prefix: str) -> SignInLimiter:
-    return SignInLimiter(limit, redis_url, prefix)
+def _limiter(limit: int, redis_url: str, prefix: str, kind: str = "sign-ins") -> SignInLimiter:
+    return SignInLimiter(limit, redis_url, prefix, kind)
 
 
 def sign_in_limiter() -> SignInLimiter:
     """This process's limiter for the current settings (one per distinct configuration)."""
     return _limiter(
         settings.CIRCLES_SIGN_INS_PER_ADDRESS_PER_MINUTE, settings.REDIS_URL, settings.CIRCLES_QUEUE_STREAM
+    )
+
+
+def nonce_limiter() -> SignInLimiter:
+    """This process's limiter of `GET /auth/nonce` requests per client address per minute."""
+    return _limiter(
+        settings.CIRCLES_AUTH_NONCES_PER_ADDRESS_PER_MINUTE,
+        settings.REDIS_URL,
+        settings.CIRCLES_QUEUE_STREAM,
+        "auth-nonces-issued",
     )

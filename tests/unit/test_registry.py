@@ -355,7 +355,11 @@ def test_real_registry_document() -> None:
     assert list(params) == ["fetch_nonce", "authenticate", "whoami", "logout", "play", "rpc.discover"]
     assert params == {
         "fetch_nonce": [("pubkey", True, "string")],
-        "authenticate": [("pubkey", True, "string"), ("signature", True, "string")],
+        "authenticate": [
+            ("pubkey", True, "string"),
+            ("signature", True, "string"),
+            ("nonce", False, "string"),
+        ],
         "whoami": [],
         "logout": [],
         "play": [("script", True, "string"), ("timeout_ms", False, "integer")],
