@@ -73,10 +73,34 @@ class DisallowedHostWithoutTraceback(logging.Filter):
         return True
 
 
+class WebSocketQueryStringRemoved(logging.Filter):
+    """uvicorn logs every WebSocket handshake as `"WebSocket /path?query" [accepted]` (INFO), and
+    at DEBUG the websockets library logs the request line `< GET /path?query HTTP/1.1` through it.
+
+    A sign-in in the URL (`?pubkey=&sig=&nonce=`, docs/PROTOCOL.md section 4.5) carries the
+    signature there, so the query string is cut from every path argument of these records.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Drop the `?…` of every path-like (`/…`) argument of the record; pass it on."""
+        if isinstance(record.args, tuple) and any(_is_path_with_query(arg) for arg in record.args):
+            record.args = tuple(
+                arg.split("?", 1)[0] if _is_path_with_query(arg) else arg for arg in record.args
+            )
+        return True
+
+
+def _is_path_with_query(arg: object) -> bool:
+    return isinstance(arg, str) and arg.startswith("/") and "?" in arg
+
+
 def install() -> None:
     """Attach the filters to the loggers they fix (idempotent; a no-op where nothing logs there)."""
     for name, kind in (
         ("uvicorn.error", BadUtf8WithoutTraceback),
+        ("uvicorn.error", WebSocketQueryStringRemoved),
+        ("websockets.server", WebSocketQueryStringRemoved),
+        ("uvicorn.access", WebSocketQueryStringRemoved),
         ("channels_redis.pubsub", RedisOutageWithoutTraceback),
         ("django.security.DisallowedHost", DisallowedHostWithoutTraceback),
     ):

@@ -33,6 +33,7 @@ from circles.peer_address import scope_address
 from circles.session import CircleSession
 from circles.shutdown import SHUTTING_DOWN, track, untrack
 from circles.sign_in_limits import sign_in_limiter
+from circles.url_sign_in import sign_in_at_connect
 from executor.scripts import script_runner_for
 
 logger = logging.getLogger("circles.consumer")
@@ -140,6 +141,10 @@ class CircleConsumer(AsyncWebsocketConsumer):
             address=address,
             sign_ins=sign_in_limiter(),
         )
+        refusal = await sign_in_at_connect(self.session, self.scope.get("query_string", b""))
+        if refusal is not None:  # never log the query string: it holds the signature
+            self.log.info("refused sign-in at connect: %s", refusal[2])
+            await self.shut(refusal[0], refusal[1])
 
     async def disconnect(self, code: int) -> None:
         """Cancel whatever this connection still has running, and give its address's place back."""

@@ -8,15 +8,15 @@ from functools import cache
 from typing import Any
 
 from auth_secp import InvalidAddress, InvalidCredentials, InvalidPublicKey
-from circleproject.metrics import SIGN_IN_FAILED, SIGN_IN_OK
-from circles import jsonrpc, membership_notices
+from circleproject.metrics import SIGN_IN_FAILED
+from circles import jsonrpc
 from circles.jsonrpc import RpcError
 from circles.lookups import role_in_circle, standing_in_circle
 from circles.nonce_store import NonceStoreUnavailable
 from circles.registry import Method, MethodRegistry, Param
 from circles.roles import may_play
 from circles.session import CircleSession
-from circles.ticket_sign_in import redeem_sent_nonce
+from circles.ticket_sign_in import finish_sign_in, redeem_sent_nonce
 
 PROTOCOL_VERSION = "0.2.0"
 
@@ -105,10 +105,7 @@ async def authenticate(session: CircleSession, pubkey: str, signature: str, nonc
         session.failed_auth += 1
         SIGN_IN_FAILED.inc()
         raise _error(jsonrpc.INVALID_CREDENTIALS, log_detail=exc.reason) from exc
-    membership_notices.start_listening()  # with Redis: hear other processes' membership changes
-    version = session.version_before_read()
-    session.sign_in(key, await role_in_circle(session.circle, key), version)
-    SIGN_IN_OK.inc()
+    await finish_sign_in(session, key)
     return True
 
 

@@ -4,7 +4,11 @@ param and the sign-in in the WebSocket URL (`/{circle_pk}?pubkey=&sig=&nonce=`) 
 import time
 
 from auth_secp import InvalidCredentials, nonce_id, redeem_ticket
+from circleproject.metrics import SIGN_IN_OK
+from circles import membership_notices
+from circles.lookups import role_in_circle
 from circles.nonce_store import nonce_store
+from circles.session import CircleSession
 
 
 async def redeem_sent_nonce(circle: str, pubkey: object, signature: object, sent: object) -> str:
@@ -21,3 +25,11 @@ async def redeem_sent_nonce(circle: str, pubkey: object, signature: object, sent
     if ticket is None:
         raise InvalidCredentials("no challenge")
     return redeem_ticket(ticket, sent, pubkey, signature, circle, time.time())
+
+
+async def finish_sign_in(session: CircleSession, key: str) -> None:
+    """Sign `session` in as `key` (a verified signer): read its role, count the sign-in."""
+    membership_notices.start_listening()  # with Redis: hear other processes' membership changes
+    version = session.version_before_read()
+    session.sign_in(key, await role_in_circle(session.circle, key), version)
+    SIGN_IN_OK.inc()

@@ -287,7 +287,7 @@ async def test_rpc_discover_lists_every_method(server: str, world: World) -> Non
         names = {m["name"] for m in document["methods"]}
         assert names == {"fetch_nonce", "authenticate", "whoami", "logout", "play", "rpc.discover"}
         authenticate = next(m for m in document["methods"] if m["name"] == "authenticate")
-        assert [p["name"] for p in authenticate["params"]] == ["pubkey", "signature"]
+        assert [p["name"] for p in authenticate["params"]] == ["pubkey", "signature", "nonce"]
         assert {"code": -32002, "message": "Invalid credentials"} in authenticate["errors"]
 
 

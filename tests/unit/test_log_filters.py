@@ -47,3 +47,25 @@ def test_other_receive_task_errors_keep_their_traceback() -> None:
     record = record_with(KeyError("channel"), "Unexpected exception in receive task")
     assert RedisOutageWithoutTraceback().filter(record)
     assert record.levelno == logging.ERROR and record.exc_info is not None
+
+
+def test_query_strings_are_cut_from_path_arguments() -> None:
+    from circleproject.log_filters import WebSocketQueryStringRemoved
+
+    record = logging.LogRecord(
+        "uvicorn.error",
+        logging.INFO,
+        "",
+        0,
+        '%s - "WebSocket %s" [accepted]',
+        ("1.2.3.4:5", "/02ab?sig=ff"),
+        None,
+    )
+    assert WebSocketQueryStringRemoved().filter(record)
+    assert record.getMessage() == '1.2.3.4:5 - "WebSocket /02ab" [accepted]'
+    debug = logging.LogRecord("uvicorn.error", logging.DEBUG, "", 0, "< GET %s HTTP/1.1", ("/x?a=1",), None)
+    WebSocketQueryStringRemoved().filter(debug)
+    assert debug.getMessage() == "< GET /x HTTP/1.1"
+    plain = logging.LogRecord("uvicorn.error", logging.INFO, "", 0, "what? %s", ("no path?",), None)
+    WebSocketQueryStringRemoved().filter(plain)
+    assert plain.getMessage() == "what? no path?"
