@@ -8,6 +8,7 @@ gives the EIP-55 display form.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from coincurve import PublicKey
 from Crypto.Hash import keccak
@@ -47,6 +48,12 @@ def keccak256(data: bytes) -> bytes:
 def _parse_public_key(text: object) -> PublicKey:
     if not isinstance(text, str):
         raise InvalidPublicKey(f"public key must be a hex string, not {type(text).__name__}")
+    return _parse_hex_key(text)
+
+
+@lru_cache(maxsize=4096)
+def _parse_hex_key(text: str) -> PublicKey:
+    """Parse a key's hex (cached: a sign-in parses the same key several times, a point costs ~50 µs)."""
     raw = decode_hex(text)
     if raw is None:
         raise InvalidPublicKey("public key is not valid hex")

@@ -16,11 +16,15 @@ N sequential operations, every phase also bounded by `--seconds`):
   echo the same frame);
 * crc: connect, one request (the `whoami` frame), close;
 * signin (ours only): connect, `fetch_nonce`, `authenticate` (EIP-191 signature), close.
+* httpnonce (ours only): `GET /auth/nonce` on a new HTTP connection (the nonces are kept);
+* urlsignin (ours only): connect signed in by the URL (`?pubkey=&sig=&nonce=`, with those
+  nonces), one `whoami`, close.
 
 Server CPU per operation is the server process's utime+stime (/proc/<pid>/stat, all threads)
 over the phase divided by the operations. Every phase runs `--repeats` times interleaved
 (A B C A B C ...) and medians are reported. Targets: whoami server CPU per round trip <= the
-Channels echo's (ratio <= 1.0); sign-in rate >= 0.7x the Channels echo's crc rate.
+Channels echo's (ratio <= 1.0); sign-in rate >= 0.7x the Channels echo's crc rate; server CPU of
+a sign-in <= 1.5x, and of a sign-in in the URL <= 1.2x, the Channels echo's crc (issue 14).
 
     .venv/bin/python -m bench.ws_rpc [--connections 16] [--repeats 5] [--json out.json]
 """
@@ -44,6 +48,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -73,6 +78,7 @@ RATE_ENV = {
     "CIRCLES_RATE_BURST": "1000000",
     "CIRCLES_MAX_CONNECTIONS_PER_ADDRESS": "0",
     "CIRCLES_SIGN_INS_PER_ADDRESS_PER_MINUTE": "0",
+    "CIRCLES_AUTH_NONCES_PER_ADDRESS_PER_MINUTE": "0",
 }
 OURS, CHANNELS_ECHO, WEBSOCKETS_ECHO = "ours", "channels-echo", "websockets-echo"
 SERVERS = (OURS, CHANNELS_ECHO, WEBSOCKETS_ECHO)
@@ -80,9 +86,13 @@ PHASES = {
     "rtt": ("round trip on an open connection", SERVERS),
     "crc": ("connect + one request + close", SERVERS),
     "signin": ("connect + fetch_nonce + authenticate + close", (OURS,)),
+    "httpnonce": ("GET /auth/nonce on a new HTTP connection", (OURS,)),
+    "urlsignin": ("connect signed in by the URL (?pubkey=&sig=&nonce=) + one request + close", (OURS,)),
 }
 WHOAMI_CPU_TARGET = 1.0
 SIGNIN_RATE_TARGET = 0.7
+SIGNIN_CPU_TARGET = 1.5  # issue 14: a WebSocket sign-in <= 1.5x a bare Channels connect-request-close
+URL_SIGNIN_CPU_TARGET = 1.2  # issue 14: a sign-in at connect <= 1.2x
 
 
 class BenchError(RuntimeError):
@@ -178,6 +188,7 @@ class LoadGenerator:
         self.handshakes_per_conn = args.handshakes_per_conn
         self.seconds = args.seconds
         self.signer = signer
+        self.url_nonces: list[str] = []  # texts from the httpnonce phase, spent by urlsignin
         self.connect_options = {
             "compression": None if args.no_deflate else "deflate",
             "ping_interval": None,
@@ -257,6 +268,58 @@ class LoadGenerator:
 
         return await self.measure(pid, body)
 
+    async def http_nonce(self, url: str) -> str:
+        """One `GET /auth/nonce` on a new HTTP/1.1 connection (as a client fetching before connecting)."""
+        host, port = url.removeprefix("ws://").split("/", 1)[0].split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(f"GET /auth/nonce HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        response = await reader.read()
+        writer.close()
+        head, _, body = response.partition(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 200"):
+            raise BenchError(f"/auth/nonce answered {head[:40]!r}")
+        return orjson.loads(body)["nonce"]
+
+    async def http_nonces(self, url: str, pid: int, per_conn: int | None = None):
+        """Each of `connections` clients fetches nonces over HTTP; they are kept for urlsignin."""
+        per_conn = self.handshakes_per_conn if per_conn is None else per_conn
+        self.url_nonces = []
+
+        async def worker(deadline: float) -> int:
+            done = 0
+            while done < per_conn and time.monotonic() < deadline:
+                self.url_nonces.append(await self.http_nonce(url))
+                done += 1
+            return done
+
+        async def body(deadline: float) -> int:
+            return sum(await asyncio.gather(*(worker(deadline) for _ in range(self.connections))))
+
+        return await self.measure(pid, body)
+
+    async def url_sign_ins(self, url: str, pid: int):
+        """Each client connects signed in by the URL (a nonce from the httpnonce phase), one whoami, close."""
+        signed = [
+            f"{url}?pubkey={self.signer.pubkey}&sig={self.signer.sign(text)}&nonce={quote(text)}"
+            for text in self.url_nonces
+        ]
+        self.url_nonces = []
+
+        async def worker(deadline: float) -> int:
+            done = 0
+            while signed and time.monotonic() < deadline:
+                async with self.open(signed.pop()) as ws:
+                    whoami = await Client(ws).call("whoami")
+                if whoami["authenticated"] is not True:
+                    raise BenchError(f"URL sign-in answered {whoami!r}")
+                done += 1
+            return done
+
+        async def body(deadline: float) -> int:
+            return sum(await asyncio.gather(*(worker(deadline) for _ in range(self.connections))))
+
+        return await self.measure(pid, body)
+
     async def run_phase(self, phase: str, server: str, url: str, pid: int, *, warmup: bool = False):
         per_conn = None
         if warmup:
@@ -267,6 +330,10 @@ class LoadGenerator:
             return await self.handshakes(url, pid, self.one_request, per_conn)
         if phase == "signin":
             return await self.handshakes(url, pid, self.sign_in, per_conn)
+        if phase == "httpnonce":
+            return await self.http_nonces(url, pid, per_conn)
+        if phase == "urlsignin":
+            return await self.url_sign_ins(url, pid)
         raise ValueError(phase)
 
 
@@ -387,6 +454,19 @@ def summarise(samples: list[Sample]) -> dict[str, Any]:
         },
         "signin_cpu_vs_channels_echo_crc": {
             "value": value("signin", OURS, cpu) / value("crc", CHANNELS_ECHO, cpu),
+            "per_repeat": paired("signin", OURS, "crc", CHANNELS_ECHO, "server_us_per_op"),
+            "target": f"<= {SIGNIN_CPU_TARGET}",
+            "met": value("signin", OURS, cpu) / value("crc", CHANNELS_ECHO, cpu) <= SIGNIN_CPU_TARGET,
+        },
+        "urlsignin_cpu_vs_channels_echo_crc": {
+            "value": value("urlsignin", OURS, cpu) / value("crc", CHANNELS_ECHO, cpu),
+            "per_repeat": paired("urlsignin", OURS, "crc", CHANNELS_ECHO, "server_us_per_op"),
+            "target": f"<= {URL_SIGNIN_CPU_TARGET}",
+            "met": value("urlsignin", OURS, cpu) / value("crc", CHANNELS_ECHO, cpu) <= URL_SIGNIN_CPU_TARGET,
+        },
+        "httpnonce_plus_urlsignin_cpu_vs_channels_echo_crc": {
+            "value": (value("httpnonce", OURS, cpu) + value("urlsignin", OURS, cpu))
+            / value("crc", CHANNELS_ECHO, cpu),
         },
         "crc_cpu_ours_vs_channels_echo": {
             "value": value("crc", OURS, cpu) / value("crc", CHANNELS_ECHO, cpu),

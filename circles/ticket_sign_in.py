@@ -6,8 +6,8 @@ import time
 from auth_secp import InvalidCredentials, nonce_id, redeem_ticket
 from circleproject.metrics import SIGN_IN_OK
 from circles import membership_notices
-from circles.lookups import role_in_circle
 from circles.nonce_store import nonce_store
+from circles.role_cache import role_at_sign_in
 from circles.session import CircleSession
 
 
@@ -30,6 +30,6 @@ async def redeem_sent_nonce(circle: str, pubkey: object, signature: object, sent
 async def finish_sign_in(session: CircleSession, key: str) -> None:
     """Sign `session` in as `key` (a verified signer): read its role, count the sign-in."""
     membership_notices.start_listening()  # with Redis: hear other processes' membership changes
-    version = session.version_before_read()
-    session.sign_in(key, await role_in_circle(session.circle, key), version)
+    role, version = await role_at_sign_in(session.circle, key)
+    session.sign_in(key, role, version)
     SIGN_IN_OK.inc()
