@@ -28,8 +28,11 @@ from urllib.parse import unquote, urlparse
 
 import redis
 import redis.asyncio as aioredis
+import redis.asyncio.retry
 import redis.asyncio.sentinel as async_sentinel
+import redis.retry
 import redis.sentinel as sync_sentinel
+from redis.backoff import NoBackoff
 
 logger = logging.getLogger("circleproject.redis")
 
@@ -44,6 +47,17 @@ DEAD_PEER_OPTIONS: dict[int, int] = {
 }
 # Sentinels are asked in turn: one that does not answer within this is skipped.
 SENTINEL_TIMEOUT_SECONDS = 0.5
+# A failed command is tried once more on a new connection (a stale pooled one after a restart),
+# no more: redis-py's default of 3 with backoff, nested under the connect's and the sentinels' own
+# retries, kept a webhook delivery waiting over 30 s (nginx's 504) while a master's host was cut
+# off. The callers handle Redis being away (-32012, 503 with the event stored, worker backoff).
+COMMAND_RETRIES = 1
+
+
+def _retry(retries: int, asyncio: bool) -> redis.retry.Retry | aioredis.retry.Retry:
+    """redis-py's retry policy object (the asyncio one for asyncio clients): `retries` at once."""
+    cls = aioredis.retry.Retry if asyncio else redis.retry.Retry
+    return cls(NoBackoff(), retries)
 
 
 def parse_sentinels(entries: list[str] | tuple[str, ...]) -> tuple[tuple[str, int], ...]:
@@ -88,9 +102,15 @@ class RedisTarget:
         """Whether `url` is plain TCP (redis://); TLS and Unix sockets keep redis-py's connection classes."""
         return urlparse(self.url).scheme == "redis"
 
-    def connection_kwargs(self, *, timeout: float | None, connect_timeout: float) -> dict[str, Any]:
-        """Keyword arguments of a connection: from the URL in Sentinel mode, plus timeouts and keepalive."""
-        kwargs: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": connect_timeout}
+    def connection_kwargs(
+        self, *, timeout: float | None, connect_timeout: float, asyncio: bool = False
+    ) -> dict[str, Any]:
+        """A connection's keyword arguments: db/password (Sentinel), timeouts, keepalive, one retry."""
+        kwargs: dict[str, Any] = {
+            "socket_timeout": timeout,
+            "socket_connect_timeout": connect_timeout,
+            "retry": _retry(COMMAND_RETRIES, asyncio),
+        }
         if self.uses_sentinel or urlparse(self.url).scheme in ("redis", "rediss"):  # TCP, not a Unix socket
             kwargs.update(socket_keepalive=True, socket_keepalive_options=DEAD_PEER_OPTIONS)
         if self.uses_sentinel:
@@ -103,11 +123,12 @@ class RedisTarget:
                 kwargs["username"] = unquote(parsed.username)
         return kwargs
 
-    def sentinel_kwargs(self) -> dict[str, Any]:
-        """How the sentinels themselves are reached."""
+    def sentinel_kwargs(self, *, asyncio: bool = False) -> dict[str, Any]:
+        """How the sentinels themselves are reached: one try each (the next sentinel is the retry)."""
         kwargs: dict[str, Any] = {
             "socket_timeout": SENTINEL_TIMEOUT_SECONDS,
             "socket_connect_timeout": SENTINEL_TIMEOUT_SECONDS,
+            "retry": _retry(0, asyncio),
         }
         if self.sentinel_password:
             kwargs["password"] = self.sentinel_password
@@ -131,9 +152,10 @@ class RedisTarget:
 
     def async_pool(self, *, timeout: float | None, connect_timeout: float) -> aioredis.ConnectionPool:
         """An asyncio-client pool of its own (bound to the loop it is first used on)."""
-        kwargs = self.connection_kwargs(timeout=timeout, connect_timeout=connect_timeout)
+        kwargs = self.connection_kwargs(timeout=timeout, connect_timeout=connect_timeout, asyncio=True)
         if self.uses_sentinel:
-            manager = async_sentinel.Sentinel(list(self.sentinels), sentinel_kwargs=self.sentinel_kwargs())
+            sentinel_kwargs = self.sentinel_kwargs(asyncio=True)
+            manager = async_sentinel.Sentinel(list(self.sentinels), sentinel_kwargs=sentinel_kwargs)
             return async_sentinel.SentinelConnectionPool(
                 self.master, manager, connection_class=AsyncCountedSentinelConnection, **kwargs
             )
@@ -143,12 +165,12 @@ class RedisTarget:
 
     def layer_host(self, *, timeout: float = 5.0, connect_timeout: float = 1.0) -> dict[str, Any]:
         """The `hosts` entry of channels-redis' pub/sub layer for this target (its `create_pool` format)."""
-        kwargs = self.connection_kwargs(timeout=timeout, connect_timeout=connect_timeout)
+        kwargs = self.connection_kwargs(timeout=timeout, connect_timeout=connect_timeout, asyncio=True)
         if self.uses_sentinel:
             return {
                 "sentinels": list(self.sentinels),
                 "master_name": self.master,
-                "sentinel_kwargs": self.sentinel_kwargs(),
+                "sentinel_kwargs": self.sentinel_kwargs(asyncio=True),
                 "connection_class": AsyncCountedSentinelConnection,
                 **kwargs,
             }
