@@ -3,8 +3,9 @@
 A role read for (circle, key) is reused by the next sign-in of that key in that circle while the
 circle's membership version (`circles.membership_notices`) is the one taken before the read, and
 for at most `CIRCLES_ROLE_CACHE_SECONDS`: the same trust a connection already gives its own role
-(`CircleSession.may_play_without_lookup`), so no membership change is missed for longer. Without
-notices (Redis away) nothing is reused.
+(`CircleSession.may_play_without_lookup`), so no membership change is missed for longer. Only
+with Redis notices subscribed: without them (Redis away, or embedded mode, where a management
+command in another process changes membership unannounced) every sign-in reads its role.
 """
 
 import time
@@ -26,10 +27,11 @@ async def role_at_sign_in(circle: CircleInfo, key: str) -> tuple[Role, membershi
     now = time.monotonic()
     ttl = settings.CIRCLES_ROLE_CACHE_SECONDS
     entry = _roles.get((circle.id, key))
-    if entry is not None and entry[1] == version and now - entry[2] < ttl and membership_notices.trusted():
+    shared = bool(settings.REDIS_URL) and membership_notices.trusted()
+    if entry is not None and entry[1] == version and now - entry[2] < ttl and shared:
         return entry[0], version
     role = await role_in_circle(circle, key)
-    if ttl > 0 and membership_notices.trusted():
+    if ttl > 0 and shared:
         if len(_roles) >= MAX_ENTRIES:
             _roles.clear()
         _roles[(circle.id, key)] = (role, version, now)

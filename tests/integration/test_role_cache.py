@@ -18,7 +18,14 @@ def info(circle: Circle) -> CircleInfo:
     return CircleInfo(id=circle.id, public_key=circle.public_key, name=circle.name)
 
 
-async def test_a_membership_change_is_seen_by_the_next_sign_in(circle: Circle) -> None:
+@pytest.fixture
+def notices_subscribed(settings, redis_server, monkeypatch) -> None:
+    """Redis mode with the membership listener subscribed: the only state in which roles are shared."""
+    settings.REDIS_URL = redis_server.url
+    monkeypatch.setattr(membership_notices.versions, "subscribed", True)
+
+
+async def test_a_membership_change_is_seen_by_the_next_sign_in(circle: Circle, notices_subscribed) -> None:
     role_cache._roles.clear()
     assert (await role_cache.role_at_sign_in(info(circle), KEY))[0] == Role.GUEST
     await sync_to_async(Member.objects.create)(circle=circle, public_key=KEY, role="member")
@@ -28,7 +35,16 @@ async def test_a_membership_change_is_seen_by_the_next_sign_in(circle: Circle) -
     assert role == Role.MEMBER and version == membership_notices.versions.current(circle.id)
 
 
-async def test_nothing_is_reused_with_a_zero_cache_time(circle: Circle, settings) -> None:
+async def test_embedded_mode_reads_every_sign_in(circle: Circle, settings) -> None:
+    """No notices reach an embedded server from a management command in another process."""
+    settings.REDIS_URL = ""
+    role_cache._roles.clear()
+    assert (await role_cache.role_at_sign_in(info(circle), KEY))[0] == Role.GUEST
+    await sync_to_async(Member.objects.create)(circle=circle, public_key=KEY, role="member")
+    assert (await role_cache.role_at_sign_in(info(circle), KEY))[0] == Role.MEMBER
+
+
+async def test_nothing_is_reused_with_a_zero_cache_time(circle: Circle, settings, notices_subscribed) -> None:
     settings.CIRCLES_ROLE_CACHE_SECONDS = 0
     role_cache._roles.clear()
     await role_cache.role_at_sign_in(info(circle), KEY)
