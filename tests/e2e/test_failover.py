@@ -139,12 +139,7 @@ async def test_master_killed_under_load(system: System) -> None:
         os.killpg(system.cluster.processes["master"].pid, signal.SIGKILL)
         killed = time.monotonic()
         await asyncio.to_thread(system.cluster.wait_for_new_master, system.cluster.master)
-        deadline = killed + 40
-        while time.monotonic() < deadline:
-            recovered = plays.recovery(killed)
-            if recovered is not None and time.monotonic() > killed + recovered + SETTLED_AFTER_SECONDS + 2:
-                break
-            await asyncio.sleep(0.2)
+        await plays.until_settled(killed, SETTLED_AFTER_SECONDS + 2, timeout=40)
     finally:
         stop.set()
         await asyncio.wait_for(load, 30)

@@ -325,12 +325,7 @@ async def test_balanced_forwarded_and_failover_with_the_master_host_cut_off(layo
         cut = time.monotonic()
         survivors = layout.cluster.sentinels[1:]
         await asyncio.to_thread(layout.cluster.wait_for_new_master, layout.cluster.master, 30, survivors)
-        deadline = cut + 45
-        while time.monotonic() < deadline:
-            recovered = plays.recovery(cut)
-            if recovered is not None and time.monotonic() > cut + recovered + SETTLED_AFTER_SECONDS + 2:
-                break
-            await asyncio.sleep(0.2)
+        await plays.until_settled(cut, SETTLED_AFTER_SECONDS + 2, timeout=45)
     finally:
         stop.set()
         await asyncio.wait_for(load, 30)

@@ -119,6 +119,16 @@ class PlayLoad:
         answered = [play.answered for play in self.plays if play.sent >= since and play.outcome == "ok"]
         return min(answered) - since if answered else None
 
+    async def until_settled(self, since: float, settle: float, timeout: float) -> None:
+        """Wait until plays succeed again after `since` and have kept on for `settle` seconds more
+        (or `timeout` seconds have passed: the caller's asserts then say what did not recover)."""
+        deadline = since + timeout
+        while time.monotonic() < deadline:
+            recovered = self.recovery(since)
+            if recovered is not None and time.monotonic() > since + recovered + settle:
+                return
+            await asyncio.sleep(0.2)
+
     def longest_silence(self, since: float) -> float:
         """The longest time after `since` without any successful answer."""
         times = sorted(
