@@ -61,16 +61,6 @@ WEBHOOK_EVENTS = Counter(
     ["provider", "status"],
 )
 
-# Redis (circleproject/redis_clients.py): every connection made, and every time a connection
-# found the master at another address than this process's previous one (a Sentinel failover).
-REDIS_CONNECTS = Counter(
-    "circles_redis_connects_total", "Connections made to Redis (after start-up: reconnects)."
-)
-REDIS_MASTER_CHANGES = Counter(
-    "circles_redis_master_changes_total",
-    "Times this process's Redis connections found the master at a new address (Sentinel failover).",
-)
-
 SIGN_IN_OK = SIGN_INS.labels("ok")
 SIGN_IN_FAILED = SIGN_INS.labels("invalid")
 JOB_OK, JOB_ERROR, JOB_DEAD = (JOB_SECONDS.labels(outcome) for outcome in ("ok", "error", "dead"))
@@ -132,7 +122,7 @@ class QueueCollector(Collector):
         """Yield the queue gauges and `circles_redis_up` (0, and nothing else, when Redis is unreachable)."""
         import redis
 
-        from circleproject.health import workers_alive
+        from executor.heartbeat import workers_alive
         from executor.queue import QueueConfig
 
         try:
@@ -171,8 +161,8 @@ class QueueCollector(Collector):
 
 @functools.cache
 def _job_queue(config: Any) -> Any:
-    from circleproject.redis_clients import sync_client
     from executor.queue import JobQueue
+    from executor.redis_clients import sync_client
 
     return JobQueue(config, sync_client(config.url, timeout=1, connect_timeout=1))
 
@@ -207,7 +197,7 @@ def metrics_allowed(request: HttpRequest) -> bool:
     header = request.META.get("HTTP_AUTHORIZATION", "")
     if token and header.startswith("Bearer ") and hmac.compare_digest(header[7:].strip(), token):
         return True
-    from webhooks.client_address import client_address, in_networks, parse_address, trusted_networks
+    from circles.client_address import client_address, in_networks, parse_address, trusted_networks
 
     address = client_address(
         request.META.get("REMOTE_ADDR"),

@@ -11,7 +11,7 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
-from circleproject.redis_clients import RedisTarget, parse_sentinels
+from executor.redis_clients import RedisTarget, parse_sentinels
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 

@@ -11,10 +11,10 @@ from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 
 from auth_secp import InvalidAddress, InvalidPublicKey, Ticket, canonical_public_key, canonical_subject
+from circles.client_address import client_address, trusted_networks
 from circles.lookups import find_active_circle
 from circles.nonce_store import NonceStoreUnavailable, nonce_store
 from circles.sign_in_limits import WINDOW_SECONDS, nonce_limiter
-from webhooks.client_address import client_address, trusted_networks
 
 MAX_PARAM_CHARS = 200
 

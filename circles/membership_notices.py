@@ -27,7 +27,7 @@ from functools import cache
 import redis
 from django.conf import settings
 
-from circleproject.redis_clients import async_client, sync_client
+from executor.redis_clients import async_client, sync_client
 
 logger = logging.getLogger("circles.membership")
 

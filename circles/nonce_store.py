@@ -22,7 +22,7 @@ import redis.asyncio as aioredis
 from django.conf import settings
 
 from auth_secp import Ticket
-from circleproject.redis_clients import async_client
+from executor.redis_clients import async_client
 
 
 class NonceStoreUnavailable(Exception):

@@ -1,6 +1,6 @@
 """The client address of a WebSocket connection, resolved through the trusted proxies.
 
-The same rule as for HTTP requests (`webhooks.client_address`): `X-Forwarded-For` counts only
+The same rule as for HTTP requests (`circles.client_address`): `X-Forwarded-For` counts only
 when the direct peer is in `CIRCLES_TRUSTED_PROXIES`, and then the right-most entry that is not
 itself a trusted proxy is the client.
 """
@@ -10,7 +10,7 @@ from typing import Any
 
 from django.conf import settings
 
-from webhooks.client_address import client_address, trusted_networks
+from circles.client_address import client_address, trusted_networks
 
 
 def forwarded_for(headers: Iterable[tuple[bytes, bytes]]) -> str | None:

@@ -14,8 +14,8 @@ import redis
 import redis.asyncio as aioredis
 from django.conf import settings
 
-from circleproject.redis_clients import async_client
 from circles.address_limits import AttemptWindows
+from executor.redis_clients import async_client
 
 logger = logging.getLogger("circles.sign_in_limits")
 

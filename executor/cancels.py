@@ -21,8 +21,8 @@ import redis
 import redis.asyncio as aioredis
 import rhai
 
-from circleproject.redis_clients import async_client
 from executor.queue import Delivery
+from executor.redis_clients import async_client
 
 logger = logging.getLogger("executor.cancels")
 

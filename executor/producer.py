@@ -4,9 +4,9 @@ import asyncio
 
 import redis
 
-from circleproject.redis_clients import async_client
 from executor.jobs import Job
 from executor.queue import BOUNDED_ADD, QueueConfig, QueueFull, QueueUnavailable
+from executor.redis_clients import async_client
 from executor.redis_line import REDIS_DOWN, AsyncRedisLine, LineScript
 from executor.shares import SHARED_ADD, ShareClaim, refusal
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import redis
 from django.conf import settings
 
-from circleproject.redis_clients import sync_client
 from executor.jobs import Job
+from executor.redis_clients import sync_client
 from executor.redis_line import LineScript, RedisLine
 
 Publication = tuple[str, bytes]  # (pub/sub channel, payload): a job's answer, sent with its acknowledgement

@@ -15,10 +15,10 @@ from django.conf import settings
 from django.db import DatabaseError, close_old_connections
 
 from circleproject import metrics
-from circleproject.health import Heartbeat
 from executor import hooks
 from executor.cancels import CancelWatcher
 from executor.delivery import ResultDelivery
+from executor.heartbeat import Heartbeat
 from executor.models import ScriptRun
 from executor.queue import Delivery, JobQueue, QueueConfig
 from executor.run_rows import save_runs

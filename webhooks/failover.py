@@ -22,7 +22,7 @@ import redis
 from django.conf import settings
 from django.utils import timezone
 
-from circleproject.redis_clients import sync_client
+from executor.redis_clients import sync_client
 from webhooks.models import WebhookEvent
 
 logger = logging.getLogger("webhooks.failover")

@@ -15,7 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from circleproject.metrics import count_webhook
-from webhooks.client_address import client_address, trusted_networks
+from circles.client_address import client_address, trusted_networks
 from webhooks.intake import receive_on_db_thread
 from webhooks.providers import get_provider
 from webhooks.recording import selected_headers

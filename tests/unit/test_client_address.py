@@ -2,7 +2,7 @@
 
 import pytest
 
-from webhooks.client_address import client_address, parse_address, trusted_networks
+from circles.client_address import client_address, parse_address, trusted_networks
 
 PROXIES = trusted_networks(("10.0.0.0/8", "127.0.0.1", "::1"))
 

@@ -32,6 +32,7 @@ import redis.asyncio.retry
 import redis.asyncio.sentinel as async_sentinel
 import redis.retry
 import redis.sentinel as sync_sentinel
+from prometheus_client import Counter
 from redis.backoff import NoBackoff
 
 logger = logging.getLogger("circleproject.redis")
@@ -210,6 +211,14 @@ def renamed(client: redis.Redis, name: str) -> redis.Redis:
 
 # --- counting connections and master changes -----------------------------------------------------
 
+REDIS_CONNECTS = Counter(
+    "circles_redis_connects_total", "Connections made to Redis (after start-up: reconnects)."
+)
+REDIS_MASTER_CHANGES = Counter(
+    "circles_redis_master_changes_total",
+    "Times this process's Redis connections found the master at a new address (Sentinel failover).",
+)
+
 _lock = threading.Lock()
 _master: tuple[str, int] | None = None  # the master this process's last Sentinel connection reached
 
@@ -217,16 +226,14 @@ _master: tuple[str, int] | None = None  # the master this process's last Sentine
 def connected(host: str, port: int, *, via_sentinel: bool) -> None:
     """Count a new connection; one to a master at another address than before counts a change."""
     global _master
-    from circleproject import metrics
-
-    metrics.REDIS_CONNECTS.inc()
+    REDIS_CONNECTS.inc()
     if not via_sentinel:
         return
     address = (host, int(port))
     with _lock:
         before, _master = _master, address
     if before is not None and before != address:
-        metrics.REDIS_MASTER_CHANGES.inc()
+        REDIS_MASTER_CHANGES.inc()
         logger.warning("Redis master is now %s:%s (was %s:%s)", *address, *before)
 
 
