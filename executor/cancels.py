@@ -21,7 +21,7 @@ import redis
 import redis.asyncio as aioredis
 import rhai
 
-from executor.queue import Delivery
+from executor.queue import QueuedJob
 from executor.redis_clients import async_client
 
 logger = logging.getLogger("executor.cancels")
@@ -101,14 +101,14 @@ class CancelWatcher:
         if self._thread is not None:
             self._thread.join(1.0)
 
-    def cancelled_in(self, batch: list[Delivery]) -> set[str]:
+    def cancelled_in(self, batch: list[QueuedJob]) -> set[str]:
         """Run ids of `batch` that were cancelled before the worker got to them.
 
         Jobs queued after the subscription began are covered by what the thread heard; older
         ones (or all, while not subscribed) are read from their keys in one MGET.
         """
         since = self._subscribed_since
-        jobs = [d.job for d in batch if d.job is not None]
+        jobs = [queued.job for queued in batch if queued.job is not None]
         unsure = [job.run_id for job in jobs if since is None or job.queued_at < since]
         found = {job.run_id for job in jobs if self.heard(job.run_id)}
         if unsure:

@@ -13,7 +13,7 @@ import uuid
 
 from channels_redis.pubsub import RedisPubSubChannelLayer
 
-from executor.redis_line import REDIS_DOWN
+from executor.redis_clients import REDIS_DOWN
 
 logger = logging.getLogger("executor.layer")
 

@@ -4,17 +4,19 @@ import asyncio
 
 import redis
 
+from executor.held_connection import AsyncHeldConnection
 from executor.jobs import Job
 from executor.queue import BOUNDED_ADD, QueueConfig, QueueFull, QueueUnavailable
-from executor.redis_clients import async_client
-from executor.redis_line import REDIS_DOWN, AsyncRedisLine, LineScript
+from executor.redis_clients import REDIS_DOWN, async_client
 from executor.shares import SHARED_ADD, ShareClaim, refusal
+
+SCRIPTS = (BOUNDED_ADD, SHARED_ADD)  # what a new or restarted Redis is taught when it answers NOSCRIPT
 
 
 class AsyncJobProducer:
     """Adds jobs for every connection of this process, several per round trip when they come together.
 
-    One sender at a time, on a held connection (`AsyncRedisLine`): jobs asked for while a round
+    One sender at a time, on a held connection (`AsyncHeldConnection`): jobs asked for while a round
     trip is in flight wait and go together in the next one, as one write of bounded adds. At
     low load that is one command per job; under load a round trip carries many. Either way it
     skips redis-py's per-call machinery (pool checkout, retry wrapper, pipeline object): ~15% of
@@ -24,9 +26,7 @@ class AsyncJobProducer:
     def __init__(self, config: QueueConfig) -> None:
         self.config = config
         client = async_client(config.url, timeout=2, connect_timeout=1)
-        self.line = AsyncRedisLine(client)
-        self.script = LineScript(BOUNDED_ADD)
-        self.shared_script = LineScript(SHARED_ADD)
+        self.connection = AsyncHeldConnection(client)
         self.waiting: list[tuple[tuple, asyncio.Future]] = []
         self.sender: asyncio.Task | None = None
 
@@ -39,9 +39,9 @@ class AsyncJobProducer:
         added = asyncio.get_running_loop().create_future()
         stream, bound, raw = self.config.stream, self.config.max_length, job.encode()
         if shares is None:
-            command = ("EVALSHA", self.script.sha, 1, stream, bound, raw)
+            command = BOUNDED_ADD.command([stream], [bound, raw])
         else:
-            command = ("EVALSHA", self.shared_script.sha, 3, *shares.script_args(stream, bound, job, raw))
+            command = shares.add_command(stream, bound, job, raw)
         self.waiting.append((command, added))
         if self.sender is None or self.sender.done():
             self.sender = asyncio.ensure_future(self._send_waiting())
@@ -64,12 +64,11 @@ class AsyncJobProducer:
 
     async def _add_all(self, commands: list[tuple]) -> list[str | Exception]:
         """One write of bounded adds; per job its entry id, QueueFull, OverShare, or Redis's error."""
-        replies = await self.line.call_many(commands)
+        replies = await self.connection.call_many(commands)
         unknown = [i for i, reply in enumerate(replies) if isinstance(reply, redis.exceptions.NoScriptError)]
         if unknown:  # a new or restarted Redis: load the scripts, send again only what it refused
-            scripts = (self.script, self.shared_script)
-            await self.line.call_many([("SCRIPT", "LOAD", script.source) for script in scripts])
-            again = await self.line.call_many([commands[i] for i in unknown])
+            await self.connection.call_many([script.load_command() for script in SCRIPTS])
+            again = await self.connection.call_many([commands[i] for i in unknown])
             for i, reply in zip(unknown, again, strict=True):
                 replies[i] = reply
         return [_entry_id(reply, self.config.max_length) for reply in replies]

@@ -11,22 +11,30 @@ from dataclasses import dataclass
 import redis
 from django.conf import settings
 
+from executor.held_connection import HeldConnection
 from executor.jobs import Job
+from executor.lua import LuaScript
 from executor.redis_clients import sync_client
-from executor.redis_line import LineScript, RedisLine
 
 Publication = tuple[str, bytes]  # (pub/sub channel, payload): a job's answer, sent with its acknowledgement
 
 # Check-and-add in one step so concurrent producers cannot overshoot the bound.
-BOUNDED_ADD = """
+# KEYS: stream. ARGV: bound, job. Returns the entry id; false when the stream is full.
+BOUNDED_ADD = LuaScript("""
 if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then return false end
 return redis.call('XADD', KEYS[1], '*', 'job', ARGV[2])
-"""
-# Answer (when someone waits), give the run's place in its caller's and circle's shares back
-# (executor/shares.py: the entry names them), acknowledge and delete: one step, like MULTI/EXEC,
-# in one command.
-_FINISH = LineScript("""
-if ARGV[3] then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
+""")
+# The end of every job, in one step like MULTI/EXEC and in one command: copy it to the
+# dead-letter stream (when it is given up), answer (when someone waits), give the run's place
+# in its caller's and circle's shares back (executor/shares.py: the entry names them),
+# acknowledge and delete.
+# KEYS: stream, dead-letter stream. ARGV: group, entry id; the channel and payload to publish
+# ('': nothing); the dead-letter reason and the job as queued ('': not dead-lettered).
+FINISH = LuaScript("""
+if ARGV[5] ~= '' then
+    redis.call('XADD', KEYS[2], '*', 'job', ARGV[6], 'reason', ARGV[5], 'entry', ARGV[2])
+end
+if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
 local entry = redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[2])[1]
 if entry then
     local fields, run = entry[2], nil
@@ -40,6 +48,7 @@ end
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 return redis.call('XDEL', KEYS[1], ARGV[2])
 """)
+NOTHING = ("", b"")  # FINISH's arguments for no publication, or for no dead letter
 
 
 class QueueUnavailable(Exception):
@@ -77,8 +86,8 @@ class QueueConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class Delivery:
-    """A job as a worker received it: the stream entry id, the job, and how often it was delivered."""
+class QueuedJob:
+    """A job as a worker received it: its stream entry id, the job, and how often it was delivered."""
 
     entry_id: str
     job: Job | None  # None when the entry could not be decoded
@@ -86,15 +95,17 @@ class Delivery:
     deliveries: int = 1
 
 
-def _decode_entry(entry_id: bytes, fields: dict[bytes, bytes] | list[bytes], deliveries: int = 1) -> Delivery:
-    if isinstance(fields, list):  # a raw reply (RedisLine): [name, value, name, value, ...]
+def _decode_entry(
+    entry_id: bytes, fields: dict[bytes, bytes] | list[bytes], deliveries: int = 1
+) -> QueuedJob:
+    if isinstance(fields, list):  # a raw reply (HeldConnection): [name, value, name, value, ...]
         fields = dict(zip(fields[::2], fields[1::2], strict=True))
     raw = fields.get(b"job", b"")
     try:
         job = Job.decode(raw)
     except ValueError:
         job = None
-    return Delivery(entry_id.decode(), job, raw, deliveries)
+    return QueuedJob(entry_id.decode(), job, raw, deliveries)
 
 
 class JobQueue:
@@ -103,8 +114,8 @@ class JobQueue:
     def __init__(self, config: QueueConfig, client: redis.Redis | None = None) -> None:
         self.config = config
         self.redis = client or sync_client(config.url, timeout=10, connect_timeout=2)
-        self._add = self.redis.register_script(BOUNDED_ADD)
-        self.line = RedisLine(self.redis)  # reads and acknowledgements: once per job, kept lean
+        # Reads and acknowledgements (the worker's thread): once per job, kept lean.
+        self.connection = HeldConnection(self.redis)
 
     def ensure_group(self) -> None:
         """Create the stream and consumer group if missing (from id 0: no job added before is missed)."""
@@ -117,23 +128,26 @@ class JobQueue:
     def enqueue(self, job: Job) -> str:
         """Add `job`; raises QueueFull or QueueUnavailable."""
         try:
-            entry_id = self._add(keys=[self.config.stream], args=[self.config.max_length, job.encode()])
+            # On the client's pool, not the held connection: producers may add from many threads.
+            entry_id = BOUNDED_ADD.run(
+                self.redis.execute_command, [self.config.stream], [self.config.max_length, job.encode()]
+            )
         except redis.RedisError as exc:  # down, timed out, or an error reply: not queued either way
             raise QueueUnavailable(str(exc)) from exc
         if not entry_id:
             raise QueueFull(f"{self.config.max_length} jobs outstanding")
         return entry_id.decode()
 
-    def read(self, consumer: str, *, count: int = 1, block_ms: int = 1000) -> list[Delivery]:
+    def read(self, consumer: str, *, count: int = 1, block_ms: int = 1000) -> list[QueuedJob]:
         """New jobs for `consumer`, waiting up to `block_ms` for one."""
-        reply = self.line.call(
+        reply = self.connection.call(
             "XREADGROUP", "GROUP", self.config.group, consumer, "COUNT", count, "BLOCK", block_ms,
             "STREAMS", self.config.stream, ">",
         )  # fmt: skip
         streams = reply.values() if isinstance(reply, dict) else [entries for _, entries in reply or []]
         return [_decode_entry(entry_id, fields) for entries in streams for entry_id, fields in entries]
 
-    def claim_stale(self, consumer: str, *, count: int = 10) -> list[Delivery]:
+    def claim_stale(self, consumer: str, *, count: int = 10) -> list[QueuedJob]:
         """Jobs pending longer than the idle timeout (their worker died), now owned by `consumer`."""
         _, claimed, _ = self.redis.xautoclaim(
             self.config.stream, self.config.group, consumer, self.config.claim_idle_ms, "0-0", count=count
@@ -164,26 +178,19 @@ class JobQueue:
         leaves the job pending (to be claimed and run again), never answered-but-queued or
         acknowledged-but-unanswered.
         """
-        args = [self.config.group, entry_id, *(publication or ())]
-        self.line.run_script(_FINISH, [self.config.stream], args)
+        self._finish(entry_id, publication, dead_letter=NOTHING)
 
-    def _finish_in(self, pipe: redis.client.Pipeline, entry_id: str, publication: Publication | None) -> None:
-        if publication is not None:
-            pipe.publish(*publication)
-        pipe.xack(self.config.stream, self.config.group, entry_id)
-        pipe.xdel(self.config.stream, entry_id)
-
-    def dead_letter(self, delivery: Delivery, reason: str, publication: Publication | None = None) -> None:
+    def dead_letter(self, queued: QueuedJob, reason: str, publication: Publication | None = None) -> None:
         """Move a job to the dead-letter stream (kept for operators) and off the queue, in one step.
 
         `publication` is the failure to publish to whoever waits for the job.
         """
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.xadd(
-            self.config.dead_stream, {"job": delivery.raw, "reason": reason, "entry": delivery.entry_id}
-        )
-        self._finish_in(pipe, delivery.entry_id, publication)
-        pipe.execute()
+        self._finish(queued.entry_id, publication, dead_letter=(reason, queued.raw))
+
+    def _finish(self, entry_id: str, publication: Publication | None, dead_letter: tuple[str, bytes]) -> None:
+        keys = [self.config.stream, self.config.dead_stream]
+        args = [self.config.group, entry_id, *(publication or NOTHING), *dead_letter]
+        FINISH.run(self.connection.call, keys, args)
 
     def length(self) -> int:
         """Jobs outstanding (queued or being run)."""

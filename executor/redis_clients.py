@@ -53,6 +53,8 @@ SENTINEL_TIMEOUT_SECONDS = 0.5
 # retries, kept a webhook delivery waiting over 30 s (nginx's 504) while a master's host was cut
 # off. The callers handle Redis being away (-32012, 503 with the event stored, worker backoff).
 COMMAND_RETRIES = 1
+# What a client raises when Redis is away (down, unreachable, timed out), as against an error reply.
+REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, OSError)
 
 
 def _retry(retries: int, asyncio: bool) -> redis.retry.Retry | aioredis.retry.Retry:
@@ -257,7 +259,7 @@ class CountedSentinelConnection(sync_sentinel.SentinelManagedConnection):
     """A blocking connection to the master the sentinels name, counted when it connects.
 
     redis-py asks the sentinels only in `connect()`, which its pool calls; a connection used on
-    its own (`executor.redis_line`) connects from `send_command` through `connect_check_health`,
+    its own (`executor.held_connection`) connects from `send_command` through `connect_check_health`,
     which would go to the last address (or localhost). Here every way in asks the sentinels.
     """
 

@@ -13,7 +13,7 @@ Two counters with the same rules:
   Lua script run with the job's XADD (`SHARED_ADD`), so concurrent processes cannot overshoot a
   share and a `play` costs no extra round trip. Each share is a sorted set of run ids scored
   by the run's deadline: the worker removes the run when it acknowledges the job
-  (`executor.queue`, `_FINISH`), and an entry whose deadline passed no longer counts, so a
+  (`executor.queue`, `FINISH`), and an entry whose deadline passed no longer counts, so a
   crashed process can hold a place at most until that run's deadline, never forever.
 """
 
@@ -22,17 +22,18 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from executor.jobs import Job
+from executor.lua import LuaScript
 
 CALLER, CIRCLE = "caller", "circle"  # which share refused a run
 
-# The stream entry's fields naming its shares: `_FINISH` in executor/queue.py reads them.
+# The stream entry's fields naming its shares: `FINISH` in executor/queue.py reads them.
 RUN_FIELD, CALLER_SHARE_FIELD, CIRCLE_SHARE_FIELD = "run", "caller_share", "circle_share"
 
 # KEYS: stream, caller share, circle share.
 # ARGV: stream bound, job, run id, deadline (Unix ms), caller limit, circle limit (0: none).
 # Returns the entry id; false when the stream is full (checked first: a full queue answers at
 # once); 1 over the caller's share, 2 over the circle's.
-SHARED_ADD = """
+SHARED_ADD = LuaScript("""
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
@@ -50,7 +51,7 @@ for i = 2, 3 do
     if redis.call('PTTL', KEYS[i]) < keep then redis.call('PEXPIRE', KEYS[i], keep) end
 end
 return id
-"""
+""")
 REFUSALS = {1: CALLER, 2: CIRCLE}
 
 
@@ -138,13 +139,13 @@ class ShareClaim:
         """The caller's and circle's shares of `job` on `stream`."""
         return cls(caller_share_key(stream, job.caller_id), circle_share_key(stream, job.circle_id), limits)
 
-    def script_args(self, stream: str, bound: int, job: Job, raw: bytes) -> tuple:
-        """KEYS and ARGV of `SHARED_ADD` (after the key count) for `job`, encoded as `raw`."""
+    def add_command(self, stream: str, bound: int, job: Job, raw: bytes) -> tuple:
+        """The `SHARED_ADD` command that adds `job`, encoded as `raw`, to `stream` within these shares."""
         deadline_ms = int(job.deadline * 1000)
-        return (
-            stream, self.caller_key, self.circle_key,
-            bound, raw, job.run_id, deadline_ms, self.limits.per_caller, self.limits.per_circle,
-        )  # fmt: skip
+        return SHARED_ADD.command(
+            [stream, self.caller_key, self.circle_key],
+            [bound, raw, job.run_id, deadline_ms, self.limits.per_caller, self.limits.per_circle],
+        )
 
 
 def refusal(reply: object) -> OverShare | None:

@@ -20,7 +20,7 @@ from executor.cancels import CancelWatcher
 from executor.delivery import ResultDelivery
 from executor.heartbeat import Heartbeat
 from executor.models import ScriptRun
-from executor.queue import Delivery, JobQueue, QueueConfig
+from executor.queue import JobQueue, QueueConfig, QueuedJob
 from executor.run_rows import save_runs
 from executor.runner import failed, record_run, run_job, run_row, script_error
 
@@ -140,7 +140,7 @@ class Worker:
             except DatabaseError:  # the jobs were answered; losing their rows must not stop the worker
                 logger.exception("worker %s could not save %d run rows", self.name, len(runs))
 
-    def handle_batch(self, batch: list[Delivery]) -> None:
+    def handle_batch(self, batch: list[QueuedJob]) -> None:
         """Handle jobs read together."""
         if batch:
             close_old_connections()  # what Django does around each request, done per batch
@@ -153,7 +153,7 @@ class Worker:
             else:
                 self.handle(delivery)
 
-    def drop(self, delivery: Delivery) -> None:
+    def drop(self, delivery: QueuedJob) -> None:
         """Acknowledge a job whose caller went away before it ran, unrun (nobody waits for an answer)."""
         job = delivery.job
         logger.debug("run %s cancelled before it ran: dropped", job.run_id)
@@ -162,7 +162,7 @@ class Worker:
         self.queue.finish(delivery.entry_id)
         self.jobs_done += 1
 
-    def handle(self, delivery: Delivery) -> None:
+    def handle(self, delivery: QueuedJob) -> None:
         """Run one delivered job (or dead-letter it), deliver its outcome, then acknowledge it."""
         job = delivery.job
         if job is None:

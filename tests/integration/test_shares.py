@@ -55,6 +55,17 @@ def test_a_callers_share_holds_across_processes_until_a_worker_finishes(config: 
     assert asyncio.run(add(AsyncJobProducer(config), config, limits, job())) not in (CALLER, CIRCLE)
 
 
+def test_a_dead_lettered_job_gives_its_place_back_like_a_finished_one(config: QueueConfig) -> None:
+    limits = ShareLimits(per_caller=1, per_circle=0)
+    queue = JobQueue(config)
+    queue.ensure_group()
+    asyncio.run(add(AsyncJobProducer(config), config, limits, job()))
+    [queued] = queue.read("w1", block_ms=100)
+    queue.dead_letter(queued, "gave up")  # the same one-step end as `finish`, plus the copy kept
+    assert queue.redis.zcard(caller_share_key(config.stream, "alice")) == 0
+    assert queue.dead_length() == 1 and queue.length() == 0
+
+
 def test_a_circles_share_counts_every_caller(config: QueueConfig) -> None:
     limits = ShareLimits(per_caller=5, per_circle=2)
 

@@ -1,15 +1,17 @@
-"""Redis connections held for per-job commands (worker, producer), without redis-py's per-call machinery."""
+"""Redis connections held for per-job commands (worker, producer), without redis-py's per-call machinery.
 
-import hashlib
+Scripts go through them like any command: `LuaScript.run(connection.call, ...)` (`executor.lua`).
+"""
+
 from typing import Any
 
 import redis
 import redis.asyncio as aioredis
 
-REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, OSError)
+from executor.redis_clients import REDIS_DOWN
 
 
-class RedisLine:
+class HeldConnection:
     """One connection made from `client`'s pool settings and kept for the process's hot path.
 
     `Redis.execute_command` checks a connection out of the pool, runs the call under its retry
@@ -33,21 +35,13 @@ class RedisLine:
             self.connection.disconnect()
             raise
 
-    def run_script(self, script: "LineScript", keys: list[Any], args: list[Any]) -> Any:
-        """EVALSHA `script`, loading it first if this server does not know it (new, or restarted)."""
-        try:
-            return self.call("EVALSHA", script.sha, len(keys), *keys, *args)
-        except redis.exceptions.NoScriptError:
-            self.call("SCRIPT", "LOAD", script.source)
-            return self.call("EVALSHA", script.sha, len(keys), *keys, *args)
-
     def close(self) -> None:
         """Close the connection."""
         self.connection.disconnect()
 
 
-class AsyncRedisLine:
-    """`RedisLine` for an event loop, sending many commands per write: one caller at a time."""
+class AsyncHeldConnection:
+    """`HeldConnection` for an event loop, sending many commands per write: one caller at a time."""
 
     def __init__(self, client: aioredis.Redis) -> None:
         self.client = client  # keeps the pool alive: a Sentinel pool's connections refer to it weakly
@@ -88,11 +82,3 @@ class AsyncRedisLine:
             stale = True
         if stale:
             await connection.disconnect()
-
-
-class LineScript:
-    """A Lua script and its SHA1, for `RedisLine.run_script`."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.sha = hashlib.sha1(source.encode()).hexdigest()
