@@ -1,10 +1,11 @@
-"""Every Prometheus metric of the server and its workers, defined in one place, and `/metrics`.
+"""The server's Prometheus metrics, and `/metrics`: the exposition of every app's metrics.
 
 Instrumented code makes one cheap call here (a pre-bound child's `inc`/`observe`, looked up
 in a dict: no label formatting per call). With `PROMETHEUS_MULTIPROC_DIR` set (before the
 process starts) every uvicorn and worker process writes its samples to files there and
 `/metrics` on any process reports the sum; without it each process reports its own.
-The queue gauges are read from Redis at scrape time (only when REDIS_URL is set).
+The executor's metrics are its own (`executor.metrics`); its queue gauges are read from Redis
+at scrape time, registered here only when REDIS_URL is set.
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from executor.metrics import QueueCollector
 
 CONNECTIONS = Gauge(
     "circles_connections_open", "Open circle WebSocket connections.", multiprocess_mode="livesum"
@@ -42,12 +44,6 @@ PLAY_SECONDS = Histogram(
     "circles_play_seconds",
     "Time from a play reaching the executor to its answer (queue, run, delivery).",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
-)
-JOB_SECONDS = Histogram(
-    "circles_job_seconds",
-    "Time a worker spent on one job, by outcome (ok, error, dead).",
-    ["outcome"],
-    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 WEBHOOK_REQUESTS = Counter(
     "circles_webhook_requests_total",
@@ -63,7 +59,6 @@ WEBHOOK_EVENTS = Counter(
 
 SIGN_IN_OK = SIGN_INS.labels("ok")
 SIGN_IN_FAILED = SIGN_INS.labels("invalid")
-JOB_OK, JOB_ERROR, JOB_DEAD = (JOB_SECONDS.labels(outcome) for outcome in ("ok", "error", "dead"))
 
 _rpc_children: dict[tuple[str, int], Any] = {}
 
@@ -84,11 +79,6 @@ def count_rpc(method: str, code: int) -> None:
 def count_webhook_event(provider: str, status: str) -> None:
     """A webhook event's run ended: `processed`, `retry` (will run again) or `failed` (gave up)."""
     WEBHOOK_EVENTS.labels(provider, status).inc()
-
-
-def observe_job(ok: bool, seconds: float) -> None:
-    """A worker finished a job (ok or failed run)."""
-    (JOB_OK if ok else JOB_ERROR).observe(seconds)
 
 
 def count_webhook(provider: str, status: int) -> None:
@@ -113,58 +103,6 @@ def timed_play(call: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]
             PLAY_SECONDS.observe(time.perf_counter() - started)
 
     return timed
-
-
-class QueueCollector(Collector):
-    """Queue length, pending, dead letters, oldest job's age and live workers, read from Redis at scrape."""
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        """Yield the queue gauges and `circles_redis_up` (0, and nothing else, when Redis is unreachable)."""
-        import redis
-
-        from executor.heartbeat import workers_alive
-        from executor.queue import QueueConfig
-
-        try:
-            queue = _job_queue(QueueConfig.from_settings())
-            values = (
-                queue.length(),
-                queue.pending(),
-                queue.dead_length(),
-                queue.oldest_age_seconds(),
-                workers_alive(queue.redis),
-            )
-        except (redis.RedisError, OSError):
-            yield GaugeMetricFamily("circles_redis_up", "Whether Redis answered this scrape.", value=0)
-            return
-        yield GaugeMetricFamily("circles_redis_up", "Whether Redis answered this scrape.", value=1)
-        for name, text, value in zip(
-            (
-                "circles_queue_length",
-                "circles_queue_pending",
-                "circles_queue_dead_letters",
-                "circles_queue_oldest_age_seconds",
-                "circles_workers_alive",
-            ),
-            (
-                "Jobs in the stream (queued or running).",
-                "Jobs delivered and not acknowledged.",
-                "Jobs in the dead-letter stream.",
-                "Age of the oldest job in the stream (0 when empty).",
-                "Workers with a heartbeat within its TTL and their named Redis connection open.",
-            ),
-            values,
-            strict=True,
-        ):
-            yield GaugeMetricFamily(name, text, value=value)
-
-
-@functools.cache
-def _job_queue(config: Any) -> Any:
-    from executor.queue import JobQueue
-    from executor.redis_clients import sync_client
-
-    return JobQueue(config, sync_client(config.url, timeout=1, connect_timeout=1))
 
 
 def scrape() -> bytes:

@@ -14,8 +14,7 @@ import rhai
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections
 
-from circleproject import metrics
-from executor import hooks
+from executor import hooks, metrics
 from executor.cancels import CancelWatcher
 from executor.delivery import ResultDelivery
 from executor.heartbeat import Heartbeat
