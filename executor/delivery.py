@@ -1,10 +1,15 @@
-"""Delivering a run's outcome to whoever waits for it: a WebSocket consumer via the channel layer."""
+"""Delivering a run's outcome to whoever waits for it: a WebSocket consumer via the channel layer.
+
+Only channels' and channels-redis' public API is used here (`get_channel_layer`, the layer's
+`serialize` and `send`); whether the layer lives on one Redis is read from its configuration in
+the settings, not from the layer object.
+"""
 
 import asyncio
 import logging
 from typing import Any
 
-from channels.layers import get_channel_layer
+from channels.layers import DEFAULT_CHANNEL_LAYER, get_channel_layer
 from channels_redis.pubsub import RedisPubSubChannelLayer
 from django.conf import settings
 
@@ -32,6 +37,12 @@ def result_message(job: Job, outcome: dict[str, Any]) -> dict[str, Any]:
     return {"type": RESULT_EVENT, "run_id": job.run_id, "outcome": outcome}
 
 
+def layer_hosts() -> list[Any]:
+    """The Redis hosts the channel layer is configured with (none given: channels-redis' one local host)."""
+    config = settings.CHANNEL_LAYERS[DEFAULT_CHANNEL_LAYER].get("CONFIG", {})
+    return config.get("hosts") or [None]
+
+
 class ResultDelivery:
     """Turns outcomes into messages for the consumers waiting on them.
 
@@ -47,10 +58,7 @@ class ResultDelivery:
         self.layer = get_channel_layer()
         # Publishing on the queue's connection is right only when the layer lives on that one
         # Redis: a single host, which the settings make REDIS_URL, as they do for the queue.
-        self.publishes = (
-            isinstance(self.layer, RedisPubSubChannelLayer)
-            and len(self.layer._kwargs.get("hosts") or [None]) == 1
-        )
+        self.publishes = isinstance(self.layer, RedisPubSubChannelLayer) and len(layer_hosts()) == 1
         self.loop = None if self.publishes else asyncio.new_event_loop()
 
     def publication(self, job: Job, outcome: dict[str, Any]) -> Publication | None:

@@ -5,6 +5,16 @@ Results go from a worker to the waiting consumer over Redis pub/sub (channels-re
 list-based core layer took three round trips to send and a polling loop to receive
 (docs/BENCHMARKS.md). A consumer is always listening on its channel before it queues a job,
 so pub/sub's "no subscriber, no message" costs nothing here.
+
+Riding out an outage needs channels-redis' internals: its public API has no way to name a
+channel without subscribing it at once (`new_channel` raises while Redis is away, and the
+consumer's first `receive` would subscribe and raise the same way). So this module uses the
+per-event-loop layer (`_get_layer()`), its `prefix` and `channels` (channel name -> the
+asyncio.Queue its shard's receiver fills) and `_get_shard(name).subscribe(name)`, and
+requirements.txt pins channels-redis to the one version these were read from.
+tests/integration/test_channel_layer.py fails when the installed version is not the pinned one,
+when those parts change shape, or when a channel named while Redis is away stops receiving
+once Redis is back.
 """
 
 import asyncio
