@@ -46,7 +46,8 @@ class CircleClient:
     `min(reconnect_max_delay, reconnect_delay * 2**n)` seconds; attempts go on until one
     succeeds or the client is closed, and a call waits at most `reconnect_timeout` for them.
     A ping goes out every `ping_interval` seconds and a pong must come back within
-    `ping_timeout` (None: no pings), so a connection that died silently is noticed too.
+    `ping_timeout` (None: no pings), so a connection that died silently is noticed too, at
+    most `close_timeout` later (the wait for the peer's close frame).
     """
 
     def __init__(
@@ -63,6 +64,7 @@ class CircleClient:
         reconnect_max_delay: float = 10.0,
         ping_interval: float | None = 20.0,
         ping_timeout: float | None = 20.0,
+        close_timeout: float = 5.0,
     ) -> None:
         self.url = websocket_url(url)
         self.key = SigningKey.from_hex(key) if isinstance(key, str) else key
@@ -74,6 +76,7 @@ class CircleClient:
         self.backoff = Backoff(reconnect_delay, reconnect_max_delay)
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
+        self.close_timeout = close_timeout
         self.reconnects = 0  # how many times a lost connection was replaced
         self.last_reconnect_error: CirclesError | None = None  # why the latest failed attempt failed
         self._connection: Connection | None = None
@@ -135,6 +138,7 @@ class CircleClient:
             open_timeout=self.open_timeout,
             ping_interval=self.ping_interval,
             ping_timeout=self.ping_timeout,
+            close_timeout=self.close_timeout,
         )
         try:
             if key is not None:

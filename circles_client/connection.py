@@ -69,11 +69,13 @@ class Connection:
         open_timeout: float = 10.0,
         ping_interval: float | None = 20.0,
         ping_timeout: float | None = 20.0,
+        close_timeout: float = 5.0,
     ) -> "Connection":
         """Open the WebSocket (no Origin header: a native client); errors become `ConnectionLost`.
 
         Every `ping_interval` seconds a ping goes out; a pong not back within `ping_timeout`
-        closes the connection (1011), so a peer that vanished without a close is noticed.
+        fails the connection, so a peer that vanished without a close is noticed. Closing (ours,
+        or after a missing pong) waits at most `close_timeout` for the peer's close frame.
         """
         try:
             ws = await ws_connect(
@@ -81,6 +83,7 @@ class Connection:
                 open_timeout=open_timeout,
                 ping_interval=ping_interval,
                 ping_timeout=ping_timeout,
+                close_timeout=close_timeout,
                 max_size=None,
                 compression=None,
             )
