@@ -1,19 +1,26 @@
 """`CircleClient`: a connection to one circle that signs in, runs scripts and reconnects.
 
-When the connection drops, requests in flight fail with `ConnectionLost` (they may or may
-not have run, so none is sent again). The next call opens a new connection, with retries
-for up to `reconnect_timeout` seconds, and signs in again with the same key before it goes
-out. A circle that does not exist (close 4404) is never retried.
+The connection is kept alive with WebSocket pings. When it drops, requests in flight fail with
+`ConnectionLost` (they may or may not have run, so none is sent again) and a background task
+reconnects at once, waiting a fully jittered, exponentially growing time between attempts
+(`circles_client.backoff`); it signs in again with the same key and redoes what the old
+connection had set up (`circles_client.after_sign_in`) before any call uses the new one. Calls
+made meanwhile wait for it, up to `reconnect_timeout` seconds. A closed client, a client made
+with `reconnect=False` and a circle that does not exist (close 4404) are never reconnected.
 """
 
 import asyncio
+import contextlib
 import logging
+import random
 from collections.abc import Iterable
 from typing import Any
 
 from circles_client import circle_scripts
+from circles_client.after_sign_in import AfterSignIn
+from circles_client.backoff import Backoff
 from circles_client.connection import Call, Connection
-from circles_client.errors import CircleNotFound, ConnectionLost, RpcError
+from circles_client.errors import CircleNotFound, CirclesError, ConnectionLost, RpcError
 from circles_client.keys import SigningKey
 
 logger = logging.getLogger("circles_client")
@@ -34,6 +41,13 @@ class CircleClient:
 
     `by_address=True` signs in with the key's Ethereum address instead of its public key, as a
     browser wallet does. Without a key the client stays signed out.
+
+    Reconnecting: attempt `n` after a drop waits a random time between 0 and
+    `min(reconnect_max_delay, reconnect_delay * 2**n)` seconds; attempts go on until one
+    succeeds or the client is closed, and a call waits at most `reconnect_timeout` for them.
+    A ping goes out every `ping_interval` seconds and a pong must come back within
+    `ping_timeout` (None: no pings), so a connection that died silently is noticed too, at
+    most `close_timeout` later (the wait for the peer's close frame).
     """
 
     def __init__(
@@ -46,6 +60,11 @@ class CircleClient:
         open_timeout: float = 10.0,
         reconnect: bool = True,
         reconnect_timeout: float = 15.0,
+        reconnect_delay: float = 0.25,
+        reconnect_max_delay: float = 10.0,
+        ping_interval: float | None = 20.0,
+        ping_timeout: float | None = 20.0,
+        close_timeout: float = 5.0,
     ) -> None:
         self.url = websocket_url(url)
         self.key = SigningKey.from_hex(key) if isinstance(key, str) else key
@@ -54,9 +73,18 @@ class CircleClient:
         self.open_timeout = open_timeout
         self.reconnect = reconnect
         self.reconnect_timeout = reconnect_timeout
+        self.backoff = Backoff(reconnect_delay, reconnect_max_delay)
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self.close_timeout = close_timeout
         self.reconnects = 0  # how many times a lost connection was replaced
+        self.last_reconnect_error: CirclesError | None = None  # why the latest failed attempt failed
         self._connection: Connection | None = None
         self._sign_in_with: SigningKey | None = None  # the key to sign in with again after a reconnect
+        self._after_sign_in = AfterSignIn()  # what a new connection redoes once signed in again
+        self._reconnecting: asyncio.Task[Connection] | None = None
+        self._circle_gone: CircleNotFound | None = None  # a reconnection found no such circle: stop
+        self._random = random.Random()  # the backoff's jitter (tests seed their own)
         self._lock = asyncio.Lock()
         self._closed = False
 
@@ -66,18 +94,20 @@ class CircleClient:
     # --- connecting ---------------------------------------------------------------------------
 
     async def open(self) -> "CircleClient":
-        """Connect and, with a key, sign in.
+        """Connect and, with a key, sign in (after a drop: wait for the reconnection).
 
         Raises `CircleNotFound`, `ConnectionLost` or `InvalidCredentials`.
         """
-        async with self._lock:
-            if self._connection is None or self._connection.closed:
-                self._connection = await self._open_once(self.key)
+        await self._current()
         return self
 
     async def close(self) -> None:
-        """Close the connection; the client is not reconnected after this."""
+        """Close the connection and stop reconnecting; the client is not reconnected after this."""
         self._closed = True
+        if self._reconnecting is not None and not self._reconnecting.done():
+            self._reconnecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, CirclesError):
+                await self._reconnecting
         if self._connection is not None:
             await self._connection.close()
 
@@ -92,12 +122,24 @@ class CircleClient:
         return self._connection is not None and not self._connection.closed
 
     @property
+    def reconnecting(self) -> bool:
+        """Whether a lost connection is being replaced in the background right now."""
+        return self._reconnecting is not None and not self._reconnecting.done()
+
+    @property
     def signed_in(self) -> bool:
         """Whether this client signed in (and will sign in again after a reconnect)."""
         return self._sign_in_with is not None
 
     async def _open_once(self, key: SigningKey | None) -> Connection:
-        connection = await Connection.open(self.url, open_timeout=self.open_timeout)
+        """A new connection, signed in with `key` (if any) and with the after-sign-in steps redone."""
+        connection = await Connection.open(
+            self.url,
+            open_timeout=self.open_timeout,
+            ping_interval=self.ping_interval,
+            ping_timeout=self.ping_timeout,
+            close_timeout=self.close_timeout,
+        )
         try:
             if key is not None:
                 await self._sign_in_on(connection, key)
@@ -105,49 +147,80 @@ class CircleClient:
                 # The server closes 4404 right after accepting an unknown circle: ask something cheap
                 # so that connecting to one fails here rather than on the first call.
                 await connection.request("whoami", timeout=self.request_timeout)
+            await self._after_sign_in.replay(connection)
         except BaseException:
             await connection.close()
             raise
         return connection
 
+    def _adopt(self, connection: Connection) -> None:
+        self._connection = connection
+        connection.when_lost(self._connection_lost)
+
+    def _connection_lost(self, connection: Connection) -> None:
+        """Start replacing `connection` in the background, unless it must not be replaced."""
+        if connection is not self._connection or self._closed or not self.reconnect:
+            return
+        if isinstance(connection.lost, CircleNotFound) or self._circle_gone or self.reconnecting:
+            return
+        logger.info("lost the connection to %s: %s", self.url, connection.lost)
+        self._reconnecting = asyncio.get_running_loop().create_task(
+            self._reconnect(), name=f"circles-reconnect {self.url}"
+        )
+        self._reconnecting.add_done_callback(_retrieve_outcome)
+
     async def _current(self) -> Connection:
-        """The open connection, reconnecting (and signing in again) if it was lost."""
-        if self._connection is not None and not self._connection.closed:
-            return self._connection
-        async with self._lock:
-            if self._connection is not None and not self._connection.closed:
-                return self._connection
-            if self._closed:
-                raise ConnectionLost(f"the client of {self.url} was closed")
-            if self._connection is None:
-                self._connection = await self._open_once(self.key)
-                return self._connection
-            lost = self._connection.lost
-            if not self.reconnect or isinstance(lost, CircleNotFound):
-                raise lost
-            self._connection = await self._reconnect()
-            self.reconnects += 1
-            return self._connection
+        """The open connection; after a drop, the one the background reconnection brings."""
+        connection = self._connection
+        if connection is not None and not connection.closed:
+            return connection
+        if self._closed:
+            raise ConnectionLost(f"the client of {self.url} was closed")
+        if connection is None:
+            async with self._lock:
+                if self._connection is None:
+                    self._adopt(await self._open_once(self.key))
+            return await self._current()
+        lost = self._circle_gone or connection.lost
+        if not self.reconnect or isinstance(lost, CircleNotFound):
+            raise lost
+        self._connection_lost(connection)  # in case the reader's callback has not run yet
+        task = self._reconnecting
+        if task is None:
+            raise lost
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), self.reconnect_timeout)
+        except TimeoutError:
+            reason = self.last_reconnect_error or lost
+            raise ConnectionLost(
+                f"cannot reconnect to {self.url} within {self.reconnect_timeout:g} s: {reason}"
+            ) from None
+        except asyncio.CancelledError:
+            if self._closed and task.cancelled():  # close() stopped the reconnection, not our caller
+                raise ConnectionLost(f"the client of {self.url} was closed") from None
+            raise
 
     async def _reconnect(self) -> Connection:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.reconnect_timeout
-        delay = 0.1
-        while True:
+        """Attempt after attempt, with jittered backoff, until a new connection is signed in."""
+        for attempt, delay in enumerate(self.backoff.delays(self._random)):
+            logger.info("reconnecting to %s in %.2f s (attempt %d)", self.url, delay, attempt + 1)
+            await asyncio.sleep(delay)
             try:
                 connection = await self._open_once(self._sign_in_with)
-                logger.info("reconnected to %s", self.url)
-                return connection
-            except CircleNotFound:
+            except CircleNotFound as exc:
+                self.last_reconnect_error = self._circle_gone = exc
+                logger.warning("not reconnecting to %s: %s", self.url, exc)
                 raise
-            except ConnectionLost as exc:
-                if loop.time() + delay > deadline:
-                    raise ConnectionLost(
-                        f"cannot reconnect to {self.url} within {self.reconnect_timeout:g} s: {exc}"
-                    ) from exc
-                logger.info("reconnecting to %s in %.1f s: %s", self.url, delay, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+            except CirclesError as exc:  # refused, timed out, rate limited: the next attempt may do
+                self.last_reconnect_error = exc
+                logger.info("reconnecting to %s failed: %s", self.url, exc)
+                continue
+            self._adopt(connection)
+            self.reconnects += 1
+            self.last_reconnect_error = None
+            logger.info("reconnected to %s", self.url)
+            return connection
+        raise AssertionError("the backoff schedule is endless")
 
     # --- signing in -----------------------------------------------------------------------------
 
@@ -288,6 +361,12 @@ def connect(url: str, key: SigningKey | str | None = None, **options: Any) -> _C
     `client = await connect(url, key)` or `async with connect(url, key) as client: ...`.
     """
     return _Connecting(CircleClient(url, key, **options))
+
+
+def _retrieve_outcome(task: asyncio.Task) -> None:
+    """Mark a finished reconnection's error as seen: the callers waiting for it got it already."""
+    if not task.cancelled():
+        task.exception()
 
 
 __all__ = ["CircleClient", "RpcError", "connect", "websocket_url"]

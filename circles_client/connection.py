@@ -12,7 +12,7 @@ import itertools
 import json
 import logging
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection
@@ -62,10 +62,31 @@ class Connection:
         self._reader = asyncio.create_task(self._read(), name=f"circles-reader {url}")
 
     @classmethod
-    async def open(cls, url: str, *, open_timeout: float = 10.0) -> "Connection":
-        """Open the WebSocket (no Origin header: a native client); errors become `ConnectionLost`."""
+    async def open(
+        cls,
+        url: str,
+        *,
+        open_timeout: float = 10.0,
+        ping_interval: float | None = 20.0,
+        ping_timeout: float | None = 20.0,
+        close_timeout: float = 5.0,
+    ) -> "Connection":
+        """Open the WebSocket (no Origin header: a native client); errors become `ConnectionLost`.
+
+        Every `ping_interval` seconds a ping goes out; a pong not back within `ping_timeout`
+        fails the connection, so a peer that vanished without a close is noticed. Closing (ours,
+        or after a missing pong) waits at most `close_timeout` for the peer's close frame.
+        """
         try:
-            ws = await ws_connect(url, open_timeout=open_timeout, max_size=None, compression=None)
+            ws = await ws_connect(
+                url,
+                open_timeout=open_timeout,
+                ping_interval=ping_interval,
+                ping_timeout=ping_timeout,
+                close_timeout=close_timeout,
+                max_size=None,
+                compression=None,
+            )
         except InvalidStatus as exc:
             status = exc.response.status_code
             raise ConnectionLost(f"cannot connect to {url}: handshake refused with HTTP {status}") from exc
@@ -76,6 +97,10 @@ class Connection:
     @property
     def closed(self) -> bool:
         return self.lost is not None
+
+    def when_lost(self, callback: Callable[["Connection"], None]) -> None:
+        """Call `callback(self)` once the connection has closed and every waiting request failed."""
+        self._reader.add_done_callback(lambda _: callback(self))
 
     async def close(self) -> None:
         """Close the socket normally; requests still waiting fail with `ConnectionLost`."""

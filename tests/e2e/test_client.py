@@ -2,10 +2,12 @@
 
 Every error code of the protocol is driven for real and must surface as its own exception;
 the server is restarted under a connected client, which must fail what was in flight and
-then reconnect and sign in again by itself.
+then reconnect and sign in again by itself, in the background, before anyone calls; a server
+that stops answering (SIGSTOP) is noticed by the client's pings.
 """
 
 import asyncio
+import signal
 import uuid
 
 import pytest
@@ -29,6 +31,7 @@ from circles_client import (
     TooManyRequests,
     connect,
 )
+from circles_client.connection import Connection
 from tests.e2e.conftest import World
 from tests.helpers.keys import WalletKey
 from tests.helpers.processes import free_port, server_env, start_asgi_server
@@ -333,5 +336,78 @@ async def test_reconnect_after_logout_stays_signed_out(start_server, world: Worl
         process, _ = start_asgi_server("uvicorn", env, tmp_path / "second.log", port=port)
         assert (await client.whoami())["authenticated"] is False
     finally:
+        await client.close()
+        process.stop()
+
+
+async def until(condition, timeout: float) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.05)
+
+
+async def test_back_and_signed_in_by_itself_after_a_server_restart(
+    world: World, queue_settings, workers, redis_server: RedisServer, tmp_path
+) -> None:
+    lonely = {"REDIS_URL": redis_server.url, "CIRCLES_QUEUE_STREAM": f"e2e-gone:{uuid.uuid4().hex[:8]}"}
+    process, port = start_asgi_server("uvicorn", server_env(world.database_url, **lonely), tmp_path / "1.log")
+    client = CircleClient(
+        f"ws://127.0.0.1:{port}/{world.circle}",
+        key_of(world.member),
+        reconnect_delay=0.1,
+        reconnect_max_delay=1.0,
+    )
+    seen_after_sign_in: list[dict] = []
+
+    async def record_who_it_is(connection: Connection) -> None:
+        seen_after_sign_in.append(await connection.request("whoami"))
+
+    try:
+        await client.open()
+        # The hook the subscriptions will use: run on each new connection once it is signed in again.
+        client._after_sign_in.add("record", record_who_it_is)
+        in_flight = asyncio.create_task(client.play("1", timeout_ms=20_000))  # queued, never taken
+        await asyncio.sleep(0.5)
+        process.stop()
+        with pytest.raises(ConnectionLost, match="may or may not have run"):
+            await in_flight
+        env = server_env(world.database_url, **queue_settings)
+        process, _ = start_asgi_server("uvicorn", env, tmp_path / "2.log", port=port)
+        # Nobody calls: the client comes back on its own, signed in before anything else ran on it.
+        await until(lambda: client.reconnects == 1 and client.connected, timeout=20)
+        assert seen_after_sign_in == [
+            {"circle": world.circle, "authenticated": True, "pubkey": world.member.pubkey, "role": "member"}
+        ]
+        assert (await client.play("CALLER_ROLE"))["value"] == "member"  # the first call just works
+        assert client.reconnects == 1 and client.last_reconnect_error is None
+    finally:
+        await client.close()
+        process.stop()
+    assert not client.reconnecting
+
+
+async def test_pings_notice_a_server_that_stopped_answering(world: World, tmp_path) -> None:
+    process, port = start_asgi_server("uvicorn", server_env(world.database_url), tmp_path / "frozen.log")
+    client = CircleClient(
+        f"ws://127.0.0.1:{port}/{world.circle}",
+        key_of(world.member),
+        ping_interval=0.5,
+        ping_timeout=0.5,
+        close_timeout=0.5,
+        reconnect_delay=0.1,
+        reconnect_max_delay=0.5,
+        open_timeout=1,
+    )
+    try:
+        await client.open()
+        process.signal(signal.SIGSTOP)  # no close frame, no FIN: only a missing pong tells
+        started = asyncio.get_running_loop().time()
+        await until(lambda: not client.connected, timeout=5)
+        assert asyncio.get_running_loop().time() - started < 3  # interval + pong wait + close wait
+        process.signal(signal.SIGCONT)
+        await until(lambda: client.reconnects == 1 and client.connected, timeout=20)
+        assert (await client.whoami())["role"] == "member"
+    finally:
+        process.signal(signal.SIGCONT)
         await client.close()
         process.stop()

@@ -4,6 +4,7 @@ The page's wallet is a test double injected before any page script runs (CDP
 `Page.addScriptToEvaluateOnNewDocument`): `eth_requestAccounts` answers the member's address
 and each `personal_sign` waits in `window.__signRequests` until this test signs the text in
 Python with the real key (eth_account) and resolves it, as a wallet would after a click.
+The page's Math.random is a known sequence, so its jittered reconnect delays can be checked.
 """
 
 import urllib.error
@@ -37,6 +38,25 @@ window.ethereum = {
   },
 };
 """
+
+
+# The page's Math.random, replaced by a known sequence: the reconnect delays it draws can be checked.
+RANDOM_SEQUENCE = [0.9, 0.1, 0.6, 0.3, 0.8, 0.2]
+KNOWN_RANDOM = (
+    f"(() => {{ const s = {RANDOM_SEQUENCE}; let i = 0; Math.random = () => s[i++ % s.length]; }})();"
+)
+# Every attempt's `data-retry` ("attempt delay_ms") as the page sets it.
+WATCH_RETRIES = """
+window.__retries = [];
+const badge = document.getElementById("connection");
+new MutationObserver(() => window.__retries.push(badge.dataset.retry))
+  .observe(badge, { attributes: true, attributeFilter: ["data-retry"] });
+"""
+
+
+def jittered_delay(attempt: int) -> int:
+    """console.js's delay before `attempt`: Math.random() times min(10 s, 0.5 s * 2^attempt)."""
+    return round(RANDOM_SEQUENCE[attempt % len(RANDOM_SEQUENCE)] * min(10_000, 500 * 2**attempt))
 
 
 @pytest.fixture(scope="module")
@@ -115,8 +135,10 @@ def test_sign_in_with_a_wallet_run_see_errors_and_reconnect(
         wallet = world.member  # a Member row by public key; the wallet signs in by address
         browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": WALLET % wallet.address})
         browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": CSP_WATCH})
+        browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": KNOWN_RANDOM})
         browser.get(f"http://127.0.0.1:{port}/{world.circle}")
         wait(browser, lambda d: state(d) == "connected")
+        browser.execute_script(WATCH_RETRIES)
 
         browser.find_element(By.ID, "sign-in").click()
         answer_sign_request(browser, wallet)
@@ -142,12 +164,15 @@ def test_sign_in_with_a_wallet_run_see_errors_and_reconnect(
         assert failed.find_element(By.CSS_SELECTOR, ".where").text.startswith("runtime error at line 2")
         browser.save_screenshot(str(tmp_path / "console-error.png"))
 
-        # The server restarts: the page notices, reconnects and signs in again with the wallet.
+        # The server restarts: the page notices, reconnects and signs in again with the wallet,
+        # each attempt after a jittered, growing delay (attempt n: random * min(10 s, 0.5 s * 2^n)).
         server.stop()
         wait(browser, lambda d: state(d) == "reconnecting")
         server, _ = start_asgi_server("uvicorn", env, tmp_path / "second.log", port=port)
         answer_sign_request(browser, wallet)
         wait(browser, lambda d: state(d) == "signed-in")
+        retries = browser.execute_script("return window.__retries;")
+        assert retries and retries == [f"{n} {jittered_delay(n)}" for n in range(len(retries))]
         set_script(browser, "CALLER_ROLE")
         browser.find_element(By.ID, "run").click()
         wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#output .entry.ok")) == 2)

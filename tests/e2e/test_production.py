@@ -7,15 +7,17 @@ to nginx. Checked: clients are spread over both processes and all get their resu
 webhook is processed once and its client address comes through X-Forwarded-For; a Redis restart
 while webhooks are being processed loses none (each ends `processed`, recorded once); a
 SIGKILLed ASGI process sends its clients through nginx to the other one, where they sign in
-again by themselves.
+again by themselves; a sign-in in the WebSocket URL leaves its query string in no access log.
 """
 
 import asyncio
+import json
 import re
 import shutil
 import signal
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -23,9 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import websockets
 
 from circles_client import CircleClient, ExecutionError, ExecutorUnavailable, SigningKey, connect
 from tests.e2e.conftest import World
+from tests.e2e.test_http_nonces import fetch_http_nonce
+from tests.e2e.test_url_sign_in import signed_url
 from tests.e2e.webhook_support import Database, create_circle, post, wait_for
 from tests.helpers.keys import WalletKey
 from tests.helpers.processes import (
@@ -68,13 +73,19 @@ def _replace(text: str, pattern: str, replacement: str, count: int = 1) -> str:
     return new
 
 
-def site_for_tests(listen_port: int, upstream_ports: list[int]) -> str:
-    """The shipped site on plain HTTP: no port-80 redirect server, no TLS, our upstream ports.
+def site_for_tests(listen_port: int, upstream_ports: list[int], access_log: Path) -> str:
+    """The shipped site on plain HTTP: no port-80 redirect server, no TLS, our upstream ports,
+    its access log (in its own format) at `access_log`.
 
     One header is added so the test can tell which ASGI process took a connection.
     """
     text = SHIPPED_SITE.read_text()
     text = _replace(text, r"^server \{\n    listen 80;.*?^\}\n", "")
+    text = _replace(
+        text,
+        r"^    access_log /var/log/nginx/circles\.access\.log circles;$",
+        f"    access_log {access_log} circles;",
+    )
     text = _replace(text, r"^    listen 443 ssl http2;$", f"    listen 127.0.0.1:{listen_port};")
     text = _replace(text, r"^    listen \[::\]:443 ssl http2;\n", "")
     text = _replace(text, r"^    ssl_[a-z_]+ [^\n]*\n", "", count=6)
@@ -170,7 +181,8 @@ def production(world: World, start_workers, tmp_path_factory: pytest.TempPathFac
         (nginx_dir / "temp").mkdir(parents=True)
         listen = free_port()
         site = nginx_dir / "circles.conf"
-        site.write_text(site_for_tests(listen, [int(address.split(":")[1]) for address in servers]))
+        upstream_ports = [int(address.split(":")[1]) for address in servers]
+        site.write_text(site_for_tests(listen, upstream_ports, nginx_dir / "circles.access.log"))
         main = nginx_dir / "nginx.conf"
         main.write_text(nginx_main_config(nginx_dir, site))
         binary = nginx_binary()
@@ -269,6 +281,25 @@ async def test_clients_are_spread_over_both_processes_and_all_play(production: P
         assert f'"WebSocket /{production.world.circle}" [accepted]' in process.output()
 
 
+async def test_a_url_sign_in_through_nginx_leaves_no_query_string_in_any_access_log(
+    production: Production,
+) -> None:
+    world, member = production.world, production.world.member
+    text = fetch_http_nonce(production.http, public_key=member.pubkey, circle=world.circle)["nonce"]
+    url = signed_url(production.ws, world.circle, member, text)
+    async with websockets.connect(url) as ws:
+        await ws.send('{"jsonrpc": "2.0", "method": "whoami", "id": 1}')
+        assert json.loads(await ws.recv())["result"]["authenticated"] is True
+    access_log = production.directory / "nginx" / "circles.access.log"
+    # nginx writes a WebSocket's line when it closes; the path is there, the query string is not.
+    wait_for(lambda: f'GET /{world.circle} HTTP/1.1" 101 ' in access_log.read_text(), timeout=10)
+    secrets = (member.sign(text), urllib.parse.quote(text), "sig=", "nonce=", "pubkey=")
+    logs = [access_log, *(process.log_path for process in production.servers.values())]
+    for log in logs:
+        written = log.read_text(errors="replace")
+        assert not [secret for secret in secrets if secret in written], log
+
+
 def test_signed_webhook_through_nginx_is_processed_once(production: Production) -> None:
     db = production.db
     circle = create_circle(production.world, "prod-once", WalletKey.named("e2e-prod-once").pubkey)
@@ -355,8 +386,9 @@ async def test_sigkilled_asgi_process_sends_its_clients_to_the_other(production:
         on_victim = [client for client in clients if placed[client] == victim]
         assert on_victim and len(on_victim) < len(clients)
         production.servers[victim].signal(signal.SIGKILL)
-        # nginx closes the clients' side when their upstream connection dies.
-        await asyncio.wait_for(_until(lambda: not any(client.connected for client in on_victim)), 10)
+        # nginx closes the clients' side when their upstream connection dies; they reconnect (to
+        # the survivor) by themselves, in the background, before anyone calls.
+        await asyncio.wait_for(_until(lambda: all(client.reconnects == 1 for client in on_victim)), 20)
         results = await asyncio.gather(
             *(play_retrying(client, f"{index} + 100") for index, client in enumerate(clients))
         )

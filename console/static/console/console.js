@@ -20,8 +20,15 @@
   let nextId = 1;
   const pending = new Map();
   let wantAddress = null; // the wallet address to sign in with again after a reconnect
-  let retryDelay = 1000;
   let retryTimer = null;
+  let retryAttempt = 0; // failed attempts since the connection was last open
+
+  // Reconnecting waits a random time between 0 and min(cap, base * 2^attempt) ("full jitter"):
+  // every page of a circle loses the server at the same instant when it restarts, and must not
+  // all come back at the same instant too.
+  const RETRY_BASE_MS = 500;
+  const RETRY_CAP_MS = 10000;
+  const retryDelay = (attempt) => Math.random() * Math.min(RETRY_CAP_MS, RETRY_BASE_MS * 2 ** attempt);
 
   function setState(state, text) {
     ui.connection.dataset.state = state;
@@ -33,7 +40,7 @@
     setState("connecting", "connecting…");
     ws = new WebSocket(socketUrl);
     ws.addEventListener("open", async () => {
-      retryDelay = 1000;
+      retryAttempt = 0;
       setState("connected");
       if (wantAddress) {
         note("Reconnected: signing in again.");
@@ -63,10 +70,11 @@
         note("This circle does not exist or was disabled (close 4404).", true);
         return;
       }
-      const seconds = Math.round(retryDelay / 1000);
-      setState("reconnecting", `disconnected (${event.code}) · retrying in ${seconds}s`);
-      retryTimer = setTimeout(connect, retryDelay);
-      retryDelay = Math.min(retryDelay * 2, 10000);
+      const delay = retryDelay(retryAttempt);
+      ui.connection.dataset.retry = `${retryAttempt} ${Math.round(delay)}`; // attempt, then ms
+      retryAttempt += 1;
+      setState("reconnecting", `disconnected (${event.code}) · retrying in ${(delay / 1000).toFixed(1)}s`);
+      retryTimer = setTimeout(connect, delay);
     });
   }
 
