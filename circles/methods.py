@@ -8,10 +8,10 @@ from functools import cache
 from typing import Any
 
 from auth_secp import InvalidAddress, InvalidCredentials, InvalidPublicKey
-from circleproject.metrics import SIGN_IN_FAILED
 from circles import jsonrpc
 from circles.jsonrpc import RpcError
 from circles.lookups import role_in_circle, standing_in_circle
+from circles.metrics import SIGN_IN_FAILED
 from circles.nonce_store import NonceStoreUnavailable
 from circles.registry import Method, MethodRegistry, Param
 from circles.roles import may_play

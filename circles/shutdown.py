@@ -21,8 +21,8 @@ from typing import Any, Protocol
 
 from django.conf import settings
 
-from circleproject.metrics import CONNECTIONS
 from circles.jsonrpc import EXECUTOR_UNAVAILABLE, RpcError
+from circles.metrics import CONNECTIONS
 
 logger = logging.getLogger("circles.shutdown")
 

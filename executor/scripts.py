@@ -26,9 +26,9 @@ import rhai
 from django.conf import settings
 from django.db import close_old_connections
 
-from circleproject.metrics import timed_play
 from circles.dispatch import current_request_id
 from circles.jsonrpc import EXECUTION_ERROR, EXECUTOR_UNAVAILABLE, RATE_LIMITED, RpcError
+from circles.metrics import timed_play
 from circles.session import CircleSession
 from executor.cancels import CancelNotices
 from executor.jobs import Job
