@@ -1,21 +1,20 @@
-"""The server's Prometheus metrics, and `/metrics`: the exposition of every app's metrics.
+"""`/metrics`: the Prometheus exposition of the server and its workers, and who may read it.
 
-Instrumented code makes one cheap call here (a pre-bound child's `inc`/`observe`, looked up
-in a dict: no label formatting per call). With `PROMETHEUS_MULTIPROC_DIR` set (before the
-process starts) every uvicorn and worker process writes its samples to files there and
-`/metrics` on any process reports the sum; without it each process reports its own.
-The executor's metrics are its own (`executor.metrics`); its queue gauges are read from Redis
-at scrape time, registered here only when REDIS_URL is set.
+The WebSocket face's and the webhooks' metrics are defined beside what they measure
+(`circles.metrics`, `webhooks.metrics`); instrumented code makes one cheap call there (a
+pre-bound child's `inc`/`observe`, looked up in a dict: no label formatting per call). With
+`PROMETHEUS_MULTIPROC_DIR` set (before the process starts) every uvicorn and worker process
+writes its samples to files there and `/metrics` on any process reports the sum; without it
+each process reports its own. The executor's metrics are its own (`executor.metrics`); its queue
+gauges are read from Redis at scrape time, registered here only when REDIS_URL is set.
 """
 
 from __future__ import annotations
 
-import functools
 import hmac
 import os
-import time
-from collections.abc import Awaitable, Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
@@ -23,86 +22,13 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
     CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
     generate_latest,
     multiprocess,
 )
 from prometheus_client.registry import Collector
 
+from circles.client_address import client_address, in_networks, parse_address, trusted_networks
 from executor.metrics import QueueCollector
-
-CONNECTIONS = Gauge(
-    "circles_connections_open", "Open circle WebSocket connections.", multiprocess_mode="livesum"
-)
-SIGN_INS = Counter("circles_sign_ins_total", "authenticate calls by outcome.", ["outcome"])
-RPC_CALLS = Counter(
-    "circles_rpc_calls_total", "JSON-RPC calls answered, by method and code (0: success).", ["method", "code"]
-)
-PLAY_SECONDS = Histogram(
-    "circles_play_seconds",
-    "Time from a play reaching the executor to its answer (queue, run, delivery).",
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
-)
-WEBHOOK_REQUESTS = Counter(
-    "circles_webhook_requests_total",
-    "Webhook deliveries received, by provider and HTTP status.",
-    ["provider", "status"],
-)
-
-WEBHOOK_EVENTS = Counter(
-    "circles_webhook_events_total",
-    "Webhook event runs by provider and what followed (processed, retry, failed).",
-    ["provider", "status"],
-)
-
-SIGN_IN_OK = SIGN_INS.labels("ok")
-SIGN_IN_FAILED = SIGN_INS.labels("invalid")
-
-_rpc_children: dict[tuple[str, int], Any] = {}
-
-
-def count_rpc(method: str, code: int) -> None:
-    """Count one answered call; method names the registry does not know count as "unknown"."""
-    child = _rpc_children.get((method, code))
-    if child is None:
-        from circles.methods import registry
-
-        known = registry.get(method) is not None
-        child = RPC_CALLS.labels(method if known else "unknown", str(code))
-        if known:  # bounded: registered methods x codes; unknown names are not cached
-            _rpc_children[(method, code)] = child
-    child.inc()
-
-
-def count_webhook_event(provider: str, status: str) -> None:
-    """A webhook event's run ended: `processed`, `retry` (will run again) or `failed` (gave up)."""
-    WEBHOOK_EVENTS.labels(provider, status).inc()
-
-
-def count_webhook(provider: str, status: int) -> None:
-    """A webhook request was answered (provider names outside the configured ones count as "unknown")."""
-    from webhooks.providers import get_provider
-
-    WEBHOOK_REQUESTS.labels(provider if get_provider(provider) else "unknown", str(status)).inc()
-
-
-T = TypeVar("T")
-
-
-def timed_play(call: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
-    """Decorate a script runner's `__call__`: observe its duration in `circles_play_seconds`."""
-
-    @functools.wraps(call)
-    async def timed(*args: Any, **kwargs: Any) -> T:
-        started = time.perf_counter()
-        try:
-            return await call(*args, **kwargs)
-        finally:
-            PLAY_SECONDS.observe(time.perf_counter() - started)
-
-    return timed
 
 
 def scrape() -> bytes:
@@ -135,8 +61,6 @@ def metrics_allowed(request: HttpRequest) -> bool:
     header = request.META.get("HTTP_AUTHORIZATION", "")
     if token and header.startswith("Bearer ") and hmac.compare_digest(header[7:].strip(), token):
         return True
-    from circles.client_address import client_address, in_networks, parse_address, trusted_networks
-
     address = client_address(
         request.META.get("REMOTE_ADDR"),
         request.META.get("HTTP_X_FORWARDED_FOR"),

@@ -19,7 +19,8 @@ from circles.sign_in_limits import WINDOW_SECONDS, nonce_limiter
 MAX_PARAM_CHARS = 200
 
 
-def _answer(status: int, body: dict, **headers: str) -> JsonResponse:
+def _no_store(status: int, body: dict, **headers: str) -> JsonResponse:
+    """A JSON response that is never cached."""
     response = JsonResponse(body, status=status)
     response["Cache-Control"] = "no-store"
     for name, value in headers.items():
@@ -28,7 +29,7 @@ def _answer(status: int, body: dict, **headers: str) -> JsonResponse:
 
 
 def _refuse(status: int, error: str, **headers: str) -> JsonResponse:
-    return _answer(status, {"error": error}, **headers)
+    return _no_store(status, {"error": error}, **headers)
 
 
 def request_address(request: HttpRequest) -> str | None:
@@ -77,7 +78,7 @@ async def nonce(request: HttpRequest) -> JsonResponse:
         return _refuse(503, "nonce store unavailable", **{"Retry-After": "1"})
     if not stored:
         return _refuse(503, "too many outstanding nonces", **{"Retry-After": "1"})
-    return _answer(200, {"nonce": ticket.text, "expires_at": ticket.expires_at})
+    return _no_store(200, {"nonce": ticket.text, "expires_at": ticket.expires_at})
 
 
 async def health(request: HttpRequest) -> JsonResponse:
@@ -87,5 +88,5 @@ async def health(request: HttpRequest) -> JsonResponse:
     try:
         active = await nonce_store().active()
     except NonceStoreUnavailable:
-        return _answer(503, {"status": "unhealthy", "active_nonces": None, "timestamp": int(time.time())})
-    return _answer(200, {"status": "healthy", "active_nonces": active, "timestamp": int(time.time())})
+        return _no_store(503, {"status": "unhealthy", "active_nonces": None, "timestamp": int(time.time())})
+    return _no_store(200, {"status": "healthy", "active_nonces": active, "timestamp": int(time.time())})

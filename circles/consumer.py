@@ -3,6 +3,7 @@
 The JSON-RPC rules live in `circles.jsonrpc`, the methods in `circles.methods`, the limits
 in `circles.limits` and `circles.address_limits`; this module only moves frames, enforces the
 limits and runs slow requests as tasks so a long `play` never delays a `whoami` on the same socket.
+On shutdown `circles.shutdown.drain_all` has every connection `drain` itself.
 """
 
 import asyncio
@@ -31,7 +32,7 @@ from circles.lookups import find_active_circle
 from circles.methods import registry
 from circles.peer_address import scope_address
 from circles.session import CircleSession
-from circles.shutdown import SHUTTING_DOWN, track, untrack
+from circles.shutdown import CLOSE_GOING_AWAY, SHUTDOWN_REASON, shutting_down, track, untrack
 from circles.sign_in_limits import sign_in_limiter
 from circles.url_sign_in import sign_in_at_connect
 from executor.scripts import script_runner_for
@@ -42,9 +43,8 @@ CLOSE_INVALID_FRAMES = 4400
 CLOSE_CIRCLE_NOT_FOUND = 4404
 CLOSE_TOO_MANY = 4429
 CLOSE_MESSAGE_TOO_BIG = 1009
-IN_FLIGHT_FULL = RpcError(RATE_LIMITED, "Rate limited", {"reason": "too many requests in flight"})
-OVER_THE_RATE = RpcError(RATE_LIMITED, "Rate limited", {"reason": "request rate"})
-BINARY_FRAME = RpcError(PARSE_ERROR, data={"reason": "send UTF-8 JSON text frames"})
+# After the grace, how long requests that were given up on may take to send that answer.
+GIVEN_UP_SECONDS = 1.0
 # One "refused: too many connections" line per address per minute, not one per refused socket.
 refusals_logged = AttemptWindows(60.0)
 
@@ -62,6 +62,21 @@ def peer_of(scope: dict[str, Any]) -> str:
     return f"{client[0]}:{client[1]}" if client else "unknown"
 
 
+def in_flight_full() -> RpcError:
+    """The -32029 answered to a request over the in-flight bound."""
+    return RpcError(RATE_LIMITED, data={"reason": "too many requests in flight"})
+
+
+def over_the_rate() -> RpcError:
+    """The -32029 answered to a request over the request rate."""
+    return RpcError(RATE_LIMITED, data={"reason": "request rate"})
+
+
+def binary_frame() -> RpcError:
+    """The -32700 answered to a binary frame."""
+    return RpcError(PARSE_ERROR, data={"reason": "send UTF-8 JSON text frames"})
+
+
 def frame_too_big(text: str, limit: int) -> bool:
     """Whether a text frame exceeds `limit` bytes once UTF-8 encoded (encoding only when it could)."""
     return len(text) > limit or (len(text) * 4 > limit and len(text.encode()) > limit)
@@ -70,7 +85,7 @@ def frame_too_big(text: str, limit: int) -> bool:
 def refuse_batch(entries: list[Request | InvalidEntry | None]) -> list[dict[str, Any]]:
     """The responses to a batch refused for the in-flight bound (notifications get none)."""
     return [
-        failure(entry.id, entry.error if isinstance(entry, InvalidEntry) else IN_FLIGHT_FULL)
+        failure(entry.id, entry.error if isinstance(entry, InvalidEntry) else in_flight_full())
         for entry in entries
         if entry is not None and not (isinstance(entry, Request) and entry.is_notification)
     ]
@@ -82,7 +97,7 @@ class CircleConsumer(AsyncWebsocketConsumer):
     session: CircleSession | None = None
     slot = None  # this connection's place in the per-address count (circles.address_limits)
     closing = False
-    draining = False  # set by circles.shutdown: new requests are answered -32012
+    draining = False  # set by `drain`: new requests are answered -32012
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Route a message to its handler, without Channels' per-message database clean-up.
@@ -159,41 +174,41 @@ class CircleConsumer(AsyncWebsocketConsumer):
         self.scripts.deliver(event["run_id"], event["outcome"])
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        """Check one frame against the limits, parse it, and answer or start answering it."""
+        """Check one frame against the limits, then read it (the Channels entry point of a frame)."""
         session = self.session
         if session is None or self.closing:
             return
         if text_data is None:
-            await self.answer_invalid_frame(BINARY_FRAME)
+            await self.refuse_frame(binary_frame())
         elif frame_too_big(text_data, session.limits.max_message_bytes):
             self.log.info("closing: frame over %s bytes", session.limits.max_message_bytes)
             await self.shut(CLOSE_MESSAGE_TOO_BIG, "message too big")
             return
         else:
-            await self.answer_frame(text_data)
+            await self.read_frame(text_data)
         await self.enforce_bounds()
 
-    async def answer_frame(self, text_data: str) -> None:
-        """Parse a text frame and answer it, or start answering it."""
+    async def read_frame(self, text_data: str) -> None:
+        """Parse a text frame, admit its entries, and reply or start the task that will."""
         limits = self.session.limits
         try:
             frame = parse_frame(text_data, max_batch=limits.max_batch)
         except RpcError as error:
-            await self.answer_invalid_frame(error)
+            await self.refuse_frame(error)
             return
         invalid = next((entry.error for entry in frame.entries if isinstance(entry, InvalidEntry)), None)
         if invalid is not None:
             self.count_invalid_frame(invalid)
         entries = [self.admit(entry) for entry in frame.entries]
         if not frame.is_batch:
-            await self.answer_single(entries[0])
+            await self.start_request(entries[0])
         elif self.in_flight + len(entries) > limits.max_in_flight:
             await self.reply(refuse_batch(entries))
         else:
-            self.spawn(self.answer_batch(entries), len(entries))
+            self.spawn(self.reply_to_batch(entries), len(entries))
 
-    async def answer_invalid_frame(self, error: RpcError) -> None:
-        """Answer a frame that holds no request at all (binary, not JSON, a bad batch): one token."""
+    async def refuse_frame(self, error: RpcError) -> None:
+        """Reply `error` to a frame holding no request at all (binary, not JSON, a bad batch): one token."""
         self.count_invalid_frame(error)
         admitted = self.admit(InvalidEntry(error))
         await self.reply(failure(None, admitted.error))
@@ -224,7 +239,7 @@ class CircleConsumer(AsyncWebsocketConsumer):
         """Apply the request rate to one entry, valid or not: over it, -32029 (a notification is dropped)."""
         if self.draining:
             if isinstance(entry, Request):
-                return None if entry.is_notification else InvalidEntry(SHUTTING_DOWN, entry.id)
+                return None if entry.is_notification else InvalidEntry(shutting_down(), entry.id)
             return entry
         if self.session.rate.take():
             self.rate_rejections = 0  # only an unbroken run of rejections closes the socket
@@ -232,36 +247,37 @@ class CircleConsumer(AsyncWebsocketConsumer):
         self.rate_rejections += 1
         if isinstance(entry, Request) and entry.is_notification:
             return None
-        return InvalidEntry(OVER_THE_RATE, entry.id)
+        return InvalidEntry(over_the_rate(), entry.id)
 
-    async def answer_single(self, entry: Request | InvalidEntry | None) -> None:
-        """Answer cheap methods in place; run the rest as a task, within the in-flight bound."""
-        if not isinstance(entry, Request):
-            await self.reply(await self.answer_entry(entry))
+    async def start_request(self, entry: Request | InvalidEntry | None) -> None:
+        """A lone entry: reply in place to a cheap method or a refusal, else run it as a task (in bound)."""
+        if isinstance(entry, Request) and not self.runs_inline(entry):
+            if self.in_flight < self.session.limits.max_in_flight:
+                self.spawn(self.reply_to(entry), 1)
+            elif not entry.is_notification:
+                await self.reply(failure(entry.id, in_flight_full()))
             return
-        method = registry.get(entry.method)
-        if method is not None and method.inline:
-            await self.reply(await answer(registry, self.session, entry, self.log))
-            return
-        if self.in_flight >= self.session.limits.max_in_flight:
-            if not entry.is_notification:
-                await self.reply(failure(entry.id, IN_FLIGHT_FULL))
-            return
-        self.spawn(self.answer_one(entry), 1)
+        await self.reply_to(entry)
 
-    async def answer_one(self, entry: Request) -> None:
-        """Answer one request (not in a batch) and reply with its response object."""
-        await self.reply(await self.answer_entry(entry))
+    @staticmethod
+    def runs_inline(request: Request) -> bool:
+        """Whether `request` names an `inline` method (cheap, no I/O): answered without a task."""
+        method = registry.get(request.method)
+        return method is not None and method.inline
 
-    async def answer_batch(self, entries: list[Request | InvalidEntry | None]) -> None:
+    async def reply_to(self, entry: Request | InvalidEntry | None) -> None:
+        """Reply to one entry (not in a batch) with its response object."""
+        await self.reply(await self.response_to(entry))
+
+    async def reply_to_batch(self, entries: list[Request | InvalidEntry | None]) -> None:
         """Answer every entry concurrently and reply once, with an array."""
-        responses = await asyncio.gather(*(self.answer_entry(entry) for entry in entries))
+        responses = await asyncio.gather(*(self.response_to(entry) for entry in entries))
         responses = [response for response in responses if response is not None]
         if responses:
             await self.reply(responses)
 
-    async def answer_entry(self, entry: Request | InvalidEntry | None) -> dict[str, Any] | None:
-        """The response to one entry (None: nothing to send)."""
+    async def response_to(self, entry: Request | InvalidEntry | None) -> dict[str, Any] | None:
+        """The response to one entry (None: nothing to send); a request is run by `answer`."""
         if entry is None:
             return None
         if isinstance(entry, InvalidEntry):
@@ -288,6 +304,24 @@ class CircleConsumer(AsyncWebsocketConsumer):
         if self.session is not None and self.session.failed_auth >= self.session.limits.max_failed_auth:
             self.log.warning("closing: %s failed authentications", self.session.failed_auth)
             await self.shut(CLOSE_TOO_MANY, "too many failed authentications")
+
+    async def drain(self, grace: float) -> None:
+        """Shutdown: refuse new requests, let in-flight ones finish within `grace` seconds, close 1001.
+
+        A `play` still waiting when the grace ends is answered -32012; whatever is still
+        running after that (nothing left to say) is cancelled.
+        """
+        self.draining = True
+        pending = set(self.tasks)
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=grace)
+            if late:
+                self.log.warning("shutdown: %d request(s) still running after %.1fs", len(late), grace)
+                self.scripts.give_up(shutting_down)  # tasks exist only once the session and its runner do
+                _, late = await asyncio.wait(late, timeout=GIVEN_UP_SECONDS)
+                for task in late:
+                    task.cancel()
+        await self.shut(CLOSE_GOING_AWAY, SHUTDOWN_REASON)
 
     async def shut(self, code: int, reason: str) -> None:
         """Close the socket once with `code` and a reason the client can read."""

@@ -6,8 +6,8 @@ from typing import Any
 
 import orjson
 
-from circleproject.metrics import count_rpc
 from circles.jsonrpc import INTERNAL_ERROR, METHOD_NOT_FOUND, Request, RpcError, failure, success
+from circles.metrics import count_rpc
 from circles.registry import MethodRegistry
 from circles.session import CircleSession
 
@@ -31,14 +31,14 @@ async def answer(
     Every failure is logged with the connection's circle and peer (the adapter carries
     them); clients get only the code, message and data, never internals.
     """
+    method = registry.get(request.method)
     token = _request.set(request)
     try:
-        method = registry.get(request.method)
         if method is None:
             raise RpcError(METHOD_NOT_FOUND, data={"method": request.method[:100]})
         result = await method.handler(session, **method.bind(request.params))
     except RpcError as error:
-        count_rpc(request.method, error.code)
+        count_rpc(request.method, error.code, known=method is not None)
         log.info(
             "%s failed: %s %s%s",
             request.method[:100],
@@ -48,10 +48,10 @@ async def answer(
         )
         return None if request.is_notification else failure(request.id, error)
     except Exception:
-        count_rpc(request.method, INTERNAL_ERROR)
+        count_rpc(request.method, INTERNAL_ERROR, known=method is not None)
         log.exception("%s raised", request.method[:100])
         return None if request.is_notification else failure(request.id, RpcError(INTERNAL_ERROR))
     finally:
         _request.reset(token)
-    count_rpc(request.method, 0)
+    count_rpc(request.method, 0, known=True)
     return None if request.is_notification else success(request.id, result)

@@ -23,28 +23,38 @@ FORBIDDEN = -32003
 EXECUTOR_UNAVAILABLE = -32012
 RATE_LIMITED = -32029
 
-_STANDARD_MESSAGES = {
+# The one message of each code: every RpcError takes its `message` from here (a `detail` may
+# follow it), and the OpenRPC document lists these.
+MESSAGES: dict[int, str] = {
     PARSE_ERROR: "Parse error",
     INVALID_REQUEST: "Invalid Request",
     METHOD_NOT_FOUND: "Method not found",
     INVALID_PARAMS: "Invalid params",
     INTERNAL_ERROR: "Internal error",
+    EXECUTION_ERROR: "Execution error",
+    AUTHENTICATION_REQUIRED: "Authentication required",
+    INVALID_CREDENTIALS: "Invalid credentials",
+    FORBIDDEN: "Forbidden",
+    EXECUTOR_UNAVAILABLE: "Executor unavailable",
+    RATE_LIMITED: "Rate limited",
 }
+SERVER_ERROR = "Server error"  # the spec's name for a code of the server range missing above
 
 _ABSENT = object()
 
 
 class RpcError(Exception):
-    """An error to answer with: `code`, a short `message` and optional structured `data`.
+    """An error to answer with: `code`, its message from `MESSAGES` and optional structured `data`.
 
-    `log_detail` is for the server log only (why a sign-in failed, say) and never sent.
+    `detail` is appended to the message (`Invalid params: pubkey is required`); `log_detail`
+    is for the server log only (why a sign-in failed, say) and never sent. Build one per
+    failure: an exception raised from several places at once shares its traceback.
     """
 
-    def __init__(
-        self, code: int, message: str | None = None, data: Any = None, *, log_detail: str = ""
-    ) -> None:
+    def __init__(self, code: int, *, data: Any = None, detail: str = "", log_detail: str = "") -> None:
         self.code = code
-        self.message = message or _STANDARD_MESSAGES.get(code, "Server error")
+        message = MESSAGES.get(code, SERVER_ERROR)
+        self.message = f"{message}: {detail}" if detail else message
         self.data = data
         self.log_detail = log_detail
         super().__init__(self.message)

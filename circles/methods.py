@@ -8,10 +8,10 @@ from functools import cache
 from typing import Any
 
 from auth_secp import InvalidAddress, InvalidCredentials, InvalidPublicKey
-from circleproject.metrics import SIGN_IN_FAILED
 from circles import jsonrpc
 from circles.jsonrpc import RpcError
 from circles.lookups import role_in_circle, standing_in_circle
+from circles.metrics import SIGN_IN_FAILED
 from circles.nonce_store import NonceStoreUnavailable
 from circles.registry import Method, MethodRegistry, Param
 from circles.roles import may_play
@@ -19,16 +19,6 @@ from circles.session import CircleSession
 from circles.ticket_sign_in import finish_sign_in, redeem_sent_nonce
 
 PROTOCOL_VERSION = "0.2.0"
-
-ERROR_MESSAGES = {
-    jsonrpc.INVALID_PARAMS: "Invalid params",
-    jsonrpc.EXECUTION_ERROR: "Execution error",
-    jsonrpc.AUTHENTICATION_REQUIRED: "Authentication required",
-    jsonrpc.INVALID_CREDENTIALS: "Invalid credentials",
-    jsonrpc.FORBIDDEN: "Forbidden",
-    jsonrpc.EXECUTOR_UNAVAILABLE: "Executor unavailable",
-    jsonrpc.RATE_LIMITED: "Rate limited",
-}
 
 registry = MethodRegistry()
 
@@ -50,10 +40,6 @@ def rpc_method(name: str, summary: str, **options: Any):
     return register
 
 
-def _error(code: int, **kwargs: Any) -> RpcError:
-    return RpcError(code, ERROR_MESSAGES[code], **kwargs)
-
-
 @rpc_method(
     "fetch_nonce",
     "Issue a sign-in challenge for a key; returns the exact text to sign (EIP-191 personal_sign).",
@@ -68,8 +54,8 @@ async def fetch_nonce(session: CircleSession, pubkey: str) -> str:
     except (InvalidPublicKey, InvalidAddress) as exc:
         raise RpcError(
             jsonrpc.INVALID_PARAMS,
-            "Invalid params: pubkey is not a secp256k1 public key or Ethereum address",
-            {"field": "pubkey", "reason": str(exc)},
+            data={"field": "pubkey", "reason": str(exc)},
+            detail="pubkey is not a secp256k1 public key or Ethereum address",
         ) from exc
     return challenge.text
 
@@ -93,7 +79,7 @@ async def fetch_nonce(session: CircleSession, pubkey: str) -> str:
 )
 async def authenticate(session: CircleSession, pubkey: str, signature: str, nonce: str | None = None) -> bool:
     if not await session.may_attempt_sign_in():  # before the signature check: refusals cost nothing
-        raise _error(jsonrpc.RATE_LIMITED, data={"reason": "too many sign-in attempts"})
+        raise RpcError(jsonrpc.RATE_LIMITED, data={"reason": "too many sign-in attempts"})
     try:
         if nonce is None:
             key = session.challenges.redeem(pubkey, signature)
@@ -104,7 +90,7 @@ async def authenticate(session: CircleSession, pubkey: str, signature: str, nonc
     except InvalidCredentials as exc:
         session.failed_auth += 1
         SIGN_IN_FAILED.inc()
-        raise _error(jsonrpc.INVALID_CREDENTIALS, log_detail=exc.reason) from exc
+        raise RpcError(jsonrpc.INVALID_CREDENTIALS, log_detail=exc.reason) from exc
     await finish_sign_in(session, key)
     return True
 
@@ -169,13 +155,13 @@ async def logout(session: CircleSession) -> bool:
 )
 async def play(session: CircleSession, script: str, timeout_ms: int | None = None) -> dict[str, Any]:
     if not session.authenticated:
-        raise _error(jsonrpc.AUTHENTICATION_REQUIRED)
+        raise RpcError(jsonrpc.AUTHENTICATION_REQUIRED)
     if not session.may_play_without_lookup():
         version = session.version_before_read()
         role, guest_may_play = await standing_in_circle(session.circle.id, session.pubkey)
         session.note_role_at(role, version)
         if not may_play(role, allow_guests=guest_may_play):
-            raise _error(jsonrpc.FORBIDDEN, data={"role": role, "needs": "member"})
+            raise RpcError(jsonrpc.FORBIDDEN, data={"role": role, "needs": "member"})
     limits = session.limits
     timeout = min(timeout_ms or limits.play_timeout_ms, limits.play_max_timeout_ms)
     return await session.run_script(session, script, timeout)
@@ -184,9 +170,7 @@ async def play(session: CircleSession, script: str, timeout_ms: int | None = Non
 @cache
 def openrpc_document() -> dict[str, Any]:
     """The OpenRPC document of this endpoint, generated from the registry."""
-    return registry.openrpc(
-        title="Circles circle endpoint", version=PROTOCOL_VERSION, error_messages=ERROR_MESSAGES
-    )
+    return registry.openrpc(title="Circles circle endpoint", version=PROTOCOL_VERSION)
 
 
 @rpc_method("rpc.discover", "This endpoint's OpenRPC document.", result={"type": "object"}, inline=True)

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from circles.jsonrpc import INVALID_PARAMS, RpcError
+from circles.jsonrpc import INVALID_PARAMS, MESSAGES, RpcError
 
 _JSON_TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,),
@@ -61,8 +61,7 @@ def _invalid(field_name: str | None, reason: str) -> RpcError:
     data: dict[str, Any] = {"reason": reason}
     if field_name is not None:
         data["field"] = field_name
-    message = f"Invalid params: {field_name} {reason}" if field_name else f"Invalid params: {reason}"
-    return RpcError(INVALID_PARAMS, message, data)
+    return RpcError(INVALID_PARAMS, data=data, detail=f"{field_name} {reason}" if field_name else reason)
 
 
 Handler = Callable[..., Awaitable[Any]]
@@ -125,8 +124,8 @@ class MethodRegistry:
     def __iter__(self):
         return iter(self._methods.values())
 
-    def openrpc(self, *, title: str, version: str, error_messages: dict[int, str]) -> dict[str, Any]:
-        """The OpenRPC 1.2 document of the registered methods."""
+    def openrpc(self, *, title: str, version: str) -> dict[str, Any]:
+        """The OpenRPC 1.2 document of the registered methods (error messages from `jsonrpc.MESSAGES`)."""
         return {
             "openrpc": "1.2.6",
             "info": {"title": title, "version": version},
@@ -145,7 +144,7 @@ class MethodRegistry:
                         for p in m.params
                     ],
                     "result": {"name": f"{m.name}_result", "schema": m.result},
-                    "errors": [{"code": code, "message": error_messages[code]} for code in m.errors],
+                    "errors": [{"code": code, "message": MESSAGES[code]} for code in m.errors],
                 }
                 for m in self._methods.values()
             ],

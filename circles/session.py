@@ -1,6 +1,7 @@
 """The state of one connection to a circle: who signed in, pending challenge, counters."""
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -31,8 +32,8 @@ class ScriptRunner(Protocol):
 
     async def __call__(self, session: "CircleSession", script: str, timeout_ms: int) -> dict: ...
 
-    def give_up(self, error: RpcError) -> None:
-        """Answer `error` to every request still waiting (the server is shutting down)."""
+    def give_up(self, error: Callable[[], RpcError]) -> None:
+        """Answer a fresh `error()` to every request still waiting (the server is shutting down)."""
 
 
 @dataclass(slots=True)

@@ -2,53 +2,62 @@
 
 Every `CircleConsumer` registers itself in `live` on connect (a WeakSet: a forgotten entry
 cannot keep a consumer alive). On SIGTERM `circleproject.serve.CirclesServer` calls
-`drain_all()`, which for every live connection at once:
+`drain_all()`, which asks every live connection at once to `drain(grace)`:
 
-1. stops taking requests: from now on each request is answered -32012 `Executor unavailable`
+1. stop taking requests: from now on each request is answered -32012 `Executor unavailable`
    with `{"reason": "server shutting down"}` (a notification gets nothing);
-2. waits for the requests already in flight (a `play` gets its worker's result, or its own
+2. wait for the requests already in flight (a `play` gets its worker's result, or its own
    -32000/-32012) up to `CIRCLES_SHUTDOWN_GRACE_SECONDS` (default 10);
-3. closes the socket with 1001 "server shutting down".
+3. close the socket with 1001 "server shutting down".
 
 Requests still running when the grace ends are answered -32012 before the close, so a
 client never loses a request silently.
 """
 
-from __future__ import annotations
-
 import asyncio
 import logging
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from django.conf import settings
 
-from circleproject.metrics import CONNECTIONS
 from circles.jsonrpc import EXECUTOR_UNAVAILABLE, RpcError
-
-if TYPE_CHECKING:
-    from circles.consumer import CircleConsumer
+from circles.metrics import CONNECTIONS
 
 logger = logging.getLogger("circles.shutdown")
 
 CLOSE_GOING_AWAY = 1001
 SHUTDOWN_REASON = "server shutting down"
-SHUTTING_DOWN = RpcError(EXECUTOR_UNAVAILABLE, "Executor unavailable", {"reason": SHUTDOWN_REASON})
-
-live: weakref.WeakSet[CircleConsumer] = weakref.WeakSet()
 
 
-def track(consumer: CircleConsumer) -> None:
+def shutting_down() -> RpcError:
+    """The -32012 answered to a request the draining server will not run (a fresh one each time)."""
+    return RpcError(EXECUTOR_UNAVAILABLE, data={"reason": SHUTDOWN_REASON})
+
+
+class Drainable(Protocol):
+    """A live connection, as the drain sees it."""
+
+    closing: bool
+
+    async def drain(self, grace: float) -> None:
+        """Refuse new requests, let in-flight ones finish within `grace` seconds, close 1001."""
+
+
+live: weakref.WeakSet[Drainable] = weakref.WeakSet()
+
+
+def track(connection: Drainable) -> None:
     """A connection opened: count it, and drain it on shutdown."""
-    if consumer not in live:
-        live.add(consumer)
+    if connection not in live:
+        live.add(connection)
         CONNECTIONS.inc()
 
 
-def untrack(consumer: CircleConsumer) -> None:
+def untrack(connection: Drainable) -> None:
     """A connection closed."""
-    if consumer in live:
-        live.discard(consumer)
+    if connection in live:
+        live.discard(connection)
         CONNECTIONS.dec()
 
 
@@ -57,37 +66,15 @@ def grace_seconds() -> float:
     return float(getattr(settings, "CIRCLES_SHUTDOWN_GRACE_SECONDS", 10.0))
 
 
-async def drain_connection(consumer: CircleConsumer, grace: float) -> None:
-    """Drain one connection: refuse new requests, let in-flight ones finish (bounded), close 1001."""
-    consumer.draining = True
-    pending = set(consumer.tasks)
-    if pending:
-        _, late = await asyncio.wait(pending, timeout=grace)
-        if late:
-            consumer.log.warning("shutdown: %d request(s) still running after %.1fs", len(late), grace)
-            give_up_waiting(consumer)
-            _, late = await asyncio.wait(late, timeout=1.0)
-            for task in late:  # not a `play` (those were just answered): nothing left to say
-                task.cancel()
-    await consumer.shut(CLOSE_GOING_AWAY, SHUTDOWN_REASON)
-
-
-def give_up_waiting(consumer: CircleConsumer) -> None:
-    """Answer -32012 to every `play` of `consumer` still waiting for its result."""
-    scripts = getattr(consumer, "scripts", None)  # none yet if the handshake never finished
-    if scripts is not None:
-        scripts.give_up(SHUTTING_DOWN)
-
-
 async def drain_all(grace: float | None = None) -> None:
     """Drain every live connection of this process concurrently (called once, on SIGTERM)."""
-    consumers = [consumer for consumer in list(live) if not consumer.closing]
-    if not consumers:
+    connections = [connection for connection in list(live) if not connection.closing]
+    if not connections:
         return
     grace = grace_seconds() if grace is None else grace
-    logger.info("shutdown: draining %d connection(s), grace %.1fs", len(consumers), grace)
+    logger.info("shutdown: draining %d connection(s), grace %.1fs", len(connections), grace)
     results: list[Any] = await asyncio.gather(
-        *(drain_connection(consumer, grace) for consumer in consumers), return_exceptions=True
+        *(connection.drain(grace) for connection in connections), return_exceptions=True
     )
     for result in results:
         if isinstance(result, BaseException):

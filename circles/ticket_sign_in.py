@@ -4,8 +4,8 @@ param and the sign-in in the WebSocket URL (`/{circle_pk}?pubkey=&sig=&nonce=`) 
 import time
 
 from auth_secp import InvalidCredentials, nonce_id, redeem_ticket
-from circleproject.metrics import SIGN_IN_OK
 from circles import membership_notices
+from circles.metrics import SIGN_IN_OK
 from circles.nonce_store import nonce_store
 from circles.role_cache import role_at_sign_in
 from circles.session import CircleSession

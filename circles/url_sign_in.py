@@ -10,7 +10,7 @@ sign-in attempts, 1013 when the nonce store cannot be reached. The query string 
 from urllib.parse import parse_qs
 
 from auth_secp import InvalidCredentials
-from circleproject.metrics import SIGN_IN_FAILED
+from circles.metrics import SIGN_IN_FAILED
 from circles.nonce_store import NonceStoreUnavailable
 from circles.session import CircleSession
 from circles.ticket_sign_in import finish_sign_in, redeem_sent_nonce

@@ -26,9 +26,9 @@ import rhai
 from django.conf import settings
 from django.db import close_old_connections
 
-from circleproject.metrics import timed_play
 from circles.dispatch import current_request_id
 from circles.jsonrpc import EXECUTION_ERROR, EXECUTOR_UNAVAILABLE, RATE_LIMITED, RpcError
+from circles.metrics import timed_play
 from circles.session import CircleSession
 from executor.cancels import CancelNotices
 from executor.jobs import Job
@@ -46,9 +46,9 @@ DELIVERY_GRACE_SECONDS = 0.5
 # How often the head of a caller's line asks Redis again whether a share has room (a run that
 # ended in another process; one of this process wakes the line at once).
 LINE_POLL_SECONDS = 0.05
-OVER_SHARE = {
-    CALLER: RpcError(RATE_LIMITED, "Rate limited", {"reason": "too many runs in flight for this key"}),
-    CIRCLE: RpcError(RATE_LIMITED, "Rate limited", {"reason": "too many runs in flight in this circle"}),
+OVER_SHARE_REASONS = {
+    CALLER: "too many runs in flight for this key",
+    CIRCLE: "too many runs in flight in this circle",
 }
 Attempt = Callable[[], Awaitable[str | None]]  # hand the job over: None, or the share that refused
 
@@ -57,16 +57,20 @@ def outcome_to_result(outcome: dict[str, Any]) -> dict[str, Any]:
     """The `play` result, or the -32000 error a failed run becomes."""
     if outcome["ok"]:
         return outcome["result"]
-    raise RpcError(EXECUTION_ERROR, "Execution error", outcome["error"])
+    raise RpcError(EXECUTION_ERROR, data=outcome["error"])
 
 
 def deadline_passed(timeout_ms: int) -> RpcError:
     """The -32000 `timeout` answered when no result came by the deadline."""
+    message = f"no result within {timeout_ms} ms"
     return RpcError(
-        EXECUTION_ERROR,
-        "Execution error",
-        {"kind": "timeout", "message": f"no result within {timeout_ms} ms", "line": None, "column": None},
+        EXECUTION_ERROR, data={"kind": "timeout", "message": message, "line": None, "column": None}
     )
+
+
+def over_share(which: str) -> RpcError:
+    """The -32029 answered when the caller's or the circle's share stayed full until the deadline."""
+    return RpcError(RATE_LIMITED, data={"reason": OVER_SHARE_REASONS[which]})
 
 
 def new_job(session: CircleSession, script: str, timeout_ms: int, reply_channel: str = "") -> Job:
@@ -147,13 +151,13 @@ class _Waiting:
             async with asyncio.timeout(max(job.remaining_ms(), 0) / 1000):
                 return await _lines().wait_turn(job.caller_id, tried, abort)
         except TimeoutError:
-            raise OVER_SHARE[refused[0]] from None
+            raise over_share(refused[0]) from None
 
-    def give_up(self, error: RpcError) -> None:
-        """Answer `error` to every request still waiting (the server is shutting down)."""
+    def give_up(self, error: Callable[[], RpcError]) -> None:
+        """Answer a fresh `error()` to every request still waiting (the server is shutting down)."""
         for answer in list(self.waiting.values()):
             if not answer.done():
-                answer.set_exception(error)
+                answer.set_exception(error())
 
 
 class QueuedScripts(_Waiting):
@@ -179,9 +183,7 @@ class QueuedScripts(_Waiting):
                 return exc.which
             except (QueueFull, QueueUnavailable) as exc:
                 reason = "queue full" if isinstance(exc, QueueFull) else "queue unavailable"
-                raise RpcError(
-                    EXECUTOR_UNAVAILABLE, "Executor unavailable", {"reason": reason}, log_detail=str(exc)
-                ) from exc
+                raise RpcError(EXECUTOR_UNAVAILABLE, data={"reason": reason}, log_detail=str(exc)) from exc
             return None
 
         try:

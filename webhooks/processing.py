@@ -26,13 +26,13 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 
-from circleproject import metrics
 from executor.applied import forget_events
 from executor.dsl import SERVICE_ROLE
 from executor.jobs import Job
 from executor.models import ScriptRun
 from executor.queue import JobQueue, QueueConfig, QueueFull, QueueUnavailable
 from executor.redis_clients import sync_client
+from webhooks import metrics
 from webhooks.models import WebhookEvent
 from webhooks.providers import get_provider
 from webhooks.recording import endpoint_config, new_run_id

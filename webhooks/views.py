@@ -14,9 +14,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from circleproject.metrics import count_webhook
 from circles.client_address import client_address, trusted_networks
 from webhooks.intake import receive_on_db_thread
+from webhooks.metrics import count_webhook
 from webhooks.providers import get_provider
 from webhooks.recording import selected_headers
 
@@ -35,7 +35,8 @@ class WebhookView(APIView):
 
     def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any) -> Response:
         """Count every answer in `circles_webhook_requests_total` (provider, status)."""
-        count_webhook(kwargs.get("provider", ""), response.status_code)
+        provider = kwargs.get("provider", "")
+        count_webhook(provider, response.status_code, known=get_provider(provider) is not None)
         return super().finalize_response(request, response, *args, **kwargs)
 
     def post(self, request: Request, provider: str, circle_pk: str) -> Response:

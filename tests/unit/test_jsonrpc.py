@@ -564,11 +564,16 @@ def test_encode_keeps_float_ids_exact() -> None:
         (-32601, "Method not found"),
         (-32602, "Invalid params"),
         (-32603, "Internal error"),
-        (-32002, "Server error"),
+        (-32000, "Execution error"),
+        (-32001, "Authentication required"),
+        (-32002, "Invalid credentials"),
+        (-32003, "Forbidden"),
+        (-32012, "Executor unavailable"),
+        (-32029, "Rate limited"),
         (-32099, "Server error"),
     ],
 )
-def test_default_messages(code: int, message: str) -> None:
+def test_every_message_comes_from_the_table(code: int, message: str) -> None:
     assert RpcError(code).message == message
     assert str(RpcError(code)) == message
     assert RpcError(code).to_dict() == {"code": code, "message": message}
@@ -585,17 +590,26 @@ def test_protocol_codes() -> None:
     ) == (-32000, -32001, -32002, -32003, -32012, -32029)
 
 
-def test_explicit_message_and_falsy_data_are_kept() -> None:
-    assert RpcError(-32002, "Invalid credentials").to_dict() == {
-        "code": -32002,
-        "message": "Invalid credentials",
+def test_a_detail_follows_the_message_and_falsy_data_are_kept() -> None:
+    assert RpcError(-32602, detail="x is required").to_dict() == {
+        "code": -32602,
+        "message": "Invalid params: x is required",
     }
     for data in (0, "", [], {}, False):
-        assert RpcError(-32000, "x", data).to_dict() == {"code": -32000, "message": "x", "data": data}
+        assert RpcError(-32000, data=data).to_dict() == {
+            "code": -32000,
+            "message": "Execution error",
+            "data": data,
+        }
+
+
+def test_the_message_is_never_free_text() -> None:
+    with pytest.raises(TypeError):
+        RpcError(-32000, "x")  # type: ignore[misc]
 
 
 def test_log_detail_is_never_sent() -> None:
-    error = RpcError(-32002, "Invalid credentials", log_detail="subject mismatch")
+    error = RpcError(-32002, log_detail="subject mismatch")
     assert error.log_detail == "subject mismatch"
     assert error.to_dict() == {"code": -32002, "message": "Invalid credentials"}
     assert "subject mismatch" not in encode(failure(1, error))
@@ -621,13 +635,14 @@ json_values = st.recursive(
 
 @given(
     code=st.integers(-32768, -32000),
-    message=st.none() | st.text(max_size=30),
+    message=st.text(max_size=30),
     data=json_values,
     detail=st.text(min_size=1, max_size=30),
 )
-def test_to_dict_never_carries_log_detail(code: int, message: str | None, data: Any, detail: str) -> None:
-    error = RpcError(code, message, data, log_detail=detail)
-    expected: dict[str, Any] = {"code": code, "message": message or RpcError(code).message}
+def test_to_dict_never_carries_log_detail(code: int, message: str, data: Any, detail: str) -> None:
+    error = RpcError(code, data=data, detail=message, log_detail=detail)
+    table = RpcError(code).message
+    expected: dict[str, Any] = {"code": code, "message": f"{table}: {message}" if message else table}
     if data is not None:
         expected["data"] = data
     assert error.to_dict() == expected

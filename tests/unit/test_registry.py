@@ -287,11 +287,7 @@ def test_openrpc_document_shape() -> None:
         )
     )
     registry.add(Method("ping", _handler, "Pong.", result={"type": "boolean"}))
-    document = registry.openrpc(
-        title="T",
-        version="9.9.9",
-        error_messages={-32602: "Invalid params", -32001: "Authentication required"},
-    )
+    document = registry.openrpc(title="T", version="9.9.9")
     assert_openrpc_1_2(document)
     assert document == {
         "openrpc": "1.2.6",
@@ -334,7 +330,7 @@ def test_openrpc_document_shape() -> None:
 
 
 def test_empty_registry_document() -> None:
-    document = MethodRegistry().openrpc(title="T", version="1.0.0", error_messages={})
+    document = MethodRegistry().openrpc(title="T", version="1.0.0")
     assert_openrpc_1_2(document)
     assert document["methods"] == []
 
@@ -343,7 +339,8 @@ def test_empty_registry_document() -> None:
 
 
 def test_real_registry_document() -> None:
-    from circles.methods import ERROR_MESSAGES, PROTOCOL_VERSION, openrpc_document, registry
+    from circles.jsonrpc import MESSAGES
+    from circles.methods import PROTOCOL_VERSION, openrpc_document, registry
 
     document = openrpc_document()
     assert_openrpc_1_2(document)
@@ -368,7 +365,7 @@ def test_real_registry_document() -> None:
     assert [m.name for m in registry] == list(params)
     for method in document["methods"]:
         for error in method["errors"]:
-            assert error["message"] == ERROR_MESSAGES[error["code"]]
+            assert error["message"] == MESSAGES[error["code"]]
     by_name = {m["name"]: m for m in document["methods"]}
     assert [e["code"] for e in by_name["authenticate"]["errors"]] == [-32602, -32002, -32029]
     assert {-32000, -32001, -32003, -32012} <= {e["code"] for e in by_name["play"]["errors"]}

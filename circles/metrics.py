@@ -1,0 +1,57 @@
+"""The WebSocket face's Prometheus metrics: connections, sign-ins, RPC calls, `play` durations.
+
+Defined here, beside what they measure; the callers pass the labels in (this module knows
+neither the method registry nor the consumer). `circleproject.metrics` serves them.
+"""
+
+import functools
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from prometheus_client import Counter, Gauge, Histogram
+
+CONNECTIONS = Gauge(
+    "circles_connections_open", "Open circle WebSocket connections.", multiprocess_mode="livesum"
+)
+SIGN_INS = Counter("circles_sign_ins_total", "authenticate calls by outcome.", ["outcome"])
+SIGN_IN_OK = SIGN_INS.labels("ok")
+SIGN_IN_FAILED = SIGN_INS.labels("invalid")
+RPC_CALLS = Counter(
+    "circles_rpc_calls_total", "JSON-RPC calls answered, by method and code (0: success).", ["method", "code"]
+)
+PLAY_SECONDS = Histogram(
+    "circles_play_seconds",
+    "Time from a play reaching the executor to its answer (queue, run, delivery).",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+
+_rpc_children: dict[tuple[str, int], Any] = {}
+
+
+def count_rpc(method: str, code: int, *, known: bool) -> None:
+    """Count one answered call; a method name the registry does not know (`known` False) counts as
+    "unknown", so a client cannot grow the label set."""
+    child = _rpc_children.get((method, code))
+    if child is None:
+        child = RPC_CALLS.labels(method if known else "unknown", str(code))
+        if known:  # bounded: registered methods x codes; unknown names are not cached
+            _rpc_children[(method, code)] = child
+    child.inc()
+
+
+T = TypeVar("T")
+
+
+def timed_play(call: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    """Decorate a script runner's `__call__`: observe its duration in `circles_play_seconds`."""
+
+    @functools.wraps(call)
+    async def timed(*args: Any, **kwargs: Any) -> T:
+        started = time.perf_counter()
+        try:
+            return await call(*args, **kwargs)
+        finally:
+            PLAY_SECONDS.observe(time.perf_counter() - started)
+
+    return timed
