@@ -51,18 +51,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+import orjson
+import redis
+import redis.asyncio as aioredis
+from websockets.asyncio.client import connect
 
-import orjson  # noqa: E402
-import redis  # noqa: E402
-import redis.asyncio as aioredis  # noqa: E402
-from websockets.asyncio.client import connect  # noqa: E402
-
-from bench.ws_rpc import RATE_ENV, Client, Signer, cpu_seconds, run_loop  # noqa: E402
-from executor.jobs import Job  # noqa: E402
-from tests.helpers.processes import (  # noqa: E402
+from bench.helpers import REPO, cpu_seconds, named_key, percentile
+from bench.ws_rpc import RATE_ENV, Client, run_loop
+from circles_client.keys import SigningKey
+from executor.jobs import Job
+from tests.helpers.processes import (
     PYTHON,
     ManagedProcess,
     free_port,
@@ -70,7 +68,7 @@ from tests.helpers.processes import (  # noqa: E402
     server_env,
     wait_for_port,
 )
-from tests.helpers.redis_server import RedisServer  # noqa: E402
+from tests.helpers.redis_server import RedisServer
 
 SCRIPT = "1 + 1"
 EXPECTED = 2
@@ -155,14 +153,6 @@ def redis_commands() -> float:
 
 
 # --- samples ------------------------------------------------------------------------------------
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The q-quantile (0..1) of `values`, nearest-rank."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered) + 0.5) - 1))]
 
 
 @dataclass
@@ -252,7 +242,7 @@ def parse_system(name: str) -> tuple[str, int, str]:
 
 
 def start_system(
-    name: str, args: argparse.Namespace, workdir: Path, redis_port: int, redis_pid: int, owner: Signer
+    name: str, args: argparse.Namespace, workdir: Path, redis_port: int, redis_pid: int, owner: SigningKey
 ) -> System:
     """Start one system's processes (the caller stops `system.processes`)."""
     kind, workers, record = parse_system(name)
@@ -362,7 +352,7 @@ async def timed_loops(
     return PhaseResult(ops, elapsed, latencies, meter.stop())
 
 
-async def ours_phase(system: System, owner: Signer, clients: int, per_client: int, seconds: float):
+async def ours_phase(system: System, owner: SigningKey, clients: int, per_client: int, seconds: float):
     options = {"compression": None, "ping_interval": None, "open_timeout": 10, "close_timeout": 10}
     params = {"script": SCRIPT}
     async with contextlib.AsyncExitStack() as stack:
@@ -472,7 +462,7 @@ def celery_phase(system: System, clients: int, per_client: int, seconds: float) 
 
 
 def run_phase(
-    system: System, phase: str, args: argparse.Namespace, owner: Signer, *, warmup: bool = False
+    system: System, phase: str, args: argparse.Namespace, owner: SigningKey, *, warmup: bool = False
 ) -> PhaseResult:
     clients = 1 if phase == "latency" else args.clients
     per_client = args.latency_plays if phase == "latency" else args.plays_per_client
@@ -486,7 +476,7 @@ def run_phase(
     return celery_phase(system, clients, per_client, seconds)
 
 
-def wait_ready(system: System, args: argparse.Namespace, owner: Signer, timeout: float = 60.0) -> None:
+def wait_ready(system: System, args: argparse.Namespace, owner: SigningKey, timeout: float = 60.0) -> None:
     """Until one request goes through (workers take a while to import Django/Celery and connect)."""
     deadline = time.monotonic() + timeout
     single = argparse.Namespace(**{**vars(args), "latency_plays": 1, "latency_seconds": 1.0})
@@ -620,7 +610,7 @@ def print_report(summary: dict[str, Any], args: argparse.Namespace, systems: lis
 # --- main ---------------------------------------------------------------------------------------
 
 
-def benchmark(args: argparse.Namespace, systems: list[System], owner: Signer) -> list[Sample]:
+def benchmark(args: argparse.Namespace, systems: list[System], owner: SigningKey) -> list[Sample]:
     for system in systems:
         wait_ready(system, args, owner)
         for phase in PHASES:
@@ -744,7 +734,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    owner = Signer("bench-play-owner")
+    owner = named_key("bench-play-owner")
     processes: list[ManagedProcess] = []
     systems: list[System] = []
     wall = time.monotonic()
