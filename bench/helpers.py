@@ -1,4 +1,4 @@
-"""What the benchmarks share: the repository root, CPU time of a process, a percentile, signing keys.
+"""What the benchmarks share: the repository's revision, the machine, CPU time, a percentile, keys, logs.
 
 The benchmarks run as modules from the repository root (`.venv/bin/python -m bench.<name>`), so
 `bench`, `tests.helpers` and `circles_client` import without touching `sys.path`.
@@ -8,12 +8,20 @@ from __future__ import annotations
 
 import hashlib
 import os
+import platform
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 from circles_client.keys import SigningKey
 
 REPO = Path(__file__).resolve().parents[1]
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+class BenchError(RuntimeError):
+    """A system under test answered something other than the expected result."""
 
 
 def cpu_seconds(pid: int, *, with_children: bool = False) -> float:
@@ -43,3 +51,43 @@ def percentile(values: list[float], q: float) -> float:
 def named_key(name: str) -> SigningKey:
     """A deterministic client key derived from `name` (sha256), signing as the client library does."""
     return SigningKey.from_hex(hashlib.sha256(name.encode()).hexdigest())
+
+
+def source_revision(*packages: str) -> dict[str, Any]:
+    """The commit the measured code comes from, and which files of `packages` differ from it.
+
+    Read-only git; both None when git cannot tell (not a checkout, no git).
+    """
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--", *packages],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.split("\n")
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "server_files_changed": None}
+    return {"commit": commit or None, "server_files_changed": [line for line in changed if line.strip()]}
+
+
+def machine() -> dict[str, Any]:
+    """What a result document says about the machine it was measured on."""
+    return {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "loadavg_at_end": os.getloadavg(),
+    }
+
+
+def keep_logs(workdir: Path, destination: Path | None) -> None:
+    """Copy the run's process logs (`*.log` anywhere under `workdir`) into `destination`, if given."""
+    if destination is None:
+        return
+    destination.mkdir(parents=True, exist_ok=True)
+    for log in workdir.rglob("*.log"):
+        (destination / log.name).write_bytes(log.read_bytes())

@@ -38,7 +38,6 @@ import asyncio
 import contextlib
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -56,7 +55,16 @@ import redis
 import redis.asyncio as aioredis
 from websockets.asyncio.client import connect
 
-from bench.helpers import REPO, cpu_seconds, named_key, percentile
+from bench.helpers import (
+    REPO,
+    BenchError,
+    cpu_seconds,
+    keep_logs,
+    machine,
+    named_key,
+    percentile,
+    source_revision,
+)
 from bench.ws_rpc import RATE_ENV, Client, run_loop
 from circles_client.keys import SigningKey
 from executor.jobs import Job
@@ -88,10 +96,6 @@ ALL_SYSTEMS = (
 )
 DEFAULT_SYSTEMS = ALL_SYSTEMS
 CALL_TIMEOUT = 10.0
-
-
-class BenchError(RuntimeError):
-    """A system answered something other than the expected result."""
 
 
 # --- CPU accounting -----------------------------------------------------------------------------
@@ -666,23 +670,6 @@ def manage_in(code_root: Path, env: dict[str, str], *args: str) -> None:
     )
 
 
-def source_revision() -> dict[str, Any]:
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10
-        ).stdout.strip()
-        changed = subprocess.run(
-            ["git", "status", "--porcelain", "--", "circles", "circleproject", "executor", "auth_secp"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.split("\n")
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "server_files_changed": None}
-    return {"commit": commit or None, "server_files_changed": [line for line in changed if line.strip()]}
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients in the throughput phase")
@@ -771,23 +758,15 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             for process in reversed(processes):
                 process.stop()
-            if args.keep_logs:
-                args.keep_logs.mkdir(parents=True, exist_ok=True)
-                for log in workdir.glob("*.log"):
-                    (args.keep_logs / log.name).write_bytes(log.read_bytes())
+            keep_logs(workdir, args.keep_logs)
     summary = summarise(samples)
     print_report(summary, args, args.system_names)
     print(f"\nwall time {time.monotonic() - wall:.0f} s")
     if args.json:
         document = {
             "command": " ".join([Path(sys.executable).name, "-m", "bench.play", *(argv or sys.argv[1:])]),
-            "machine": {
-                "cpus": os.cpu_count(),
-                "platform": platform.platform(),
-                "python": sys.version.split()[0],
-                "loadavg_at_end": os.getloadavg(),
-            },
-            "source": source_revision(),
+            "machine": machine(),
+            "source": source_revision("circles", "circleproject", "executor", "auth_secp"),
             "settings": {
                 key: value
                 for key, value in vars(args).items()

@@ -56,7 +56,7 @@ from typing import Any
 import orjson
 import websockets
 
-from bench.helpers import cpu_seconds, named_key, percentile
+from bench.helpers import cpu_seconds, keep_logs, named_key, percentile
 from circles_client.keys import SigningKey
 from tests.helpers.processes import (
     PYTHON,
@@ -469,10 +469,7 @@ def main(argv: list[str] | None = None) -> int:
         system.stop()
         if postgres is not None:
             postgres.stop()
-        if args.keep_logs:
-            args.keep_logs.mkdir(parents=True, exist_ok=True)
-            for path in workdir.rglob("*.log"):
-                (args.keep_logs / path.name).write_bytes(path.read_bytes())
+        keep_logs(workdir, args.keep_logs)
     answered = sum(stats.outcomes.values())
     report = {
         "command": " ".join(["python -m bench.soak", *(argv if argv is not None else sys.argv[1:])]),

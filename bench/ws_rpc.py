@@ -36,10 +36,7 @@ import asyncio
 import contextlib
 import itertools
 import json
-import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -52,7 +49,7 @@ from urllib.parse import quote
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 
-from bench.helpers import REPO, cpu_seconds, named_key
+from bench.helpers import BenchError, cpu_seconds, keep_logs, machine, named_key, source_revision
 from circles_client.keys import SigningKey
 from tests.helpers.processes import (
     PYTHON,
@@ -87,10 +84,6 @@ WHOAMI_CPU_TARGET = 1.0
 SIGNIN_RATE_TARGET = 0.7
 SIGNIN_CPU_TARGET = 1.5  # issue 14: a WebSocket sign-in <= 1.5x a bare Channels connect-request-close
 URL_SIGNIN_CPU_TARGET = 1.2  # issue 14: a sign-in at connect <= 1.2x
-
-
-class BenchError(RuntimeError):
-    """A server answered something other than the expected result."""
 
 
 @dataclass
@@ -357,24 +350,6 @@ def start_servers(
         started.append(RunningServer(name, f"ws://127.0.0.1:{port}/{owner.pubkey}", process))
 
 
-def source_revision() -> dict[str, Any]:
-    """The commit the server code comes from, and whether its files differ from it (read-only git)."""
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10
-        ).stdout.strip()
-        changed = subprocess.run(
-            ["git", "status", "--porcelain", "--", "circles", "circleproject", "auth_secp"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.split("\n")
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "server_files_changed": None}
-    return {"commit": commit or None, "server_files_changed": [line for line in changed if line.strip()]}
-
-
 def median(samples: list[Sample], attribute: str) -> float:
     return statistics.median(getattr(sample, attribute) for sample in samples)
 
@@ -573,21 +548,14 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             for server in started:
                 server.process.stop()
-            if args.keep_logs:
-                args.keep_logs.mkdir(parents=True, exist_ok=True)
-                for log in workdir.glob("*.log"):
-                    (args.keep_logs / log.name).write_bytes(log.read_bytes())
+            keep_logs(workdir, args.keep_logs)
     summary = summarise(samples)
     print_report(summary, args)
     if args.json:
         document = {
             "command": " ".join([Path(sys.executable).name, "-m", "bench.ws_rpc", *(argv or sys.argv[1:])]),
-            "machine": {
-                "cpus": os.cpu_count(),
-                "platform": platform.platform(),
-                "python": sys.version.split()[0],
-            },
-            "source": source_revision(),
+            "machine": machine(),
+            "source": source_revision("circles", "circleproject", "auth_secp"),
             "settings": {key: value for key, value in vars(args).items() if key not in ("json", "keep_logs")},
             "samples": [sample.as_dict() for sample in samples],
             **summary,
