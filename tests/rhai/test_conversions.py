@@ -5,9 +5,8 @@ import math
 import pytest
 import rhai
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
-I64_MIN, I64_MAX = -(2**63), 2**63 - 1
+from tests.helpers.json_values import I64_MAX, I64_MIN, json_values
 
 
 @pytest.mark.parametrize(
@@ -131,17 +130,6 @@ def test_nesting_depth_capped_rhai_to_python():
 def test_non_str_constant_name_refused(engine):
     with pytest.raises(TypeError):
         engine.eval("1", {1: 2})
-
-
-json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=I64_MIN, max_value=I64_MAX)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(),
-    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(), children, max_size=5),
-    max_leaves=20,
-)
 
 
 @settings(max_examples=150, deadline=None)

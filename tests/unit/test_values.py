@@ -8,11 +8,9 @@ import math
 
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from executor.values import MAX_DEPTH, NotJsonSafe, to_json
-
-I64_MIN, I64_MAX = -(2**63), 2**63 - 1
+from tests.helpers.json_values import json_values
 
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, [1.0, -math.inf], {"a": {"b": math.nan}}])
@@ -43,17 +41,6 @@ def test_nesting_deeper_than_the_cap_is_refused():
 def test_other_types_have_no_json_form():
     with pytest.raises(NotJsonSafe, match="set has no JSON form"):
         to_json({1, 2})
-
-
-json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=I64_MIN, max_value=I64_MAX)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(),
-    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(), children, max_size=5),
-    max_leaves=20,
-)
 
 
 @settings(max_examples=150, deadline=None)
