@@ -63,9 +63,11 @@ system-deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-lint: $(DEPS_STAMP)
+# mypy reads the binding's stubs from the installed `rhai`, hence the build first (pyproject.toml: [tool.mypy]).
+lint: $(DEPS_STAMP) $(RHAI_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 	cd rhai_py && cargo fmt --check
 	cd rhai_py && cargo clippy --quiet --all-targets --features python -- -D warnings
 

@@ -74,9 +74,11 @@ def recover_public_key(message: str | bytes, signature: str) -> str | None:
     bad ``signature`` input.
     """
     parts = _split(signature)
-    if parts is None or parts[1] is None:
+    if parts is None:
         return None
     rs, recid = parts
+    if recid is None:
+        return None
     key = _recover(eip191_hash(message), rs, recid)
     return None if key is None else key.format(compressed=True).hex()
 

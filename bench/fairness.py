@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import collections
 import json
+import multiprocessing
 import os
 import platform
 import sys
@@ -35,20 +36,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+import orjson
+from websockets.asyncio.client import ClientConnection, connect
 
-import orjson  # noqa: E402
-from websockets.asyncio.client import ClientConnection, connect  # noqa: E402
-
-from bench.play import percentile  # noqa: E402
-from bench.ws_rpc import RATE_ENV, Signer, run_loop  # noqa: E402
-from tests.helpers.postgres_server import PostgresServer  # noqa: E402
-from tests.helpers.processes import PYTHON, ManagedProcess, manage, server_env, start_asgi_server  # noqa: E402
-from tests.helpers.redis_server import RedisServer  # noqa: E402
+from bench.helpers import named_key, percentile
+from bench.ws_rpc import RATE_ENV, run_loop
+from circles_client.keys import SigningKey
+from tests.helpers.postgres_server import PostgresServer
+from tests.helpers.processes import PYTHON, ManagedProcess, manage, server_env, start_asgi_server
+from tests.helpers.redis_server import RedisServer
 
 MODES = ("embedded", "redis")
+# The flooding member; its key is made again from this name in the attacker's own process.
+ATTACKER = "bench-fair-attacker"
 TARGET_RATIO = 3.0
 LONG_OPERATIONS = str(10**12)  # `loop {}` stops at the default 5,000,000 operations in ~0.1 s
 OPTIONS = {"compression": None, "ping_interval": None, "open_timeout": 30, "close_timeout": 5, "proxy": None}
@@ -64,7 +64,7 @@ class Connection:
         self.reader = asyncio.ensure_future(self._read())
 
     @classmethod
-    async def open(cls, url: str, key: Signer) -> Connection:
+    async def open(cls, url: str, key: SigningKey) -> Connection:
         connection = cls(await connect(url, **OPTIONS))
         nonce = (await connection.call("fetch_nonce", {"pubkey": key.pubkey}))["result"]
         signed = await connection.call("authenticate", {"pubkey": key.pubkey, "signature": key.sign(nonce)})
@@ -108,7 +108,7 @@ def kind_of(response: dict) -> str:
     return f"{error['code']} {detail}".strip()
 
 
-async def victim_phase(url: str, victim: Signer, seconds: float) -> dict[str, Any]:
+async def victim_phase(url: str, victim: SigningKey, seconds: float) -> dict[str, Any]:
     connection = await Connection.open(url, victim)
     latencies, errors = [], collections.Counter()
     try:
@@ -132,7 +132,7 @@ async def victim_phase(url: str, victim: Signer, seconds: float) -> dict[str, An
     }
 
 
-async def flood(url: str, attacker: Signer, args: argparse.Namespace, stop: asyncio.Event, tally) -> None:
+async def flood(url: str, attacker: SigningKey, args: argparse.Namespace, stop: asyncio.Event, tally) -> None:
     connections = await asyncio.gather(*(Connection.open(url, attacker) for _ in range(args.connections)))
     params = {"script": "loop {}", "timeout_ms": args.attack_ms}
 
@@ -164,21 +164,20 @@ def flood_process(url: str, attacker_name: str, args: argparse.Namespace, stop, 
             flag.set()
 
         watcher = asyncio.ensure_future(watch())
-        await flood(url, Signer(attacker_name), args, flag, tally)
+        await flood(url, named_key(attacker_name), args, flag, tally)
         await watcher
         answers.put(dict(tally))
 
     asyncio.run(main())
 
 
-async def measure(url: str, attacker: Signer, victim: Signer, args: argparse.Namespace) -> dict[str, Any]:
-    import multiprocessing
-
+async def measure(url: str, victim: SigningKey, args: argparse.Namespace) -> dict[str, Any]:
+    """The victim's latency idle, under the attacker's flood (in its own process), and after."""
     await victim_phase(url, victim, 1.0)  # warm-up
     idle = await victim_phase(url, victim, args.seconds)
     context = multiprocessing.get_context("spawn")
     stop, answers = context.Event(), context.Queue()
-    attack = context.Process(target=flood_process, args=(url, attacker.name, args, stop, answers))
+    attack = context.Process(target=flood_process, args=(url, ATTACKER, args, stop, answers))
     attack.start()
     await asyncio.sleep(2.0)  # its connections are open and its plays in flight
     loaded = await victim_phase(url, victim, args.seconds)
@@ -215,7 +214,7 @@ def start_mode(
     return f"ws://127.0.0.1:{port}", processes
 
 
-async def wait_ready(url: str, victim: Signer) -> None:
+async def wait_ready(url: str, victim: SigningKey) -> None:
     deadline = time.monotonic() + 60
     while True:
         try:
@@ -272,8 +271,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    attacker, victim = Signer("bench-fair-attacker"), Signer("bench-fair-victim")
-    owner = Signer("bench-fair-owner")
+    attacker, victim = named_key(ATTACKER), named_key("bench-fair-victim")
+    owner = named_key("bench-fair-owner")
     results: dict[str, Any] = {}
     wall = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="fair-bench-") as tmp:
@@ -293,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     url = f"{url}/{owner.pubkey}"
                     run_loop(wait_ready(url, victim))
-                    results[mode] = run_loop(measure(url, attacker, victim, args))
+                    results[mode] = run_loop(measure(url, victim, args))
                 finally:
                     for process in reversed(processes):
                         process.stop()

@@ -38,7 +38,6 @@ import asyncio
 import contextlib
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -51,18 +50,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+import orjson
+import redis
+import redis.asyncio as aioredis
+from websockets.asyncio.client import connect
 
-import orjson  # noqa: E402
-import redis  # noqa: E402
-import redis.asyncio as aioredis  # noqa: E402
-from websockets.asyncio.client import connect  # noqa: E402
-
-from bench.ws_rpc import RATE_ENV, Client, Signer, cpu_seconds, run_loop  # noqa: E402
-from executor.jobs import Job  # noqa: E402
-from tests.helpers.processes import (  # noqa: E402
+from bench.helpers import (
+    REPO,
+    BenchError,
+    cpu_seconds,
+    keep_logs,
+    machine,
+    named_key,
+    percentile,
+    source_revision,
+)
+from bench.ws_rpc import RATE_ENV, Client, run_loop
+from circles_client.keys import SigningKey
+from executor.jobs import Job
+from tests.helpers.processes import (
     PYTHON,
     ManagedProcess,
     free_port,
@@ -70,7 +76,7 @@ from tests.helpers.processes import (  # noqa: E402
     server_env,
     wait_for_port,
 )
-from tests.helpers.redis_server import RedisServer  # noqa: E402
+from tests.helpers.redis_server import RedisServer
 
 SCRIPT = "1 + 1"
 EXPECTED = 2
@@ -90,10 +96,6 @@ ALL_SYSTEMS = (
 )
 DEFAULT_SYSTEMS = ALL_SYSTEMS
 CALL_TIMEOUT = 10.0
-
-
-class BenchError(RuntimeError):
-    """A system answered something other than the expected result."""
 
 
 # --- CPU accounting -----------------------------------------------------------------------------
@@ -155,14 +157,6 @@ def redis_commands() -> float:
 
 
 # --- samples ------------------------------------------------------------------------------------
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The q-quantile (0..1) of `values`, nearest-rank."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered) + 0.5) - 1))]
 
 
 @dataclass
@@ -252,7 +246,7 @@ def parse_system(name: str) -> tuple[str, int, str]:
 
 
 def start_system(
-    name: str, args: argparse.Namespace, workdir: Path, redis_port: int, redis_pid: int, owner: Signer
+    name: str, args: argparse.Namespace, workdir: Path, redis_port: int, redis_pid: int, owner: SigningKey
 ) -> System:
     """Start one system's processes (the caller stops `system.processes`)."""
     kind, workers, record = parse_system(name)
@@ -362,7 +356,7 @@ async def timed_loops(
     return PhaseResult(ops, elapsed, latencies, meter.stop())
 
 
-async def ours_phase(system: System, owner: Signer, clients: int, per_client: int, seconds: float):
+async def ours_phase(system: System, owner: SigningKey, clients: int, per_client: int, seconds: float):
     options = {"compression": None, "ping_interval": None, "open_timeout": 10, "close_timeout": 10}
     params = {"script": SCRIPT}
     async with contextlib.AsyncExitStack() as stack:
@@ -472,7 +466,7 @@ def celery_phase(system: System, clients: int, per_client: int, seconds: float) 
 
 
 def run_phase(
-    system: System, phase: str, args: argparse.Namespace, owner: Signer, *, warmup: bool = False
+    system: System, phase: str, args: argparse.Namespace, owner: SigningKey, *, warmup: bool = False
 ) -> PhaseResult:
     clients = 1 if phase == "latency" else args.clients
     per_client = args.latency_plays if phase == "latency" else args.plays_per_client
@@ -486,7 +480,7 @@ def run_phase(
     return celery_phase(system, clients, per_client, seconds)
 
 
-def wait_ready(system: System, args: argparse.Namespace, owner: Signer, timeout: float = 60.0) -> None:
+def wait_ready(system: System, args: argparse.Namespace, owner: SigningKey, timeout: float = 60.0) -> None:
     """Until one request goes through (workers take a while to import Django/Celery and connect)."""
     deadline = time.monotonic() + timeout
     single = argparse.Namespace(**{**vars(args), "latency_plays": 1, "latency_seconds": 1.0})
@@ -620,7 +614,7 @@ def print_report(summary: dict[str, Any], args: argparse.Namespace, systems: lis
 # --- main ---------------------------------------------------------------------------------------
 
 
-def benchmark(args: argparse.Namespace, systems: list[System], owner: Signer) -> list[Sample]:
+def benchmark(args: argparse.Namespace, systems: list[System], owner: SigningKey) -> list[Sample]:
     for system in systems:
         wait_ready(system, args, owner)
         for phase in PHASES:
@@ -676,23 +670,6 @@ def manage_in(code_root: Path, env: dict[str, str], *args: str) -> None:
     )
 
 
-def source_revision() -> dict[str, Any]:
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10
-        ).stdout.strip()
-        changed = subprocess.run(
-            ["git", "status", "--porcelain", "--", "circles", "circleproject", "executor", "auth_secp"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.split("\n")
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "server_files_changed": None}
-    return {"commit": commit or None, "server_files_changed": [line for line in changed if line.strip()]}
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients in the throughput phase")
@@ -744,7 +721,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    owner = Signer("bench-play-owner")
+    owner = named_key("bench-play-owner")
     processes: list[ManagedProcess] = []
     systems: list[System] = []
     wall = time.monotonic()
@@ -781,23 +758,15 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             for process in reversed(processes):
                 process.stop()
-            if args.keep_logs:
-                args.keep_logs.mkdir(parents=True, exist_ok=True)
-                for log in workdir.glob("*.log"):
-                    (args.keep_logs / log.name).write_bytes(log.read_bytes())
+            keep_logs(workdir, args.keep_logs)
     summary = summarise(samples)
     print_report(summary, args, args.system_names)
     print(f"\nwall time {time.monotonic() - wall:.0f} s")
     if args.json:
         document = {
             "command": " ".join([Path(sys.executable).name, "-m", "bench.play", *(argv or sys.argv[1:])]),
-            "machine": {
-                "cpus": os.cpu_count(),
-                "platform": platform.platform(),
-                "python": sys.version.split()[0],
-                "loadavg_at_end": os.getloadavg(),
-            },
-            "source": source_revision(),
+            "machine": machine(),
+            "source": source_revision("circles", "circleproject", "executor", "auth_secp"),
             "settings": {
                 key: value
                 for key, value in vars(args).items()

@@ -53,27 +53,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+import orjson
+import websockets
 
-import orjson  # noqa: E402
-import websockets  # noqa: E402
-
-from tests.helpers.keys import WalletKey  # noqa: E402
-from tests.helpers.processes import (  # noqa: E402
+from bench.helpers import cpu_seconds, keep_logs, named_key, percentile
+from circles_client.keys import SigningKey
+from tests.helpers.processes import (
     PYTHON,
     ManagedProcess,
     manage,
     server_env,
     start_asgi_server,
 )
-from tests.helpers.redis_server import RedisServer  # noqa: E402
-from tests.helpers.webhooks import payment_intent, post, stripe_event, stripe_signature  # noqa: E402
+from tests.helpers.redis_server import RedisServer
+from tests.helpers.webhooks import payment_intent, post, stripe_event, stripe_signature
 
 STRIPE_SECRET = "whsec_soak_secret"
 PLAY_SCRIPT = "let x = 0; for i in 0..50 { x += i; } x"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 # --- /proc --------------------------------------------------------------------------------
@@ -87,28 +83,12 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime+stime of `pid` and its waited-for children."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return sum(int(value) for value in fields[11:15]) / CLK_TCK
-
-
 def raise_file_limit(needed: int) -> tuple[int, int]:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < needed:
         target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 # --- the system under test ----------------------------------------------------------------
@@ -122,7 +102,7 @@ class System:
     server: ManagedProcess
     port: int
     circle: str
-    owner: WalletKey
+    owner: SigningKey
     workers: list[ManagedProcess] = field(default_factory=list)
     worker_logs: int = 0
 
@@ -140,7 +120,7 @@ class System:
 
 
 def start_system(args: argparse.Namespace, workdir: Path, database_url: str) -> System:
-    owner = WalletKey.named(f"soak-owner-{uuid.uuid4().hex}")
+    owner = named_key(f"soak-owner-{uuid.uuid4().hex}")
     redis_server = RedisServer(workdir / "redis")
     (workdir / "redis").mkdir()
     redis_server.start()
@@ -190,7 +170,7 @@ class Stats:
 class Connection:
     """One signed-in WebSocket; requests matched to responses by id."""
 
-    def __init__(self, url: str, owner: WalletKey, stats: Stats, timeout: float) -> None:
+    def __init__(self, url: str, owner: SigningKey, stats: Stats, timeout: float) -> None:
         self.url = url
         self.owner = owner
         self.stats = stats
@@ -363,7 +343,7 @@ async def run_load(system: System, args: argparse.Namespace) -> tuple[Stats, dic
     figures: dict[str, Any] = {
         "sign_in_seconds": round(signed_in, 1),
         "server_rss_mib_start": round(rss_mib(system.server.pid), 1),
-        "cpu_start": {"server": cpu_seconds(system.server.pid)},
+        "cpu_start": {"server": cpu_seconds(system.server.pid, with_children=True)},
     }
     started = time.monotonic()
     stop_at = started + args.seconds
@@ -380,7 +360,7 @@ async def run_load(system: System, args: argparse.Namespace) -> tuple[Stats, dic
     figures["load_seconds"] = round(time.monotonic() - started, 1)
     figures["server_rss_mib_end"] = round(rss_mib(system.server.pid), 1)
     figures["server_cpu_seconds"] = round(
-        cpu_seconds(system.server.pid) - figures.pop("cpu_start")["server"], 1
+        cpu_seconds(system.server.pid, with_children=True) - figures.pop("cpu_start")["server"], 1
     )
     await asyncio.gather(*(conn.close() for conn in connections))
     return stats, figures
@@ -489,10 +469,7 @@ def main(argv: list[str] | None = None) -> int:
         system.stop()
         if postgres is not None:
             postgres.stop()
-        if args.keep_logs:
-            args.keep_logs.mkdir(parents=True, exist_ok=True)
-            for path in workdir.rglob("*.log"):
-                (args.keep_logs / path.name).write_bytes(path.read_bytes())
+        keep_logs(workdir, args.keep_logs)
     answered = sum(stats.outcomes.values())
     report = {
         "command": " ".join(["python -m bench.soak", *(argv if argv is not None else sys.argv[1:])]),

@@ -23,19 +23,14 @@ import json
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+import redis
 
-import redis  # noqa: E402
-
-from tests.helpers.keys import WalletKey  # noqa: E402
-from tests.helpers.processes import (  # noqa: E402
+from bench.helpers import cpu_seconds, named_key
+from tests.helpers.processes import (
     PYTHON,
     ManagedProcess,
     free_port,
@@ -44,17 +39,10 @@ from tests.helpers.processes import (  # noqa: E402
     server_env,
     wait_for_port,
 )
-from tests.helpers.webhooks import dumps, payment_intent, stripe_event, stripe_signature  # noqa: E402
+from tests.helpers.webhooks import dumps, payment_intent, stripe_event, stripe_signature
 
 SECRET = "whsec_bench"
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 TARGET = 0.5
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (all its threads)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 def request_bytes(path: str, body: bytes, headers: dict[str, str]) -> bytes:
@@ -124,7 +112,7 @@ def main() -> None:
         env={}, log_path=work / "redis.log", cwd=work,
     )  # fmt: skip
     wait_for_port(redis_port, redis_server.process)
-    circle = WalletKey.named("bench-webhooks").pubkey
+    circle = named_key("bench-webhooks").pubkey
     settings = {
         "DJANGO_SETTINGS_MODULE": "bench.webhooks_settings",
         "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",

@@ -34,13 +34,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import hashlib
 import itertools
 import json
-import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -50,16 +46,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+import orjson
+from websockets.asyncio.client import ClientConnection, connect
 
-import coincurve  # noqa: E402
-import orjson  # noqa: E402
-from eth_hash.auto import keccak  # noqa: E402
-from websockets.asyncio.client import ClientConnection, connect  # noqa: E402
-
-from tests.helpers.processes import (  # noqa: E402
+from bench.helpers import BenchError, cpu_seconds, keep_logs, machine, named_key, source_revision
+from circles_client.keys import SigningKey
+from tests.helpers.processes import (
     PYTHON,
     ManagedProcess,
     free_port,
@@ -68,7 +60,6 @@ from tests.helpers.processes import (  # noqa: E402
     wait_for_port,
 )
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 OURS_APP = "circleproject.asgi:application"
 UVICORN_FLAGS = ("--no-access-log", "--lifespan", "off")
 # High enough that the per-connection token bucket never answers -32029 during a run, and no
@@ -93,32 +84,6 @@ WHOAMI_CPU_TARGET = 1.0
 SIGNIN_RATE_TARGET = 0.7
 SIGNIN_CPU_TARGET = 1.5  # issue 14: a WebSocket sign-in <= 1.5x a bare Channels connect-request-close
 URL_SIGNIN_CPU_TARGET = 1.2  # issue 14: a sign-in at connect <= 1.2x
-
-
-class BenchError(RuntimeError):
-    """A server answered something other than the expected result."""
-
-
-class Signer:
-    """A secp256k1 key that signs like a wallet's personal_sign (EIP-191, r||s||v with v 27/28)."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.private = coincurve.PrivateKey(hashlib.sha256(name.encode()).digest())
-        self.pubkey = self.private.public_key.format(compressed=True).hex()
-
-    def sign(self, text: str) -> str:
-        data = text.encode()
-        digest = keccak(b"\x19Ethereum Signed Message:\n" + str(len(data)).encode() + data)
-        signature = self.private.sign_recoverable(digest, hasher=None)
-        return (signature[:64] + bytes([signature[64] + 27])).hex()
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of process `pid` (all its threads), in seconds."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # fields 14 and 15 of proc(5)
 
 
 @dataclass
@@ -182,7 +147,7 @@ class Client:
 class LoadGenerator:
     """Runs the phases against one server URL with a fixed number of concurrent connections."""
 
-    def __init__(self, args: argparse.Namespace, signer: Signer) -> None:
+    def __init__(self, args: argparse.Namespace, signer: SigningKey) -> None:
         self.connections = args.connections
         self.rtt_per_conn = args.rtt_per_conn
         self.handshakes_per_conn = args.handshakes_per_conn
@@ -359,7 +324,11 @@ def uvicorn_argv(app: str, port: int) -> list[str]:
 
 
 def start_servers(
-    workdir: Path, owner: Signer, member: Signer, started: list[RunningServer], args: argparse.Namespace
+    workdir: Path,
+    owner: SigningKey,
+    member: SigningKey,
+    started: list[RunningServer],
+    args: argparse.Namespace,
 ) -> None:
     """Prepare the database and start the three servers, appending each to `started` as it runs."""
     env = server_env(f"sqlite:///{workdir / 'circles.sqlite3'}", **RATE_ENV)
@@ -379,24 +348,6 @@ def start_servers(
         port = free_port()
         process = start_process(name, make_argv(port), server_environment, workdir, port)
         started.append(RunningServer(name, f"ws://127.0.0.1:{port}/{owner.pubkey}", process))
-
-
-def source_revision() -> dict[str, Any]:
-    """The commit the server code comes from, and whether its files differ from it (read-only git)."""
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10
-        ).stdout.strip()
-        changed = subprocess.run(
-            ["git", "status", "--porcelain", "--", "circles", "circleproject", "auth_secp"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.split("\n")
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "server_files_changed": None}
-    return {"commit": commit or None, "server_files_changed": [line for line in changed if line.strip()]}
 
 
 def median(samples: list[Sample], attribute: str) -> float:
@@ -515,7 +466,9 @@ def print_report(summary: dict[str, Any], args: argparse.Namespace) -> None:
         print(line)
 
 
-async def benchmark(args: argparse.Namespace, servers: list[RunningServer], signer: Signer) -> list[Sample]:
+async def benchmark(
+    args: argparse.Namespace, servers: list[RunningServer], signer: SigningKey
+) -> list[Sample]:
     generator = LoadGenerator(args, signer)
     by_name = {server.name: server for server in servers}
     plan = [(phase, server) for phase, (_, names) in PHASES.items() for server in names]
@@ -584,7 +537,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    owner, member = Signer("bench-ws-owner"), Signer("bench-ws-member")
+    owner, member = named_key("bench-ws-owner"), named_key("bench-ws-member")
     started: list[RunningServer] = []
     with tempfile.TemporaryDirectory(prefix="ws-rpc-bench-") as tmp:
         workdir = Path(tmp)
@@ -595,21 +548,14 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             for server in started:
                 server.process.stop()
-            if args.keep_logs:
-                args.keep_logs.mkdir(parents=True, exist_ok=True)
-                for log in workdir.glob("*.log"):
-                    (args.keep_logs / log.name).write_bytes(log.read_bytes())
+            keep_logs(workdir, args.keep_logs)
     summary = summarise(samples)
     print_report(summary, args)
     if args.json:
         document = {
             "command": " ".join([Path(sys.executable).name, "-m", "bench.ws_rpc", *(argv or sys.argv[1:])]),
-            "machine": {
-                "cpus": os.cpu_count(),
-                "platform": platform.platform(),
-                "python": sys.version.split()[0],
-            },
-            "source": source_revision(),
+            "machine": machine(),
+            "source": source_revision("circles", "circleproject", "auth_secp"),
             "settings": {key: value for key, value in vars(args).items() if key not in ("json", "keep_logs")},
             "samples": [sample.as_dict() for sample in samples],
             **summary,

@@ -54,7 +54,7 @@ def readyz(request: HttpRequest) -> JsonResponse:
     """`GET /readyz`: 200 `{"status": "ok", "checks": …}`, or 503 naming the failed checks."""
     ready, checks = readiness()
     failed = [name for name, value in checks.items() if not (value == "ok" or isinstance(value, int))]
-    body = {"status": "ok" if ready else "unavailable", "checks": checks}
+    body: dict[str, Any] = {"status": "ok" if ready else "unavailable", "checks": checks}
     if failed:
         body["failed"] = failed
     return JsonResponse(body, status=200 if ready else 503)

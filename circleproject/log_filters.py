@@ -1,6 +1,7 @@
 """Logging filters for the ASGI server's own log lines."""
 
 import logging
+from typing import TypeGuard
 
 import redis
 
@@ -90,7 +91,7 @@ class WebSocketQueryStringRemoved(logging.Filter):
         return True
 
 
-def _is_path_with_query(arg: object) -> bool:
+def _is_path_with_query(arg: object) -> TypeGuard[str]:
     return isinstance(arg, str) and arg.startswith("/") and "?" in arg
 
 

@@ -1,7 +1,12 @@
 """Operators' view of circles, their members, and who changed membership when (from which run)."""
 
+from __future__ import annotations
+
+from typing import Any
+
 from django.contrib import admin
-from django.db.models import Count, Exists, OuterRef, Subquery
+from django.db.models import Count, Exists, OuterRef, QuerySet, Subquery
+from django.forms import BaseInlineFormSet, ModelForm
 from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
@@ -76,13 +81,13 @@ class ChangeInline(admin.TabularInline):
     def run(self, change: MembershipChange) -> str:
         return run_link(change)
 
-    def get_queryset(self, request):
+    def get_queryset(self, request: HttpRequest) -> QuerySet[MembershipChange]:
         """Only the latest 20 (the whole trail is under Membership changes)."""
         latest = MembershipChange.objects.filter(circle=OuterRef("circle")).order_by("-at", "-id")
         return with_run_kept(super().get_queryset(request).filter(id__in=Subquery(latest.values("id")[:20])))
 
 
-def with_run_kept(queryset):
+def with_run_kept(queryset: QuerySet[MembershipChange]) -> QuerySet[MembershipChange]:
     """Changes with `run_kept`: whether their run's ScriptRun row exists (one query for the page)."""
     return queryset.annotate(run_kept=Exists(ScriptRun.objects.filter(id=OuterRef("run_id"))))
 
@@ -110,15 +115,21 @@ class CircleAdmin(admin.ModelAdmin):
     readonly_fields = ("created_at",)
     inlines = [MemberInline, ChangeInline]
 
-    def get_queryset(self, request):
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Circle]:
         """Circles with their member count, counted in the list's one query (not one per row)."""
         return super().get_queryset(request).annotate(member_total=Count("members"))
 
     @admin.display(description="members", ordering="member_total")
     def member_count(self, circle: Circle) -> int:
-        return circle.member_total
+        return getattr(circle, "member_total", 0)  # annotated by get_queryset
 
-    def save_formset(self, request, form, formset, change) -> None:
+    def save_formset(
+        self,
+        request: HttpRequest,
+        form: ModelForm[Circle],
+        formset: BaseInlineFormSet[Any, Circle, Any],
+        change: bool,
+    ) -> None:
         """Save the members inline, recording each addition, role change and removal."""
         if formset.model is not Member:
             super().save_formset(request, form, formset, change)
@@ -143,7 +154,7 @@ class MemberAdmin(admin.ModelAdmin):
     search_fields = ("public_key", "address", "display_name", "circle__name", "circle__public_key")
     list_select_related = ("circle",)
 
-    def get_queryset(self, request):
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Member]:
         """Members with their latest change (by, when), in the list's one query."""
         latest = MembershipChange.objects.filter(
             circle=OuterRef("circle"), subject__in=[OuterRef("public_key"), OuterRef("address")]
@@ -159,22 +170,24 @@ class MemberAdmin(admin.ModelAdmin):
 
     @admin.display(description="last change", ordering="changed_at")
     def last_change(self, member: Member) -> str:
-        if not member.changed_at:
+        # Both annotated by get_queryset.
+        changed_at, changed_by = getattr(member, "changed_at", None), getattr(member, "changed_by", "")
+        if not changed_at:
             return "—"
-        return f"{member.changed_at:%Y-%m-%d %H:%M} by {member.changed_by[:20]}"
+        return f"{changed_at:%Y-%m-%d %H:%M} by {changed_by[:20]}"
 
-    def save_model(self, request, obj: Member, form, change) -> None:
+    def save_model(self, request: HttpRequest, obj: Member, form: ModelForm[Member], change: bool) -> None:
         """Save and record the edit."""
         old_role = Member.objects.filter(id=obj.id).values_list("role", flat=True).first() if change else None
         super().save_model(request, obj, form, change)
         record_member_edit(request, obj, old_role)
 
-    def delete_model(self, request, obj: Member) -> None:
+    def delete_model(self, request: HttpRequest, obj: Member) -> None:
         """Delete and record the removal."""
         super().delete_model(request, obj)
         record_member_edit(request, obj, obj.role, removed=True)
 
-    def delete_queryset(self, request, queryset) -> None:
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Member]) -> None:
         """Bulk delete from the list, each removal recorded."""
         for member in list(queryset.select_related("circle")):
             self.delete_model(request, member)
@@ -200,7 +213,7 @@ class MembershipChangeAdmin(admin.ModelAdmin):
     list_select_related = ("circle",)
     date_hierarchy = "at"
 
-    def get_queryset(self, request):
+    def get_queryset(self, request: HttpRequest) -> QuerySet[MembershipChange]:
         """Changes with whether their run's row was kept, in the list's one query."""
         return with_run_kept(super().get_queryset(request))
 
@@ -214,13 +227,13 @@ class MembershipChangeAdmin(admin.ModelAdmin):
     def run(self, change: MembershipChange) -> str:
         return run_link(change)
 
-    def has_add_permission(self, request) -> bool:
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: MembershipChange | None = None) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None) -> bool:
+    def has_delete_permission(self, request: HttpRequest, obj: MembershipChange | None = None) -> bool:
         return False
 
 
@@ -234,5 +247,5 @@ class RecordAdmin(admin.ModelAdmin):
     list_select_related = ("circle",)
     readonly_fields = ("circle", "collection", "key", "data", "size", "version", "updated_by", "updated_at")
 
-    def has_add_permission(self, request) -> bool:
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False

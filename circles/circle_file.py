@@ -16,6 +16,7 @@ JSON takes the same entries as `{"circles": [...]}` or as a bare list. Every pro
 
 import json
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -127,7 +128,7 @@ def _bad(value: Any) -> str:
     raise TypeError(f"must be a string, not {type(value).__name__}")
 
 
-def _init(path: Path, entry: dict, fail) -> str | None:
+def _init(path: Path, entry: dict[str, Any], fail: Callable[[str], CircleFileError]) -> str | None:
     if "init" in entry and "init_script" in entry:
         raise fail("give init (a file) or init_script (the script), not both")
     if "init_script" in entry:
@@ -145,7 +146,9 @@ def _init(path: Path, entry: dict, fail) -> str | None:
         raise fail(f"init: cannot read {script}: {getattr(exc, 'strerror', None) or exc}") from exc
 
 
-def _members(entry: dict, pubkey: str | None, fail) -> tuple[MemberSpec, ...] | None:
+def _members(
+    entry: dict[str, Any], pubkey: str | None, fail: Callable[[str], CircleFileError]
+) -> tuple[MemberSpec, ...] | None:
     if "members" not in entry:
         return None
     members = entry["members"]

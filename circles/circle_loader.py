@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import transaction
 
 from circles import membership
-from circles.circle_file import CircleSpec
+from circles.circle_file import CircleSpec, MemberSpec
 from circles.membership_rules import NotAllowed
 from circles.models import Circle
 from circles.subjects import Subject
@@ -76,7 +76,7 @@ def _load_one(spec: CircleSpec, prune: bool) -> Outcome:
         if not outcome.created:
             _settings(circle, spec, actor, outcome)
         if spec.members is not None:
-            _members(circle, spec, actor, outcome, prune)
+            _members(circle, spec.members, actor, outcome, prune)
     except NotAllowed as exc:
         raise LoadRefused(f"{spec.label}: {exc}") from exc
     if outcome.created and spec.init:
@@ -110,10 +110,10 @@ def _settings(circle: Circle, spec: CircleSpec, actor: membership.Actor, outcome
 
 
 def _members(
-    circle: Circle, spec: CircleSpec, actor: membership.Actor, outcome: Outcome, prune: bool
+    circle: Circle, members: tuple[MemberSpec, ...], actor: membership.Actor, outcome: Outcome, prune: bool
 ) -> None:
     current = {m.address: m for m in circle.members.all()}
-    for member in spec.members:
+    for member in members:
         row = current.get(member.subject.address)
         if row is None:
             membership.add_member(circle.id, actor, member.subject, member.role, member.name)
@@ -126,7 +126,7 @@ def _members(
             circle.members.filter(id=row.id).update(display_name=member.name)
             outcome.changes.append(f"{member.subject.shown[:12]}… named {member.name!r}")
     if prune:
-        listed = {member.subject.address for member in spec.members}
+        listed = {member.subject.address for member in members}
         for address, row in current.items():
             if address not in listed:
                 subject = Subject(address, row.public_key)

@@ -1,6 +1,8 @@
 """The database reads a connection makes, as coroutines for the consumer and the RPC methods."""
 
 import time
+from collections.abc import Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar
 
 from channels.db import DatabaseSyncToAsync
 from django.conf import settings
@@ -11,8 +13,11 @@ from circles.roles import Role, role_of
 from circles.session import CircleInfo
 from circles.subjects import address_of
 
+P = ParamSpec("P")
+T = TypeVar("T")
 
-def database_read(func):
+
+def database_read(func: Callable[P, T]) -> Callable[P, Coroutine[Any, Any, T]]:
     """Run a read-only ORM function from async code on a thread pool.
 
     Channels' default sends every database call through one shared thread; these reads

@@ -1,6 +1,7 @@
 """Circles and their members."""
 
 import re
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -24,12 +25,12 @@ def validate_public_key(value: str) -> None:
 class PublicKeyField(models.CharField):
     """A secp256k1 public key, stored in canonical form (compressed, lowercase hex, no 0x)."""
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("max_length", 66)
         kwargs.setdefault("validators", [validate_public_key])
         super().__init__(*args, **kwargs)
 
-    def get_prep_value(self, value):
+    def get_prep_value(self, value: Any) -> Any:
         """Canonicalise on the way into the database so lookups by any accepted form match."""
         value = super().get_prep_value(value)
         if value and not _LOOKS_CANONICAL.match(value):
@@ -58,7 +59,7 @@ class Circle(models.Model):
     def __str__(self) -> str:
         return self.name or self.public_key[:16]
 
-    def save(self, *args, **kwargs) -> None:
+    def save(self, *args: Any, **kwargs: Any) -> None:
         """Store the key canonically whatever form it was given in."""
         self.public_key = canonical_public_key(self.public_key)
         super().save(*args, **kwargs)
@@ -132,7 +133,7 @@ class Member(models.Model):
         else:
             raise InvalidPublicKey("a member needs a public key or an Ethereum address")
 
-    def save(self, *args, **kwargs) -> None:
+    def save(self, *args: Any, **kwargs: Any) -> None:
         """Store the key and address canonically whatever form they were given in."""
         self._canonicalise()
         super().save(*args, **kwargs)

@@ -1,5 +1,6 @@
 """The WebSocket origin policy: browsers must come from an allowed origin."""
 
+from typing import Any
 from urllib.parse import ParseResult
 
 from channels.security.websocket import OriginValidator
@@ -14,7 +15,7 @@ class CircleOriginValidator(OriginValidator):
     with HTTP 403 before the WebSocket opens.
     """
 
-    def __init__(self, application, allowed_origins: list[str], *, allow_missing: bool = True) -> None:
+    def __init__(self, application: Any, allowed_origins: list[str], *, allow_missing: bool = True) -> None:
         super().__init__(application, allowed_origins)
         self.allow_missing = allow_missing
 

@@ -5,7 +5,7 @@ when the direct peer is in `CIRCLES_TRUSTED_PROXIES`, and then the right-most en
 itself a trusted proxy is the client.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from django.conf import settings
@@ -19,7 +19,7 @@ def forwarded_for(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
     return ", ".join(values) if values else None
 
 
-def scope_address(scope: dict[str, Any]) -> str | None:
+def scope_address(scope: Mapping[str, Any]) -> str | None:
     """The client address of the connection with ASGI `scope`; None when it cannot be told."""
     client = scope.get("client")
     peer = str(client[0]) if client else None

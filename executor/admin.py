@@ -1,6 +1,7 @@
 """Operators' read-only view of script runs."""
 
 from django.contrib import admin
+from django.http import HttpRequest
 
 from executor.models import ScriptRun
 
@@ -46,14 +47,14 @@ class ScriptRunAdmin(admin.ModelAdmin):
         ("Timings", {"fields": ("queued_at", "started_at", "finished_at", "elapsed_ms")}),
     )
 
-    def get_readonly_fields(self, request, obj=None):
+    def get_readonly_fields(self, request: HttpRequest, obj: ScriptRun | None = None) -> list[str]:
         return [field.name for field in ScriptRun._meta.fields]
 
-    def has_add_permission(self, request) -> bool:
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: ScriptRun | None = None) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None) -> bool:
+    def has_delete_permission(self, request: HttpRequest, obj: ScriptRun | None = None) -> bool:
         return False  # old runs go with `manage.py prune_script_runs`

@@ -10,12 +10,13 @@ error the script cannot catch, so the run fails and its transaction rolls back.
 
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
+import rhai
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Sum
@@ -209,7 +210,7 @@ def db_delete(collection: Any, key: Any) -> bool:
     return deleted > 0
 
 
-def db_list(collection: Any, limit: Any = 100, prefix: Any = "") -> list[dict]:
+def db_list(collection: Any, limit: Any = 100, prefix: Any = "") -> list[Mapping[str, Any]]:
     """Up to `limit` records of a collection (keys in order, optionally starting with `prefix`).
 
     Each item is `#{key, data, version, updated_by}`.
@@ -260,15 +261,16 @@ def circle_members() -> list[dict]:
     ]
 
 
-def register_dsl(engine) -> None:
+def register_dsl(engine: rhai.Engine) -> None:
     """Register the DSL's functions into a `rhai.Engine`."""
-    for name, function in {
+    functions: dict[str, Callable[..., Any]] = {
         "put": db_put,
         "get": db_get,
         "delete": db_delete,
         "list": db_list,
         "count": db_count,
-    }.items():
+    }
+    for name, function in functions.items():
         engine.register_fn(name, function, module="db")
     engine.register_fn("info", circle_info, module="circle")
     engine.register_fn("members", circle_members, module="circle")

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
+import rhai
+
 from circles import membership
 from circles.membership_rules import NotAllowed
 from circles.subjects import Subject, parse_subject
@@ -71,7 +73,7 @@ def update(run: RunContext, changes: Any) -> dict[str, Any]:
     return membership.update_circle(run.circle_id, _actor(run), changes)
 
 
-def register_circle_changes(engine) -> None:
+def register_circle_changes(engine: rhai.Engine) -> None:
     """Register the membership functions into a `rhai.Engine`, in the `circle` module."""
     engine.register_fn("add_member", add_member, module="circle", arity=(2, 3))
     engine.register_fn("set_role", set_role, module="circle", arity=2)

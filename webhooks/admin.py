@@ -1,9 +1,12 @@
 """Operators' view of webhooks: endpoints (secret write-only, shown masked) and every event received."""
 
 import json
+from typing import Any, cast
 
 from django import forms
 from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
 from django.utils.html import format_html
 
 from webhooks import processing
@@ -32,9 +35,9 @@ class WebhookEndpointForm(forms.ModelForm):
             "script": forms.Textarea(attrs={"rows": 20, "cols": 100, "style": "font-family: monospace"})
         }
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["provider"].choices = [(name, name) for name in registry()]
+        cast(forms.ChoiceField, self.fields["provider"]).choices = [(name, name) for name in registry()]
 
     def clean_secret(self) -> str:
         """Blank keeps the stored secret; `clear_secret` empties it."""
@@ -43,8 +46,9 @@ class WebhookEndpointForm(forms.ModelForm):
             return self.instance.secret
         return secret
 
-    def clean(self) -> dict:
-        cleaned = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        cleaned = self.cleaned_data
         if cleaned.get("clear_secret"):
             cleaned["secret"] = ""
             self.instance.secret = ""
@@ -66,7 +70,7 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
         return bool(obj.script.strip())
 
 
-def _pretty(value) -> str:
+def _pretty(value: Any) -> str:
     return format_html("<pre class='webhooks-json'>{}</pre>", json.dumps(value, indent=2, sort_keys=True))
 
 
@@ -125,17 +129,17 @@ class WebhookEventAdmin(admin.ModelAdmin):
     def pretty_payload(self, obj: WebhookEvent) -> str:
         return _pretty(obj.payload)
 
-    def get_readonly_fields(self, request, obj=None):
+    def get_readonly_fields(self, request: HttpRequest, obj: WebhookEvent | None = None) -> list[str]:
         return [field.name for field in WebhookEvent._meta.fields] + ["pretty_headers", "pretty_payload"]
 
-    def has_add_permission(self, request) -> bool:
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: WebhookEvent | None = None) -> bool:
         return False  # read-only; the reprocess action is the one way to act on an event
 
     @admin.action(description="Reprocess selected events (run the handler again)", permissions=["view"])
-    def reprocess(self, request, queryset) -> None:
+    def reprocess(self, request: HttpRequest, queryset: QuerySet[WebhookEvent]) -> None:
         """Run the selected events' handler again now (rejected and duplicate rows are skipped)."""
         queued, waiting = processing.reprocess(queryset.values_list("id", flat=True))
         self.message_user(request, f"{queued} events queued again.", messages.SUCCESS)

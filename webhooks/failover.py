@@ -17,6 +17,7 @@ and only the newer run's outcome is written to the event.
 
 import logging
 from functools import cache
+from typing import cast
 
 import redis
 from django.conf import settings
@@ -44,7 +45,8 @@ def master_changed(client: redis.Redis) -> bool:
     True for exactly one caller per change, however many workers ask at once.
     """
     replid = client.info("replication")["master_replid"]
-    previous = client.set(replid_key(), replid, get=True)
+    # SET … GET answers the old value, as bytes: the client does not decode responses.
+    previous = cast(bytes | None, client.set(replid_key(), replid, get=True))
     return previous is None or previous.decode() != replid
 
 

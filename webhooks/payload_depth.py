@@ -7,6 +7,7 @@ So a payload deeper than `CIRCLES_WEBHOOK_MAX_DEPTH` (never more than the engine
 malformed event: 400, recorded as rejected, never queued.
 """
 
+from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
@@ -25,6 +26,7 @@ def nesting_depth(value: Any, stop_above: int) -> int:
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
+        children: Iterable[Any]
         if isinstance(item, dict):
             children = item.values()
         elif isinstance(item, list | tuple):

@@ -175,4 +175,5 @@ class IdenfyVerificationSerializer(serializers.Serializer):
     startTime = _integer()
     finishTime = _integer()
     status = IdenfyStatusSerializer()
-    data = IdenfyDocumentSerializer(required=False, allow_null=True, default=dict)
+    # DRF's metaclass moves declared fields off the class, so `.data` stays the serializer's property.
+    data = IdenfyDocumentSerializer(required=False, allow_null=True, default=dict)  # type: ignore[assignment]

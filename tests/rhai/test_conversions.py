@@ -5,9 +5,8 @@ import math
 import pytest
 import rhai
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
-I64_MIN, I64_MAX = -(2**63), 2**63 - 1
+from tests.helpers.json_values import I64_MAX, I64_MIN, json_values
 
 
 @pytest.mark.parametrize(
@@ -100,26 +99,6 @@ def test_nan_and_inf_are_returned_by_default(engine):
     assert engine.eval("-V", {"V": math.inf}) == -math.inf
 
 
-@pytest.mark.parametrize("value", [math.nan, math.inf, [1.0, -math.inf], {"a": {"b": math.nan}}, b"x"])
-def test_json_safe_mode_refuses_non_json_values(engine, value):
-    with pytest.raises(rhai.ScriptError, match="JSON-safe"):
-        engine.eval("V", {"V": value}, json_safe=True)
-    with pytest.raises(rhai.ScriptError, match="JSON-safe"):
-        engine.run("V", {"V": value}, json_safe=True)
-
-
-def test_json_safe_mode_accepts_json_values(engine):
-    value = {"a": [1, 2.5, "x", None, True], "b": {}}
-    assert engine.eval("V", {"V": value}, json_safe=True) == value
-
-
-def test_to_json_value_helper():
-    assert rhai.to_json_value({"a": [1, None]}) == {"a": [1, None]}
-    for bad in (math.nan, [math.inf], {"a": b"x"}, {1: 2}):
-        with pytest.raises(ValueError):
-            rhai.to_json_value(bad)
-
-
 def _nested_list(depth):
     value = []
     for _ in range(depth):
@@ -153,22 +132,11 @@ def test_non_str_constant_name_refused(engine):
         engine.eval("1", {1: 2})
 
 
-json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=I64_MIN, max_value=I64_MAX)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(),
-    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(), children, max_size=5),
-    max_leaves=20,
-)
-
-
 @settings(max_examples=150, deadline=None)
 @given(json_values)
 def test_json_like_values_round_trip(value):
     engine = _SHARED
-    assert engine.eval("V", {"V": value}, json_safe=True) == value
+    assert engine.eval("V", {"V": value}) == value
     # and through a script function and a host function too
     assert engine.eval("fn id(x) { x } id(V)", {"V": value}) == value
     assert engine.eval("echo(V)", {"V": value}) == value

@@ -1,6 +1,8 @@
 """`manage.py add_member`: give a key a role in a circle (recorded and announced like any change)."""
 
-from django.core.management.base import BaseCommand, CommandError
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from auth_secp import InvalidPublicKey, canonical_public_key
@@ -13,13 +15,13 @@ from circles.subjects import parse_subject
 class Command(BaseCommand):
     help = "Add a member to a circle (by public key or Ethereum address), or change its role."
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("circle", help="the circle's public key")
         parser.add_argument("pubkey", help="the member's public key or Ethereum address")
         parser.add_argument("--role", choices=GRANTABLE, default="member")
         parser.add_argument("--name", default="", help="display name")
 
-    def handle(self, *args, **options) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         try:
             circle_key = canonical_public_key(options["circle"])
             subject = parse_subject(options["pubkey"])

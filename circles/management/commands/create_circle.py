@@ -1,7 +1,9 @@
 """`manage.py create_circle`: make a circle, generating its key pair unless one is given."""
 
+from typing import Any
+
 import coincurve
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from auth_secp import InvalidPublicKey, canonical_public_key
 from circles.models import Circle
@@ -15,7 +17,7 @@ class Command(BaseCommand):
         "printed once: keep it, it is the circle owner's key and is not stored anywhere."
     )
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--name", default="", help="display name")
         parser.add_argument("--description", default="")
         parser.add_argument("--pubkey", help="use this public key (hex) instead of generating a key pair")
@@ -25,7 +27,7 @@ class Command(BaseCommand):
             "--demo", action="store_true", help="create the demo circle unless it exists (used by `make run`)"
         )
 
-    def handle(self, *args, **options) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         if options["demo"]:
             existing = Circle.objects.filter(name=DEMO_NAME).first()
             if existing:

@@ -1,6 +1,8 @@
 """`manage.py load_circles FILE`: create and update circles from a JSON or TOML file, idempotently."""
 
-from django.core.management.base import BaseCommand, CommandError
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from circles.circle_file import CircleFileError, read_circle_file
 from circles.circle_loader import LoadRefused, load_circles
@@ -15,7 +17,7 @@ class Command(BaseCommand):
         "generated circles are printed once."
     )
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("file", help="circles.json or circles.toml")
         parser.add_argument(
             "--prune-members",
@@ -23,7 +25,7 @@ class Command(BaseCommand):
             help="also remove members a circle's `members` list does not name (default: keep them)",
         )
 
-    def handle(self, *args, **options) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         try:
             specs = read_circle_file(options["file"])
             outcomes = load_circles(specs, prune=options["prune_members"])

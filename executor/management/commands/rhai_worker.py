@@ -6,9 +6,12 @@ import os
 import signal
 import sys
 import time
+from multiprocessing.process import BaseProcess
+from types import FrameType
+from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 
 logger = logging.getLogger("executor.worker")
@@ -30,10 +33,10 @@ def _worker_main() -> None:
 class Command(BaseCommand):
     help = "Run script workers: each process reads jobs from the Redis Stream and runs them with Rhai."
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--concurrency", type=int, default=1, help="worker processes (one engine each)")
 
-    def handle(self, *args, **options) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         if not settings.REDIS_URL:
             raise CommandError("REDIS_URL is not set: workers read jobs from Redis")
         concurrency = options["concurrency"]
@@ -43,16 +46,16 @@ class Command(BaseCommand):
         context = multiprocessing.get_context("fork")
         stopping = False
 
-        def spawn(index: int) -> multiprocessing.Process:
+        def spawn(index: int) -> BaseProcess:
             child = context.Process(target=_worker_main, name=f"rhai-worker-{index}")
             child.start()
             return child
 
-        def forward(signum, _frame) -> None:
+        def forward(signum: int, _frame: FrameType | None) -> None:
             nonlocal stopping
             stopping = True
             for child in children:
-                if child.is_alive():
+                if child.is_alive() and child.pid is not None:
                     os.kill(child.pid, signum)
 
         signal.signal(signal.SIGTERM, forward)

@@ -18,7 +18,6 @@ kinds and the sandbox.
 from __future__ import annotations
 
 import inspect
-import math
 import re
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -39,7 +38,6 @@ __all__ = [
     "RhaiError",
     "RunResult",
     "ScriptError",
-    "to_json_value",
 ]
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -144,29 +142,27 @@ class Engine(_NativeEngine):
         script: str,
         constants: dict[str, Any] | None = None,
         *,
-        json_safe: bool = False,
         timeout_ms: int | None = None,
         cancel: CancelToken | None = None,
     ) -> Any:
         """Run ``script`` and return its value as a Python object.
 
         ``constants`` (str -> value) are visible read-only by name, also inside the script's
-        own ``fn`` definitions (a script's ``let`` of the same name shadows them). With
-        ``json_safe=True``, NaN/infinity and blobs in the value raise :class:`ScriptError`
-        (kind ``runtime``) instead of being returned. ``timeout_ms`` shortens the engine's
-        timeout for this run only (a longer one is ignored: the engine's is the ceiling).
-        ``cancel`` stops the run (kind ``cancelled``, a :class:`LimitError`) once another thread
-        calls its ``cancel()``. Raises a :class:`RhaiError` subclass when the script fails.
-        The GIL is released while the script runs.
+        own ``fn`` definitions (a script's ``let`` of the same name shadows them). NaN, infinities
+        and blobs come back as ``float`` and ``bytes``: the value's JSON form is the caller's
+        concern. ``timeout_ms`` shortens the engine's timeout for this run only (a longer one is
+        ignored: the engine's is the ceiling). ``cancel`` stops the run (kind ``cancelled``, a
+        :class:`LimitError`) once another thread calls its ``cancel()``. Raises a
+        :class:`RhaiError` subclass when the script fails. The GIL is released while the script
+        runs.
         """
-        return super().eval(script, constants, json_safe=json_safe, timeout_ms=timeout_ms, cancel=cancel)
+        return super().eval(script, constants, timeout_ms=timeout_ms, cancel=cancel)
 
     def run(
         self,
         script: str,
         constants: dict[str, Any] | None = None,
         *,
-        json_safe: bool = False,
         timeout_ms: int | None = None,
         cancel: CancelToken | None = None,
     ) -> RunResult:
@@ -174,29 +170,4 @@ class Engine(_NativeEngine):
         as Rhai prints it), ``logs`` (print/debug lines, capped at ``max_output_size`` bytes,
         then ``truncated`` is true and the last line is a marker), ``operations``,
         ``peak_memory_bytes`` and ``elapsed_ms``."""
-        return super().run(script, constants, json_safe=json_safe, timeout_ms=timeout_ms, cancel=cancel)
-
-
-def to_json_value(value: Any, *, _depth: int = 0) -> Any:
-    """Check that ``value`` (as returned by :meth:`Engine.eval`) is JSON-safe and return it.
-
-    Raises ``ValueError`` for NaN/infinity, bytes, non-str keys or other non-JSON types.
-    """
-    if _depth > 512:
-        raise ValueError("value nested too deeply")
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"{value} is not JSON-safe")
-        return value
-    if isinstance(value, list):
-        return [to_json_value(v, _depth=_depth + 1) for v in value]
-    if isinstance(value, dict):
-        out = {}
-        for k, v in value.items():
-            if not isinstance(k, str):
-                raise ValueError(f"key {k!r} is not a str")
-            out[k] = to_json_value(v, _depth=_depth + 1)
-        return out
-    raise ValueError(f"{type(value).__name__} is not JSON-safe")
+        return super().run(script, constants, timeout_ms=timeout_ms, cancel=cancel)

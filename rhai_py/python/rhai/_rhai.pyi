@@ -33,7 +33,6 @@ class Engine:
         script: str,
         constants: dict[str, Any] | None = None,
         *,
-        json_safe: bool = False,
         timeout_ms: int | None = None,
         cancel: CancelToken | None = None,
     ) -> Any: ...
@@ -42,7 +41,6 @@ class Engine:
         script: str,
         constants: dict[str, Any] | None = None,
         *,
-        json_safe: bool = False,
         timeout_ms: int | None = None,
         cancel: CancelToken | None = None,
     ) -> RunResult: ...

@@ -20,7 +20,7 @@ pub enum ConvErrorKind {
     Type,
     /// Integer outside the 64-bit range (OverflowError).
     Overflow,
-    /// Too deep, not JSON-safe, bad text (ValueError).
+    /// Too deep, bad text (ValueError).
     Value,
 }
 
@@ -139,29 +139,23 @@ fn short_repr(obj: &Bound<'_, PyAny>) -> String {
     }
 }
 
-/// Convert a Rhai value to Python. With `json_safe`, NaN/infinity and blobs are refused so
-/// the result can always be serialised as JSON.
-pub fn dynamic_to_py(
-    py: Python<'_>,
-    value: &Dynamic,
-    max_depth: usize,
-    json_safe: bool,
-) -> ConvResult<Py<PyAny>> {
+/// Convert a Rhai value to Python (NaN, infinities and blobs as they are: turning a value into
+/// JSON is the server's job, by its own rules).
+pub fn dynamic_to_py(py: Python<'_>, value: &Dynamic, max_depth: usize) -> ConvResult<Py<PyAny>> {
     let mut path = String::new();
-    to_py(py, value, max_depth, json_safe, 0, &mut path).map_err(|e| e.at(&path))
+    to_py(py, value, max_depth, 0, &mut path).map_err(|e| e.at(&path))
 }
 
 fn to_py(
     py: Python<'_>,
     value: &Dynamic,
     max_depth: usize,
-    json_safe: bool,
     depth: usize,
     path: &mut String,
 ) -> ConvResult<Py<PyAny>> {
     let fail = |e: PyErr| ConvError::ty(e.to_string());
     if value.is_shared() {
-        return to_py(py, &value.flatten_clone(), max_depth, json_safe, depth, path);
+        return to_py(py, &value.flatten_clone(), max_depth, depth, path);
     }
     if value.is_unit() {
         return Ok(py.None());
@@ -173,9 +167,6 @@ fn to_py(
         return Ok(PyInt::new(py, i).into_any().unbind());
     }
     if let Ok(f) = value.as_float() {
-        if json_safe && !f.is_finite() {
-            return Err(ConvError::value(format!("{f} is not allowed in a JSON-safe result")));
-        }
         return Ok(PyFloat::new(py, f).into_any().unbind());
     }
     if let Ok(c) = value.as_char() {
@@ -185,9 +176,6 @@ fn to_py(
         return Ok(PyString::new(py, s.as_str()).into_any().unbind());
     }
     if let Ok(b) = value.as_blob_ref() {
-        if json_safe {
-            return Err(ConvError::value("a blob is not allowed in a JSON-safe result"));
-        }
         let bytes: &Blob = &b;
         return Ok(PyBytes::new(py, bytes).into_any().unbind());
     }
@@ -197,7 +185,7 @@ fn to_py(
         for (i, item) in arr.iter().enumerate() {
             let mark = path.len();
             path.push_str(&format!("[{i}]"));
-            list.append(to_py(py, item, max_depth, json_safe, depth + 1, path)?).map_err(fail)?;
+            list.append(to_py(py, item, max_depth, depth + 1, path)?).map_err(fail)?;
             path.truncate(mark);
         }
         return Ok(list.into_any().unbind());
@@ -208,7 +196,7 @@ fn to_py(
         for (k, v) in map.iter() {
             let mark = path.len();
             path.push_str(&format!("[{:?}]", k.as_str()));
-            dict.set_item(k.as_str(), to_py(py, v, max_depth, json_safe, depth + 1, path)?).map_err(fail)?;
+            dict.set_item(k.as_str(), to_py(py, v, max_depth, depth + 1, path)?).map_err(fail)?;
             path.truncate(mark);
         }
         return Ok(dict.into_any().unbind());

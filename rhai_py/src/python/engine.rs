@@ -53,7 +53,7 @@ fn call_host(
         let result = (|| -> PyResult<Dynamic> {
             let mut py_args = Vec::with_capacity(args.len());
             for (i, arg) in args.iter().enumerate() {
-                let v = dynamic_to_py(py, arg, host.max_depth, false).map_err(|e| {
+                let v = dynamic_to_py(py, arg, host.max_depth).map_err(|e| {
                     PyTypeError::new_err(format!("argument {} of {}(): {}", i + 1, host.qualified, e.0))
                 })?;
                 py_args.push(v);
@@ -202,11 +202,10 @@ impl PyEngine {
         py: Python<'_>,
         result: Result<Dynamic, ScriptFailure>,
         stats: &RunStats,
-        json_safe: bool,
     ) -> PyResult<(Py<PyAny>, String)> {
         let host_error = take_host_error();
         let answer = match &result {
-            Ok(value) => match dynamic_to_py(py, value, self.max_depth, json_safe) {
+            Ok(value) => match dynamic_to_py(py, value, self.max_depth) {
                 Ok(obj) => Ok((obj, value.to_string())),
                 Err(e) => {
                     let failure = ScriptFailure::new(
@@ -327,33 +326,31 @@ impl PyEngine {
     }
 
     /// Evaluate `script` and return its value (see the Python docstring).
-    #[pyo3(signature = (script, constants = None, *, json_safe = false, timeout_ms = None, cancel = None))]
+    #[pyo3(signature = (script, constants = None, *, timeout_ms = None, cancel = None))]
     fn eval(
         &self,
         py: Python<'_>,
         script: &str,
         constants: Option<&Bound<'_, PyDict>>,
-        json_safe: bool,
         timeout_ms: Option<u64>,
         cancel: Option<PyRef<'_, CancelToken>>,
     ) -> PyResult<Py<PyAny>> {
         let outcome = self.execute(py, script, constants, timeout_ms, cancel.as_deref())?;
-        self.value_or_raise(py, outcome.result, &outcome.stats, json_safe).map(|(obj, _)| obj)
+        self.value_or_raise(py, outcome.result, &outcome.stats).map(|(obj, _)| obj)
     }
 
     /// Run `script` and return a `RunResult` (see the Python docstring).
-    #[pyo3(signature = (script, constants = None, *, json_safe = false, timeout_ms = None, cancel = None))]
+    #[pyo3(signature = (script, constants = None, *, timeout_ms = None, cancel = None))]
     fn run(
         &self,
         py: Python<'_>,
         script: &str,
         constants: Option<&Bound<'_, PyDict>>,
-        json_safe: bool,
         timeout_ms: Option<u64>,
         cancel: Option<PyRef<'_, CancelToken>>,
     ) -> PyResult<RunResult> {
         let outcome = self.execute(py, script, constants, timeout_ms, cancel.as_deref())?;
-        let (value, output) = self.value_or_raise(py, outcome.result, &outcome.stats, json_safe)?;
+        let (value, output) = self.value_or_raise(py, outcome.result, &outcome.stats)?;
         Ok(RunResult {
             value,
             output,

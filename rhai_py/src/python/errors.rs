@@ -63,7 +63,7 @@ fn build(py: Python<'_>, f: &ScriptFailure, max_depth: usize) -> PyResult<PyErr>
     };
     let cls = cell.import(py, "rhai._errors", name)?;
     let value = match &f.thrown {
-        Some(v) => match dynamic_to_py(py, v, max_depth, false) {
+        Some(v) => match dynamic_to_py(py, v, max_depth) {
             Ok(obj) => obj,
             Err(_) => v.to_string().into_pyobject(py)?.into_any().unbind(),
         },

@@ -1,8 +1,9 @@
 """`manage.py prune_webhook_events --older-than DAYS [--noise-only]`: delete old WebhookEvent rows."""
 
 from datetime import timedelta
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from webhooks.models import WebhookEvent
@@ -16,11 +17,11 @@ class Command(BaseCommand):
         "(processed, failed, rejected, duplicate); --noise-only keeps processed and failed ones."
     )
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--older-than", type=float, default=30.0, metavar="DAYS")
         parser.add_argument("--noise-only", action="store_true", help="only rejected and duplicate rows")
 
-    def handle(self, *args, **options) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         if options["older_than"] < 0:
             raise CommandError("--older-than must not be negative")
         cutoff = timezone.now() - timedelta(days=options["older_than"])
