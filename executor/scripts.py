@@ -16,15 +16,11 @@ workers (`executor.cancels`).
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import Awaitable, Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from functools import cache
 from typing import Any
 
-import rhai
 from django.conf import settings
-from django.db import close_old_connections
 
 from circleproject.metrics import timed_play
 from circles.dispatch import current_request_id
@@ -33,12 +29,10 @@ from circles.session import CircleSession
 from executor.cancels import CancelNotices
 from executor.jobs import Job
 from executor.lines import Lines
+from executor.local import LocalRun, local_executor
 from executor.producer import AsyncJobProducer
 from executor.queue import QueueConfig, QueueFull, QueueUnavailable
-from executor.runner import run_job
 from executor.shares import CALLER, CIRCLE, LocalShares, OverShare, ShareClaim, ShareLimits
-
-logger = logging.getLogger("executor.scripts")
 
 # How long past the deadline the consumer still waits: the worker's own timeout error
 # (which carries the line and column) usually arrives first.
@@ -200,31 +194,6 @@ class QueuedScripts(_Waiting):
             answer.set_result(outcome)
 
 
-@cache
-def _pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(settings.CIRCLES_LOCAL_EXECUTOR_THREADS, thread_name_prefix="rhai")
-
-
-def _run_in_pool(
-    job: Job,
-    cancel: rhai.CancelToken,
-    answer: Callable[[dict[str, Any] | BaseException], None],
-    done: Callable[[], None],
-) -> None:
-    """Run a job on a pool thread: answer the waiting request first, then record the run, then `done`."""
-    close_old_connections()
-    try:
-        report = run_job(job, cancel=cancel)
-        answer(report.outcome)
-        report.record(worker="in-process")
-    except Exception as exc:  # e.g. the row could not be saved; the request must not wait for its deadline
-        logger.exception("in-process run %s failed", job.run_id)
-        answer(exc)
-    finally:
-        close_old_connections()
-        done()
-
-
 def _soon(loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args: Any) -> None:
     """Call `callback(*args)` on `loop` from a pool thread (nothing if the loop is gone)."""
     with contextlib.suppress(RuntimeError):  # the loop closed (the process is exiting)
@@ -236,7 +205,7 @@ class LocalScripts(_Waiting):
 
     def __init__(self) -> None:
         super().__init__()
-        self.running: dict[str, tuple[Future, rhai.CancelToken, Callable[[], None]]] = {}
+        self.running: dict[str, tuple[LocalRun, Callable[[], None]]] = {}
 
     @timed_play
     async def __call__(self, session: CircleSession, script: str, timeout_ms: int) -> dict[str, Any]:
@@ -245,9 +214,9 @@ class LocalScripts(_Waiting):
         answer = loop.create_future()
         shares = _local_shares()
 
-        def settle(result: dict[str, Any] | BaseException) -> None:
+        def settle(outcome: dict[str, Any]) -> None:
             if not answer.done():
-                (answer.set_exception if isinstance(result, BaseException) else answer.set_result)(result)
+                answer.set_result(outcome)
 
         def over() -> None:  # on the loop, once: the run is over, its place in the shares is free
             shares.give_back(job.caller_id, job.circle_id)
@@ -256,15 +225,10 @@ class LocalScripts(_Waiting):
         async def submit() -> str | None:
             which = shares.take(job.caller_id, job.circle_id)
             if which is None:
-                token = rhai.CancelToken()
-                future = _pool().submit(
-                    _run_in_pool,
-                    job,
-                    token,
-                    lambda result: _soon(loop, settle, result),
-                    lambda: _soon(loop, over),
+                run = local_executor().submit(
+                    job, lambda outcome: _soon(loop, settle, outcome), lambda: _soon(loop, over)
                 )
-                self.running[job.run_id] = (future, token, over)
+                self.running[job.run_id] = (run, over)
             return which
 
         try:
@@ -276,15 +240,13 @@ class LocalScripts(_Waiting):
             self.running.pop(job.run_id, None)
 
     def stop(self, run_id: str) -> None:
-        """Withdraw run `run_id` from the pool if it has not started, else cancel its token."""
+        """Withdraw run `run_id` from the pool if it has not started, else cancel it."""
         running = self.running.pop(run_id, None)
         if running is None:
             return
-        future, token, over = running
-        if future.cancel():  # never started: its thread will not give the share back
+        run, over = running
+        if run.stop():  # never started: its thread will not give the share back
             over()
-        else:
-            token.cancel()  # its thread ends the run (kind `cancelled`, rolled back) and gives it back
 
     def deliver(self, run_id: str, outcome: dict[str, Any]) -> None:
         """Nothing arrives over the channel layer in embedded mode."""
