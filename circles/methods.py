@@ -166,8 +166,11 @@ async def logout(session: CircleSession) -> bool:
         jsonrpc.EXECUTOR_UNAVAILABLE,
         jsonrpc.RATE_LIMITED,
     ),
+    takes_request_id=True,
 )
-async def play(session: CircleSession, script: str, timeout_ms: int | None = None) -> dict[str, Any]:
+async def play(
+    session: CircleSession, script: str, timeout_ms: int | None = None, *, request_id: str = ""
+) -> dict[str, Any]:
     if not session.authenticated:
         raise _error(jsonrpc.AUTHENTICATION_REQUIRED)
     if not session.may_play_without_lookup():
@@ -178,7 +181,7 @@ async def play(session: CircleSession, script: str, timeout_ms: int | None = Non
             raise _error(jsonrpc.FORBIDDEN, data={"role": role, "needs": "member"})
     limits = session.limits
     timeout = min(timeout_ms or limits.play_timeout_ms, limits.play_max_timeout_ms)
-    return await session.run_script(session, script, timeout)
+    return await session.play_runner.run(session, script, timeout, request_id)
 
 
 @cache

@@ -74,9 +74,9 @@ async def drain_connection(consumer: CircleConsumer, grace: float) -> None:
 
 def give_up_waiting(consumer: CircleConsumer) -> None:
     """Answer -32012 to every `play` of `consumer` still waiting for its result."""
-    scripts = getattr(consumer, "scripts", None)  # none yet if the handshake never finished
-    if scripts is not None:
-        scripts.give_up(SHUTTING_DOWN)
+    play_runner = getattr(consumer, "play_runner", None)  # none yet if the handshake never finished
+    if play_runner is not None:
+        play_runner.give_up(SHUTTING_DOWN)
 
 
 async def drain_all(grace: float | None = None) -> None:

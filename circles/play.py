@@ -1,9 +1,10 @@
-"""Running `play` scripts for a WebSocket connection: the consumer's side of the executor.
+"""The `play` runner of a WebSocket connection: the RPC face's side of the executor.
 
-Two runners with one contract (`circles.session.ScriptRunner`): `QueuedScripts` puts the job
-on the Redis queue and waits for the worker's `script.result` on the connection's channel;
-`LocalScripts` (embedded mode, no REDIS_URL) runs the same job function in a small thread
-pool of this process. Either way the caller gets an answer by its deadline: the result, a
+Two runners with one contract (`circles.session.PlayRunner`), one per connection
+(`play_runner_for`): `QueuedPlayRunner` puts the job on the Redis queue and waits for the
+worker's `script.result` on the connection's channel, which the consumer hands to `deliver`;
+`LocalPlayRunner` (embedded mode, no REDIS_URL) hands it to this process's in-process
+executor (`executor.local`). Either way the caller gets an answer by its deadline: the result, a
 -32000 error, -32012 when the queue cannot take the job, or -32000 `timeout`.
 
 Both hand a job to the executor only within its caller's and its circle's share
@@ -23,7 +24,6 @@ from typing import Any
 from django.conf import settings
 
 from circleproject.metrics import timed_play
-from circles.dispatch import current_request_id
 from circles.jsonrpc import EXECUTION_ERROR, EXECUTOR_UNAVAILABLE, RATE_LIMITED, RpcError
 from circles.session import CircleSession
 from executor.cancels import CancelNotices
@@ -63,8 +63,10 @@ def deadline_passed(timeout_ms: int) -> RpcError:
     )
 
 
-def new_job(session: CircleSession, script: str, timeout_ms: int, reply_channel: str = "") -> Job:
-    """The job for a `play` by the session's signed-in key."""
+def new_job(
+    session: CircleSession, script: str, timeout_ms: int, request_id: str, reply_channel: str = ""
+) -> Job:
+    """The job for a `play` by the session's signed-in key (`request_id`: its JSON-RPC id, as JSON text)."""
     return Job.for_timeout(
         circle_id=session.circle.id,
         circle_key=session.circle.public_key,
@@ -74,7 +76,7 @@ def new_job(session: CircleSession, script: str, timeout_ms: int, reply_channel:
         script=script,
         timeout_ms=timeout_ms,
         reply_channel=reply_channel,
-        request_id=current_request_id(),
+        request_id=request_id,
     )
 
 
@@ -103,7 +105,7 @@ def _cancel_notices() -> CancelNotices:
     return CancelNotices(settings.REDIS_URL, settings.CIRCLES_QUEUE_STREAM)
 
 
-class _Waiting:
+class PendingPlays:
     """The `play` requests of one connection waiting for their outcome, by run id."""
 
     def __init__(self) -> None:
@@ -143,6 +145,12 @@ class _Waiting:
         except TimeoutError:
             raise OVER_SHARE[refused[0]] from None
 
+    def settle(self, run_id: str, outcome: dict[str, Any]) -> None:
+        """Hand run `run_id`'s outcome to its waiting request; a late one (nobody waiting) is dropped."""
+        answer = self.waiting.get(run_id)
+        if answer is not None and not answer.done():
+            answer.set_result(outcome)
+
     def give_up(self, error: RpcError) -> None:
         """Answer `error` to every request still waiting (the server is shutting down)."""
         for answer in list(self.waiting.values()):
@@ -150,16 +158,19 @@ class _Waiting:
                 answer.set_exception(error)
 
 
-class QueuedScripts(_Waiting):
-    """Runs scripts through the Redis queue; one per connection, fed by its `script.result` events."""
+class QueuedPlayRunner:
+    """Runs `play` jobs through the Redis queue; one per connection, fed by its `script.result` events."""
 
     def __init__(self, reply_channel: str) -> None:
-        super().__init__()
+        self.pending = PendingPlays()
         self.reply_channel = reply_channel
 
     @timed_play
-    async def __call__(self, session: CircleSession, script: str, timeout_ms: int) -> dict[str, Any]:
-        job = new_job(session, script, timeout_ms, self.reply_channel)
+    async def run(
+        self, session: CircleSession, script: str, timeout_ms: int, request_id: str
+    ) -> dict[str, Any]:
+        """Queue the job, wait for its worker's outcome, and return the `play` result (or raise RpcError)."""
+        job = new_job(session, script, timeout_ms, request_id, self.reply_channel)
         limits, stream = _share_limits(), settings.CIRCLES_QUEUE_STREAM
         claim = ShareClaim.for_job(job, stream, limits) if limits.per_caller or limits.per_circle else None
         tried = False
@@ -179,7 +190,7 @@ class QueuedScripts(_Waiting):
             return None
 
         try:
-            return await self.outcome(job, asyncio.get_running_loop().create_future(), enqueue)
+            return await self.pending.outcome(job, asyncio.get_running_loop().create_future(), enqueue)
         except asyncio.CancelledError:  # the connection closed: nobody waits for this run any more
             if tried:  # queued, or perhaps queued (cancelled mid-add): announcing costs nothing
                 _cancel_notices().announce(job.run_id, job.deadline)
@@ -189,9 +200,11 @@ class QueuedScripts(_Waiting):
 
     def deliver(self, run_id: str, outcome: dict[str, Any]) -> None:
         """A worker's outcome arrived; a late one (nobody waiting) is dropped."""
-        answer = self.waiting.get(run_id)
-        if answer is not None and not answer.done():
-            answer.set_result(outcome)
+        self.pending.settle(run_id, outcome)
+
+    def give_up(self, error: RpcError) -> None:
+        """Answer `error` to every `play` still waiting (the server is shutting down)."""
+        self.pending.give_up(error)
 
 
 def _soon(loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args: Any) -> None:
@@ -200,16 +213,19 @@ def _soon(loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args:
         loop.call_soon_threadsafe(callback, *args)
 
 
-class LocalScripts(_Waiting):
-    """Runs scripts in this process (embedded mode): the same job function, in a thread pool."""
+class LocalPlayRunner:
+    """Runs `play` jobs in this process (embedded mode), on the in-process executor."""
 
     def __init__(self) -> None:
-        super().__init__()
+        self.pending = PendingPlays()
         self.running: dict[str, tuple[LocalRun, Callable[[], None]]] = {}
 
     @timed_play
-    async def __call__(self, session: CircleSession, script: str, timeout_ms: int) -> dict[str, Any]:
-        job = new_job(session, script, timeout_ms)
+    async def run(
+        self, session: CircleSession, script: str, timeout_ms: int, request_id: str
+    ) -> dict[str, Any]:
+        """Hand the job to the in-process executor, wait for its outcome, return the `play` result."""
+        job = new_job(session, script, timeout_ms, request_id)
         loop = asyncio.get_running_loop()
         answer = loop.create_future()
         shares = _local_shares()
@@ -232,7 +248,7 @@ class LocalScripts(_Waiting):
             return which
 
         try:
-            return await self.outcome(job, answer, submit)
+            return await self.pending.outcome(job, answer, submit)
         except asyncio.CancelledError:  # the connection closed: stop the run
             self.stop(job.run_id)
             raise
@@ -251,7 +267,11 @@ class LocalScripts(_Waiting):
     def deliver(self, run_id: str, outcome: dict[str, Any]) -> None:
         """Nothing arrives over the channel layer in embedded mode."""
 
+    def give_up(self, error: RpcError) -> None:
+        """Answer `error` to every `play` still waiting (the server is shutting down)."""
+        self.pending.give_up(error)
 
-def script_runner_for(reply_channel: str) -> QueuedScripts | LocalScripts:
-    """The runner a new connection uses: the queue when REDIS_URL is set, else in-process."""
-    return QueuedScripts(reply_channel) if settings.REDIS_URL else LocalScripts()
+
+def play_runner_for(reply_channel: str) -> QueuedPlayRunner | LocalPlayRunner:
+    """The play runner a new connection uses: the queue when REDIS_URL is set, else in-process."""
+    return QueuedPlayRunner(reply_channel) if settings.REDIS_URL else LocalPlayRunner()
