@@ -111,12 +111,14 @@ class PendingPlays:
     def __init__(self) -> None:
         self.waiting: dict[str, asyncio.Future] = {}
 
-    async def outcome(self, job: Job, answer: asyncio.Future, attempt: Attempt) -> dict:
+    async def outcome(self, job: Job, attempt: Attempt) -> dict:
         """Hand the job over within its shares, then wait for its outcome; the `play` result or RpcError.
 
-        Waiting in the caller's line and for the outcome both end at the job's deadline
-        (-32029 in the line, -32000 `timeout` after). `give_up` ends either wait at once.
+        `settle` brings the outcome. Waiting in the caller's line and for the outcome both end at
+        the job's deadline (-32029 in the line, -32000 `timeout` after). `give_up` ends either
+        wait at once.
         """
+        answer = asyncio.get_running_loop().create_future()
         self.waiting[job.run_id] = answer
         try:
             await self.take_turn(job, attempt, answer)
@@ -190,7 +192,7 @@ class QueuedPlayRunner:
             return None
 
         try:
-            return await self.pending.outcome(job, asyncio.get_running_loop().create_future(), enqueue)
+            return await self.pending.outcome(job, enqueue)
         except asyncio.CancelledError:  # the connection closed: nobody waits for this run any more
             if tried:  # queued, or perhaps queued (cancelled mid-add): announcing costs nothing
                 _cancel_notices().announce(job.run_id, job.deadline)
@@ -227,12 +229,10 @@ class LocalPlayRunner:
         """Hand the job to the in-process executor, wait for its outcome, return the `play` result."""
         job = new_job(session, script, timeout_ms, request_id)
         loop = asyncio.get_running_loop()
-        answer = loop.create_future()
         shares = _local_shares()
 
-        def settle(outcome: dict[str, Any]) -> None:
-            if not answer.done():
-                answer.set_result(outcome)
+        def answer(outcome: dict[str, Any]) -> None:  # on the pool thread
+            _soon(loop, self.pending.settle, job.run_id, outcome)
 
         def over() -> None:  # on the loop, once: the run is over, its place in the shares is free
             shares.give_back(job.caller_id, job.circle_id)
@@ -241,14 +241,12 @@ class LocalPlayRunner:
         async def submit() -> str | None:
             which = shares.take(job.caller_id, job.circle_id)
             if which is None:
-                run = local_executor().submit(
-                    job, lambda outcome: _soon(loop, settle, outcome), lambda: _soon(loop, over)
-                )
+                run = local_executor().submit(job, answer, lambda: _soon(loop, over))
                 self.running[job.run_id] = (run, over)
             return which
 
         try:
-            return await self.pending.outcome(job, answer, submit)
+            return await self.pending.outcome(job, submit)
         except asyncio.CancelledError:  # the connection closed: stop the run
             self.stop(job.run_id)
             raise
