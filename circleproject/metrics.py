@@ -102,7 +102,7 @@ T = TypeVar("T")
 
 
 def timed_play(call: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
-    """Decorate a script runner's `__call__`: observe its duration in `circles_play_seconds`."""
+    """Decorate a play runner's `run`: observe its duration in `circles_play_seconds`."""
 
     @functools.wraps(call)
     async def timed(*args: Any, **kwargs: Any) -> T:
