@@ -209,15 +209,14 @@ class Worker:
         the job to the dead-letter stream instead of acknowledging it.
         """
         job, outcome = report.job, report.outcome
-        row = report.run_row(worker=self.name, attempts=delivery.deliveries)
-        hold = job.event_id is None and not dead_letter
-        if not hold:
-            save_runs([row])
+        save_first = job.event_id is not None or bool(dead_letter)
+        if save_first:
+            save_runs([report.run_row(worker=self.name, attempts=delivery.deliveries)])
         hooks.job_finished(job, outcome)  # only a job with an `event_id` has hooks
         publication = self.delivery.publication(job, outcome)
         if dead_letter:
             self.queue.dead_letter(delivery, dead_letter, publication)
         else:
             self.queue.finish(delivery.entry_id, publication)
-        if hold:
-            self.keep_run(row)
+        if not save_first:  # built after the answer went out: the caller does not wait for it
+            self.keep_run(report.run_row(worker=self.name, attempts=delivery.deliveries))
