@@ -20,6 +20,7 @@ from circles.membership_rules import NotAllowed
 from circles.models import Circle
 from circles.subjects import Subject
 from executor.jobs import Job
+from executor.run_rows import save_runs
 from executor.runner import run_job
 
 SOURCE = "load_circles"
@@ -145,7 +146,7 @@ def _run_init(circle: Circle, spec: CircleSpec) -> str:
         timeout_ms=settings.CIRCLES_PLAY_MAX_TIMEOUT_MS,
     )
     report = run_job(job)
-    report.record(worker=SOURCE)
+    save_runs([report.run_row(worker=SOURCE)])
     if not report.outcome["ok"]:
         error = report.outcome["error"]
         where = f" at line {error['line']}, column {error['column']}" if error.get("line") else ""

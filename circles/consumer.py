@@ -16,7 +16,7 @@ from django.conf import settings
 
 from auth_secp import ChallengeBook
 from circles.address_limits import AttemptWindows, connections
-from circles.dispatch import answer
+from circles.answering import answer
 from circles.jsonrpc import (
     PARSE_ERROR,
     RATE_LIMITED,
@@ -31,11 +31,11 @@ from circles.limits import ConnectionLimits
 from circles.lookups import find_active_circle
 from circles.methods import registry
 from circles.peer_address import scope_address
+from circles.play import play_runner_for
 from circles.session import CircleSession
 from circles.shutdown import CLOSE_GOING_AWAY, SHUTDOWN_REASON, shutting_down, track, untrack
 from circles.sign_in_limits import sign_in_limiter
 from circles.url_sign_in import sign_in_at_connect
-from executor.scripts import script_runner_for
 
 logger = logging.getLogger("circles.consumer")
 
@@ -144,7 +144,7 @@ class CircleConsumer(AsyncWebsocketConsumer):
             await self.shut(CLOSE_CIRCLE_NOT_FOUND, "circle not found")
             return
         limits = ConnectionLimits.from_settings()
-        self.scripts = script_runner_for(self.channel_name)
+        self.play_runner = play_runner_for(self.channel_name)
         self.session = CircleSession(
             circle=circle,
             peer=peer_of(self.scope),
@@ -152,7 +152,7 @@ class CircleConsumer(AsyncWebsocketConsumer):
             challenges=ChallengeBook(
                 settings.CIRCLES_SERVER_NAME, circle.public_key, ttl=limits.nonce_ttl_seconds
             ),
-            run_script=self.scripts,
+            play_runner=self.play_runner,
             address=address,
             sign_ins=sign_in_limiter(),
         )
@@ -171,7 +171,7 @@ class CircleConsumer(AsyncWebsocketConsumer):
 
     async def script_result(self, event: dict[str, Any]) -> None:
         """A worker's outcome for one of this connection's `play` requests (channel-layer event)."""
-        self.scripts.deliver(event["run_id"], event["outcome"])
+        self.play_runner.deliver(event["run_id"], event["outcome"])
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Check one frame against the limits, then read it (the Channels entry point of a frame)."""
@@ -317,7 +317,7 @@ class CircleConsumer(AsyncWebsocketConsumer):
             _, late = await asyncio.wait(pending, timeout=grace)
             if late:
                 self.log.warning("shutdown: %d request(s) still running after %.1fs", len(late), grace)
-                self.scripts.give_up(shutting_down)  # tasks exist only once the session and its runner do
+                self.play_runner.give_up(shutting_down)  # tasks exist only once the session and its runner do
                 _, late = await asyncio.wait(late, timeout=GIVEN_UP_SECONDS)
                 for task in late:
                     task.cancel()

@@ -152,8 +152,11 @@ async def logout(session: CircleSession) -> bool:
         jsonrpc.EXECUTOR_UNAVAILABLE,
         jsonrpc.RATE_LIMITED,
     ),
+    takes_request_id=True,
 )
-async def play(session: CircleSession, script: str, timeout_ms: int | None = None) -> dict[str, Any]:
+async def play(
+    session: CircleSession, script: str, timeout_ms: int | None = None, *, request_id: str = ""
+) -> dict[str, Any]:
     if not session.authenticated:
         raise RpcError(jsonrpc.AUTHENTICATION_REQUIRED)
     if not session.may_play_without_lookup():
@@ -164,7 +167,7 @@ async def play(session: CircleSession, script: str, timeout_ms: int | None = Non
             raise RpcError(jsonrpc.FORBIDDEN, data={"role": role, "needs": "member"})
     limits = session.limits
     timeout = min(timeout_ms or limits.play_timeout_ms, limits.play_max_timeout_ms)
-    return await session.run_script(session, script, timeout)
+    return await session.play_runner.run(session, script, timeout, request_id)
 
 
 @cache

@@ -72,7 +72,8 @@ class Method:
     """An RPC method: name, params, the handler `handler(session, **params)`, and what OpenRPC says of it.
 
     `inline` methods are cheap and never wait on I/O, so the consumer answers them in
-    place instead of spawning a task for each.
+    place instead of spawning a task for each. A method that `takes_request_id` is also
+    called with `request_id`: the request's JSON-RPC id as JSON text (`circles.answering`).
     """
 
     name: str
@@ -82,6 +83,7 @@ class Method:
     result: dict[str, Any] = field(default_factory=dict)
     errors: tuple[int, ...] = ()
     inline: bool = False
+    takes_request_id: bool = False
 
     def bind(self, params: list[Any] | dict[str, Any] | None) -> dict[str, Any]:
         """Turn named or positional params into keyword arguments, checking each."""

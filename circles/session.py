@@ -27,10 +27,18 @@ class SignInGate(Protocol):
     async def attempt(self, address: str | None) -> bool: ...
 
 
-class ScriptRunner(Protocol):
-    """Runs a `play` script for a session and returns the `play` result (or raises RpcError)."""
+class PlayRunner(Protocol):
+    """Runs a connection's `play` scripts (`circles.play`); one per connection, for its lifetime."""
 
-    async def __call__(self, session: "CircleSession", script: str, timeout_ms: int) -> dict: ...
+    async def run(self, session: "CircleSession", script: str, timeout_ms: int, request_id: str) -> dict:
+        """Run `script` for the session's signed-in key; the `play` result (or raise RpcError).
+
+        `request_id` is the `play`'s JSON-RPC id as JSON text, for the job's log lines.
+        """
+        ...
+
+    def deliver(self, run_id: str, outcome: dict) -> None:
+        """A worker's outcome for one of this connection's runs arrived (`script.result` event)."""
 
     def give_up(self, error: Callable[[], RpcError]) -> None:
         """Answer a fresh `error()` to every request still waiting (the server is shutting down)."""
@@ -44,7 +52,7 @@ class CircleSession:
     peer: str
     limits: ConnectionLimits
     challenges: ChallengeBook
-    run_script: ScriptRunner
+    play_runner: PlayRunner
     address: str | None = None  # the client address (behind trusted proxies), None if unknown
     sign_ins: SignInGate | None = None  # the per-address sign-in attempts; None: not limited
     rate: TokenBucket = field(init=False)

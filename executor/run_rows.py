@@ -1,7 +1,7 @@
 """Saving ScriptRun rows in bulk: one upsert statement, values adapted only where they need it."""
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import cache
 from typing import Any
 
@@ -13,8 +13,9 @@ from executor.models import ScriptRun
 Adapter = Callable[[Any], Any] | None  # None: the value goes to the driver as it is
 
 
-def save_runs(rows: list[ScriptRun]) -> None:
-    """Insert `rows`; a row whose id exists already is overwritten.
+def save_runs(rows: Iterable[ScriptRun | None]) -> None:
+    """Insert `rows`; a row whose id exists already is overwritten, and None (a run the recording
+    policy does not keep: `RunReport.run_row`) is skipped.
 
     A job runs again when its worker died (or lost Redis) before acknowledging it; the later
     run's row then replaces the earlier one instead of failing the worker on the primary key.
@@ -24,6 +25,7 @@ def save_runs(rows: list[ScriptRun]) -> None:
     values go through the connection's own adapters and the rest, which the runner made with
     the right Python types (str, int, float, None), go to the driver as they are.
     """
+    rows = [row for row in rows if row is not None]
     if not rows:
         return
     connection = connections[router.db_for_write(ScriptRun)]

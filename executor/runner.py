@@ -1,7 +1,8 @@
 """The job function: run one job's script in one transaction and say how it went.
 
-Workers and the in-process executor both call `execute_job`, so a script behaves the same
-whichever runs it. The outcome is plain data, ready for the channel layer:
+Workers (`executor.worker`) and the in-process executor (`executor.local`) both call `run_job`,
+so a script behaves the same whichever runs it; each then answers and saves the run's row
+(`RunReport.run_row`). The outcome is plain data, ready for the channel layer:
 `{"run_id", "ok": True, "result": {output, value, logs, run_id, elapsed_ms}}` or
 `{"run_id", "ok": False, "error": {kind, message, line, column}}`.
 """
@@ -20,7 +21,6 @@ from executor.dsl import RunContext, running
 from executor.engine import shared_engine
 from executor.jobs import Job
 from executor.models import ScriptRun
-from executor.run_rows import save_runs
 from executor.values import NotJsonSafe, to_json
 
 logger = logging.getLogger("executor.runner")
@@ -37,6 +37,11 @@ def script_error(
     return {"kind": kind, "message": message, "line": line, "column": column}
 
 
+def server_fault() -> dict[str, Any]:
+    """The error of a run that failed inside the server rather than in its script."""
+    return script_error("host", "the run failed inside the server; nothing it wrote was kept")
+
+
 def failed(job: Job, error: dict[str, Any]) -> dict[str, Any]:
     """The outcome of a run that failed (or never ran)."""
     return {"run_id": job.run_id, "ok": False, "error": error}
@@ -48,61 +53,56 @@ def should_record(job: Job, ok: bool) -> bool:
     return policy == "all" or not ok or (policy == "webhooks" and job.source.startswith("webhook:"))
 
 
-def run_row(job: Job, status: str, *, worker: str = "", attempts: int = 1, **fields: Any) -> ScriptRun | None:
-    """The job's ScriptRun row, unsaved, or None when the recording policy does not keep it."""
-    if not should_record(job, status == ScriptRun.Status.SUCCEEDED):
-        return None
-    error = fields.pop("error", None) or {}
-    cap = settings.CIRCLES_RUN_RECORD_MAX_BYTES
-    if "output" in fields:
-        fields["output"] = cut_text(fields["output"], cap)
-    if "value" in fields:
-        fields["value"] = cut_value(fields["value"], cap)
-    if "logs" in fields:
-        fields["logs"] = cut_logs(fields["logs"], cap)
-    return ScriptRun(
-        id=job.run_id,
-        circle_id=job.circle_id,
-        caller_id=job.caller_id,
-        caller_role=job.caller_role,
-        source=job.source,
-        script=cut_text(job.script, cap),
-        status=status,
-        error_kind=error.get("kind") or "",
-        error_message=error.get("message") or "",
-        error_line=error.get("line"),
-        error_column=error.get("column"),
-        attempts=attempts,
-        worker=worker,
-        queued_at=_when(job.queued_at),
-        finished_at=datetime.now(UTC),
-        **fields,
-    )
-
-
-def record_run(job: Job, status: str, *, worker: str = "", attempts: int = 1, **fields: Any) -> None:
-    """Write the job's ScriptRun row (if the recording policy keeps it)."""
-    row = run_row(job, status, worker=worker, attempts=attempts, **fields)
-    if row is not None:
-        save_runs([row])
-
-
 @dataclass(slots=True)
 class RunReport:
-    """How a job's run went: the outcome for whoever waits, and what its ScriptRun row will say."""
+    """How a job's run went: the outcome for whoever waits, and what its ScriptRun row will say.
+
+    `run_row` is the one way to a ScriptRun row; callers save it (`executor.run_rows.save_runs`)
+    after answering, at once or together with others.
+    """
 
     job: Job
     outcome: dict[str, Any]
     status: str
-    row: dict[str, Any] = field(default_factory=dict)
+    row_fields: dict[str, Any] = field(default_factory=dict)
 
-    def record(self, *, worker: str = "", attempts: int = 1) -> None:
-        """Write the ScriptRun row (if the recording policy keeps it)."""
-        record_run(self.job, self.status, worker=worker, attempts=attempts, **self.row)
+    @classmethod
+    def unrun(cls, job: Job, status: str, error: dict[str, Any]) -> "RunReport":
+        """The report of a job that ends with `error` without its script running to the end."""
+        return cls(job, failed(job, error), status, {"error": error})
 
-    def unsaved_row(self, *, worker: str = "", attempts: int = 1) -> ScriptRun | None:
-        """The ScriptRun row to save later with others (None if the policy does not keep it)."""
-        return run_row(self.job, self.status, worker=worker, attempts=attempts, **dict(self.row))
+    def run_row(self, *, worker: str = "", attempts: int = 1) -> ScriptRun | None:
+        """The job's ScriptRun row, unsaved, or None when the recording policy does not keep it."""
+        job = self.job
+        if not should_record(job, self.status == ScriptRun.Status.SUCCEEDED):
+            return None
+        fields = dict(self.row_fields)
+        error = fields.pop("error", None) or {}
+        cap = settings.CIRCLES_RUN_RECORD_MAX_BYTES
+        if "output" in fields:
+            fields["output"] = cut_text(fields["output"], cap)
+        if "value" in fields:
+            fields["value"] = cut_value(fields["value"], cap)
+        if "logs" in fields:
+            fields["logs"] = cut_logs(fields["logs"], cap)
+        return ScriptRun(
+            id=job.run_id,
+            circle_id=job.circle_id,
+            caller_id=job.caller_id,
+            caller_role=job.caller_role,
+            source=job.source,
+            script=cut_text(job.script, cap),
+            status=self.status,
+            error_kind=error.get("kind") or "",
+            error_message=error.get("message") or "",
+            error_line=error.get("line"),
+            error_column=error.get("column"),
+            attempts=attempts,
+            worker=worker,
+            queued_at=_when(job.queued_at),
+            finished_at=datetime.now(UTC),
+            **fields,
+        )
 
 
 def warn_if_left_behind(job: Job, before: int) -> None:
@@ -126,8 +126,8 @@ def run_job(job: Job, cancel: rhai.CancelToken | None = None, *, redelivered: bo
     (`redelivered`, or any webhook event's job) first looks for the mark its earlier run left
     (`executor.applied`) and answers from it instead of running again.
 
-    Callers answer first and record after (`RunReport.record`): the row is for operators,
-    the caller should not wait for it.
+    Callers answer first and save the run's row after (`RunReport.run_row`): the row is for
+    operators, the caller should not wait for it.
     """
     if redelivered or job.event_id is not None:
         recorded = recorded_outcome(job)
@@ -136,7 +136,7 @@ def run_job(job: Job, cancel: rhai.CancelToken | None = None, *, redelivered: bo
     remaining = job.remaining_ms()
     if remaining <= 0:
         error = script_error("timeout", "the deadline passed before the script ran")
-        return RunReport(job, failed(job, error), ScriptRun.Status.EXPIRED, {"error": error})
+        return RunReport.unrun(job, ScriptRun.Status.EXPIRED, error)
     constants = {"CALLER_ID": job.caller_id, "CONTEXT_ID": job.circle_key, "CALLER_ROLE": job.caller_role}
     if job.event is not None:
         constants["EVENT"] = job.event  # webhook runs: the verified, typed payload
@@ -169,7 +169,7 @@ def run_job(job: Job, cancel: rhai.CancelToken | None = None, *, redelivered: bo
         error = script_error("result_size", str(exc))
     except Exception:  # the server's fault (e.g. the commit failed): an answer, not a dead worker
         logger.exception("run %s in circle %s failed inside the server", job.run_id, job.circle_key[:16])
-        error = script_error("host", "the run failed inside the server; nothing it wrote was kept")
+        error = server_fault()
     else:
         warn_if_left_behind(job, left_behind)
         row = {
@@ -194,14 +194,7 @@ def replayed(job: Job, outcome: dict[str, Any] | None) -> RunReport:
     """The report of a job an earlier delivery applied: its answer again, nothing run."""
     if outcome is None:  # the other delivery's row vanished (pruned in between): nothing is known
         error = script_error("host", "another delivery of this job applied it; its answer is gone")
-        return RunReport(job, failed(job, error), ScriptRun.Status.FAILED, {"error": error})
+        return RunReport.unrun(job, ScriptRun.Status.FAILED, error)
     result = outcome["result"]
     row = {"output": result.get("output", ""), "value": result.get("value"), "logs": result.get("logs", [])}
     return RunReport(job, outcome, ScriptRun.Status.SUCCEEDED, row)
-
-
-def execute_job(job: Job, *, worker: str = "", attempts: int = 1) -> dict[str, Any]:
-    """Run `job` and record it; return its outcome (`run_job` + `RunReport.record`)."""
-    report = run_job(job)
-    report.record(worker=worker, attempts=attempts)
-    return report.outcome

@@ -21,7 +21,7 @@ from executor.heartbeat import Heartbeat
 from executor.models import ScriptRun
 from executor.queue import JobQueue, QueueConfig, QueuedJob
 from executor.run_rows import save_runs
-from executor.runner import failed, record_run, run_job, run_row, script_error
+from executor.runner import RunReport, run_job, script_error
 
 logger = logging.getLogger("executor.worker")
 
@@ -157,12 +157,12 @@ class Worker:
         job = delivery.job
         logger.debug("run %s cancelled before it ran: dropped", job.run_id)
         error = script_error("cancelled", "the caller went away before the run started")
-        self.keep_run(run_row(job, ScriptRun.Status.FAILED, worker=self.name, error=error))
+        self.keep_run(RunReport.unrun(job, ScriptRun.Status.FAILED, error).run_row(worker=self.name))
         self.queue.finish(delivery.entry_id)
         self.jobs_done += 1
 
     def handle(self, delivery: QueuedJob) -> None:
-        """Run one delivered job (or dead-letter it), deliver its outcome, then acknowledge it."""
+        """Run one delivered job (or dead-letter it), then `finish` it."""
         job = delivery.job
         if job is None:
             logger.warning("worker %s: undecodable entry %s dead-lettered", self.name, delivery.entry_id)
@@ -176,27 +176,15 @@ class Worker:
             error = script_error(
                 "host", f"the job's worker died {deaths} times while running it; not run again"
             )
-            record_run(
-                job, ScriptRun.Status.DEAD, worker=self.name, attempts=delivery.deliveries, error=error
-            )
-            hooks.job_finished(job, failed(job, error))
-            self.queue.dead_letter(
-                delivery,
-                f"delivered {delivery.deliveries} times",
-                self.delivery.publication(job, failed(job, error)),
-            )
+            report = RunReport.unrun(job, ScriptRun.Status.DEAD, error)
+            self.finish(delivery, report, dead_letter=f"delivered {delivery.deliveries} times")
             metrics.JOB_DEAD.observe(0)
             return
         started = time.perf_counter()
         with self.cancels.watching(job.run_id) as cancel:
             report = run_job(job, cancel=cancel, redelivered=delivery.deliveries > 1)
+        self.finish(delivery, report)
         outcome = report.outcome
-        if job.event_id is not None:  # the webhook event links to its run: the row must exist before the hook
-            report.record(worker=self.name, attempts=delivery.deliveries)
-            hooks.job_finished(job, outcome)
-        self.queue.finish(delivery.entry_id, self.delivery.publication(job, outcome))
-        if job.event_id is None:
-            self.keep_run(report.unsaved_row(worker=self.name, attempts=delivery.deliveries))
         elapsed = time.perf_counter() - started
         metrics.observe_job(outcome["ok"], elapsed)
         self.jobs_done += 1
@@ -210,3 +198,24 @@ class Worker:
                 job.circle_key[:16],
                 job.request_id or "-",
             )
+
+    def finish(self, delivery: QueuedJob, report: RunReport, *, dead_letter: str = "") -> None:
+        """The one finish sequence of a job: its row, its hooks, then its answer and acknowledgement.
+
+        A webhook event's row is saved first, because its hook links the event to it; a
+        dead-lettered job's is saved at once too, for operators. Any other row is held and saved
+        with others (`save_runs`), after its answer went out. `dead_letter` (the reason) moves
+        the job to the dead-letter stream instead of acknowledging it.
+        """
+        job, outcome = report.job, report.outcome
+        save_first = job.event_id is not None or bool(dead_letter)
+        if save_first:
+            save_runs([report.run_row(worker=self.name, attempts=delivery.deliveries)])
+        hooks.job_finished(job, outcome)  # only a job with an `event_id` has hooks
+        publication = self.delivery.publication(job, outcome)
+        if dead_letter:
+            self.queue.dead_letter(delivery, dead_letter, publication)
+        else:
+            self.queue.finish(delivery.entry_id, publication)
+        if not save_first:  # built after the answer went out: the caller does not wait for it
+            self.keep_run(report.run_row(worker=self.name, attempts=delivery.deliveries))

@@ -1,8 +1,9 @@
 """Processing events: the job for an event, queueing it, recording how its run ended, retries.
 
 Flow: the view inserts the event as `queued` (leased to one job run id) and calls `submit`;
-a worker (or, without REDIS_URL, a thread of this process) runs the job through
-`executor.runner.execute_job`, then `job_finished` writes the outcome to the event:
+a worker (or, without REDIS_URL, the in-process executor `executor.local`) runs the job with
+`executor.runner.run_job` and saves its ScriptRun row, then its hook `job_finished`
+(`CIRCLES_JOB_FINISHED_HOOKS`) writes the outcome to the event:
 `processed`, or back to `received` with a retry time (backoff), or `failed` after
 `CIRCLES_WEBHOOK_MAX_ATTEMPTS` runs. `sweep` (run periodically by every worker, and by a
 timer thread in embedded mode) queues what is due: retries, events whose queueing failed
@@ -15,9 +16,7 @@ lease expiry) does not touch it.
 import logging
 import threading
 import time
-import traceback as tracebacks
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from functools import cache
 from typing import Any
@@ -29,6 +28,7 @@ from django.utils import timezone
 from executor.applied import forget_events
 from executor.dsl import SERVICE_ROLE
 from executor.jobs import Job
+from executor.local import local_executor
 from executor.models import ScriptRun
 from executor.queue import JobQueue, QueueConfig, QueueFull, QueueUnavailable
 from executor.redis_clients import sync_client
@@ -90,39 +90,15 @@ def _queue() -> JobQueue:
     return JobQueue(config, client)
 
 
-@cache
-def _local_pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(settings.CIRCLES_LOCAL_EXECUTOR_THREADS, thread_name_prefix="webhook")
-
-
 def submit(job: Job) -> None:
-    """Queue `job` on Redis, or (embedded mode) hand it to this process's threads.
+    """Queue `job` on Redis, or (embedded mode) hand it to this process's in-process executor.
 
     Raises QueueUnavailable or QueueFull when Redis cannot take it.
     """
     if not settings.REDIS_URL:
-        _local_pool().submit(run_in_process, job)
+        local_executor().submit(job)  # its hooks (`job_finished` below) record the outcome
         return
     _queue().enqueue(job)
-
-
-def run_in_process(job: Job) -> None:
-    """Embedded mode: run the job here, then record its outcome (as a worker would)."""
-    from executor.runner import execute_job, failed, script_error
-
-    close_old_connections()
-    try:
-        trace = ""
-        try:
-            outcome = execute_job(job, worker="in-process")
-        except Exception as exc:
-            trace = tracebacks.format_exc()
-            outcome = failed(job, script_error("host", f"the run crashed: {exc}"))
-        job_finished(job, outcome, traceback=trace)
-    except Exception:
-        logger.exception("recording the outcome of run %s failed", job.run_id)
-    finally:
-        close_old_connections()
 
 
 def release(event_id: int, run_id: str, reason: str, **fields: Any) -> None:

@@ -7,6 +7,8 @@ import pytest
 from circles.models import Circle
 from executor.jobs import Job
 from executor.queue import JobQueue, QueueConfig
+from executor.run_rows import save_runs
+from executor.runner import run_job
 from tests.helpers.keys import WalletKey
 from tests.helpers.redis_server import RedisServer
 
@@ -59,3 +61,10 @@ def make_job(
         timeout_ms=timeout_ms,
         **fields,
     )
+
+
+def run_and_save(job: Job) -> dict:
+    """Run `job` here and save its ScriptRun row (as the in-process executor does); its outcome."""
+    report = run_job(job)
+    save_runs([report.run_row()])
+    return report.outcome

@@ -9,8 +9,8 @@ from django.urls import reverse
 
 from circles.models import Circle, Member, MembershipChange
 from executor.jobs import Job
-from executor.runner import execute_job
 from tests.helpers.keys import WalletKey
+from tests.integration.conftest import run_and_save
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -40,7 +40,7 @@ def owner_runs(circle: Circle, script: str) -> str:
         script=script,
         timeout_ms=5000,
     )
-    assert execute_job(job)["ok"]
+    assert run_and_save(job)["ok"]
     return job.run_id
 
 

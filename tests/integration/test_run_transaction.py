@@ -5,6 +5,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from circles.models import Record
+from executor.run_rows import save_runs
 from executor.runner import run_job
 from tests.integration.conftest import make_job
 
@@ -79,7 +80,7 @@ def test_the_run_row_keeps_a_bounded_script_output_value_and_logs(circle, settin
     script = 'for i in 0..50 { print("line " + i); } let s = "v"; s.pad(500, "w"); [s] // ' + "c" * 300
     report = run_job(make_job(circle, script))
     assert report.outcome["ok"] and len(report.outcome["result"]["value"][0]) == 500  # the answer is whole
-    report.record()
+    save_runs([report.run_row()])
     row = ScriptRun.objects.get(id=report.job.run_id)
     assert len(row.script.encode()) < 300 and row.script.endswith("bytes in all]")
     assert len(row.output.encode()) < 300 and row.output.endswith("bytes in all]")

@@ -6,8 +6,7 @@ from django.test import Client
 from django.urls import reverse
 
 from executor.models import ScriptRun
-from executor.runner import execute_job
-from tests.integration.conftest import make_job
+from tests.integration.conftest import make_job, run_and_save
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -23,8 +22,8 @@ def operator(db) -> Client:
 def test_runs_are_listed_filtered_and_shown_read_only(operator: Client, circle) -> None:
     ok = make_job(circle, "21 * 2")
     bad = make_job(circle, "let x = 1;\nthrow 7;")
-    execute_job(ok)
-    execute_job(bad)
+    run_and_save(ok)
+    run_and_save(bad)
     changelist = reverse("admin:executor_scriptrun_changelist")
     page = operator.get(changelist, {"status__exact": "failed"})
     assert page.status_code == 200
@@ -44,16 +43,16 @@ def recorded() -> set[str]:
 def test_recording_policy_errors(settings, circle) -> None:
     settings.CIRCLES_RECORD_RUNS = "errors"
     ok, bad = make_job(circle, "1"), make_job(circle, "throw 1")
-    execute_job(ok)
-    execute_job(bad)
+    run_and_save(ok)
+    run_and_save(bad)
     assert recorded() == {bad.run_id}
 
 
 def test_recording_policy_webhooks(settings, circle) -> None:
     settings.CIRCLES_RECORD_RUNS = "webhooks"
     ws, hook = make_job(circle, "1"), make_job(circle, "2", source="webhook:stripe", role="service")
-    execute_job(ws)
-    execute_job(hook)
+    run_and_save(ws)
+    run_and_save(hook)
     assert recorded() == {hook.run_id}
 
 
@@ -64,8 +63,8 @@ def test_prune_deletes_only_old_runs(circle) -> None:
     from django.utils import timezone
 
     old, new = make_job(circle, "1"), make_job(circle, "2")
-    execute_job(old)
-    execute_job(new)
+    run_and_save(old)
+    run_and_save(new)
     ScriptRun.objects.filter(id=old.run_id).update(queued_at=timezone.now() - timedelta(days=40))
     call_command("prune_script_runs", "--older-than", "30")
     assert recorded() == {new.run_id}

@@ -2,7 +2,7 @@
 
 The first part replays every example of the JSON-RPC 2.0 specification, section 7
 (https://www.jsonrpc.org/specification#examples), through `parse_frame` and the real
-`circles.dispatch.answer` with a toy method table, and compares the encoded answer with the
+`circles.answering.answer` with a toy method table, and compares the encoded answer with the
 specification's. Our error objects add a `data` member (allowed by the specification); the
 comparison drops it and `test_error_data_*` checks it separately.
 """
@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from circles import jsonrpc
-from circles.dispatch import answer
+from circles.answering import answer
 from circles.jsonrpc import (
     INTERNAL_ERROR,
     INVALID_PARAMS,

@@ -1,7 +1,6 @@
 """Answering one request: find the method, bind params, call it, turn the outcome into a response."""
 
 import logging
-from contextvars import ContextVar
 from typing import Any
 
 import orjson
@@ -11,16 +10,14 @@ from circles.metrics import count_rpc
 from circles.registry import MethodRegistry
 from circles.session import CircleSession
 
-_request: ContextVar[Request | None] = ContextVar("request", default=None)
 REQUEST_ID_CHARS = 100  # what jobs and log lines carry of an id (a client may send a long string)
 
 
-def current_request_id() -> str:
-    """The JSON-RPC id of the request being answered in this task, as JSON text ("" for a notification)."""
-    request = _request.get()
-    if request is None or request.is_notification:
+def request_id_text(request: Request) -> str:
+    """The request's JSON-RPC id as JSON text, cut for jobs and log lines ("" for a notification)."""
+    if request.is_notification:
         return ""
-    return orjson.dumps(request.id).decode()[:REQUEST_ID_CHARS]  # only methods that ask pay for this
+    return orjson.dumps(request.id).decode()[:REQUEST_ID_CHARS]
 
 
 async def answer(
@@ -28,15 +25,18 @@ async def answer(
 ) -> dict[str, Any] | None:
     """Run `request` and return its response object, or None for a notification.
 
+    A method that `takes_request_id` gets the request's id as `request_id` (`request_id_text`).
     Every failure is logged with the connection's circle and peer (the adapter carries
     them); clients get only the code, message and data, never internals.
     """
     method = registry.get(request.method)
-    token = _request.set(request)
     try:
         if method is None:
             raise RpcError(METHOD_NOT_FOUND, data={"method": request.method[:100]})
-        result = await method.handler(session, **method.bind(request.params))
+        params = method.bind(request.params)
+        if method.takes_request_id:  # only methods that ask pay for encoding the id
+            params["request_id"] = request_id_text(request)
+        result = await method.handler(session, **params)
     except RpcError as error:
         count_rpc(request.method, error.code, known=method is not None)
         log.info(
@@ -51,7 +51,5 @@ async def answer(
         count_rpc(request.method, INTERNAL_ERROR, known=method is not None)
         log.exception("%s raised", request.method[:100])
         return None if request.is_notification else failure(request.id, RpcError(INTERNAL_ERROR))
-    finally:
-        _request.reset(token)
     count_rpc(request.method, 0, known=True)
     return None if request.is_notification else success(request.id, result)

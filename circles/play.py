@@ -1,9 +1,10 @@
-"""Running `play` scripts for a WebSocket connection: the consumer's side of the executor.
+"""The `play` runner of a WebSocket connection: the RPC face's side of the executor.
 
-Two runners with one contract (`circles.session.ScriptRunner`): `QueuedScripts` puts the job
-on the Redis queue and waits for the worker's `script.result` on the connection's channel;
-`LocalScripts` (embedded mode, no REDIS_URL) runs the same job function in a small thread
-pool of this process. Either way the caller gets an answer by its deadline: the result, a
+Two runners with one contract (`circles.session.PlayRunner`), one per connection
+(`play_runner_for`): `QueuedPlayRunner` puts the job on the Redis queue and waits for the
+worker's `script.result` on the connection's channel, which the consumer hands to `deliver`;
+`LocalPlayRunner` (embedded mode, no REDIS_URL) hands it to this process's in-process
+executor (`executor.local`). Either way the caller gets an answer by its deadline: the result, a
 -32000 error, -32012 when the queue cannot take the job, or -32000 `timeout`.
 
 Both hand a job to the executor only within its caller's and its circle's share
@@ -16,29 +17,22 @@ workers (`executor.cancels`).
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import Awaitable, Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from functools import cache
 from typing import Any
 
-import rhai
 from django.conf import settings
-from django.db import close_old_connections
 
-from circles.dispatch import current_request_id
 from circles.jsonrpc import EXECUTION_ERROR, EXECUTOR_UNAVAILABLE, RATE_LIMITED, RpcError
 from circles.metrics import timed_play
 from circles.session import CircleSession
 from executor.cancels import CancelNotices
 from executor.jobs import Job
 from executor.lines import Lines
+from executor.local import LocalRun, local_executor
 from executor.producer import AsyncJobProducer
 from executor.queue import QueueConfig, QueueFull, QueueUnavailable
-from executor.runner import run_job
 from executor.shares import CALLER, CIRCLE, LocalShares, OverShare, ShareClaim, ShareLimits
-
-logger = logging.getLogger("executor.scripts")
 
 # How long past the deadline the consumer still waits: the worker's own timeout error
 # (which carries the line and column) usually arrives first.
@@ -73,8 +67,10 @@ def over_share(which: str) -> RpcError:
     return RpcError(RATE_LIMITED, data={"reason": OVER_SHARE_REASONS[which]})
 
 
-def new_job(session: CircleSession, script: str, timeout_ms: int, reply_channel: str = "") -> Job:
-    """The job for a `play` by the session's signed-in key."""
+def new_job(
+    session: CircleSession, script: str, timeout_ms: int, request_id: str, reply_channel: str = ""
+) -> Job:
+    """The job for a `play` by the session's signed-in key (`request_id`: its JSON-RPC id, as JSON text)."""
     return Job.for_timeout(
         circle_id=session.circle.id,
         circle_key=session.circle.public_key,
@@ -84,7 +80,7 @@ def new_job(session: CircleSession, script: str, timeout_ms: int, reply_channel:
         script=script,
         timeout_ms=timeout_ms,
         reply_channel=reply_channel,
-        request_id=current_request_id(),
+        request_id=request_id,
     )
 
 
@@ -113,18 +109,20 @@ def _cancel_notices() -> CancelNotices:
     return CancelNotices(settings.REDIS_URL, settings.CIRCLES_QUEUE_STREAM)
 
 
-class _Waiting:
+class PendingPlays:
     """The `play` requests of one connection waiting for their outcome, by run id."""
 
     def __init__(self) -> None:
         self.waiting: dict[str, asyncio.Future] = {}
 
-    async def outcome(self, job: Job, answer: asyncio.Future, attempt: Attempt) -> dict:
+    async def outcome(self, job: Job, attempt: Attempt) -> dict:
         """Hand the job over within its shares, then wait for its outcome; the `play` result or RpcError.
 
-        Waiting in the caller's line and for the outcome both end at the job's deadline
-        (-32029 in the line, -32000 `timeout` after). `give_up` ends either wait at once.
+        `settle` brings the outcome. Waiting in the caller's line and for the outcome both end at
+        the job's deadline (-32029 in the line, -32000 `timeout` after). `give_up` ends either
+        wait at once.
         """
+        answer = asyncio.get_running_loop().create_future()
         self.waiting[job.run_id] = answer
         try:
             await self.take_turn(job, attempt, answer)
@@ -153,6 +151,12 @@ class _Waiting:
         except TimeoutError:
             raise over_share(refused[0]) from None
 
+    def settle(self, run_id: str, outcome: dict[str, Any]) -> None:
+        """Hand run `run_id`'s outcome to its waiting request; a late one (nobody waiting) is dropped."""
+        answer = self.waiting.get(run_id)
+        if answer is not None and not answer.done():
+            answer.set_result(outcome)
+
     def give_up(self, error: Callable[[], RpcError]) -> None:
         """Answer a fresh `error()` to every request still waiting (the server is shutting down)."""
         for answer in list(self.waiting.values()):
@@ -160,16 +164,19 @@ class _Waiting:
                 answer.set_exception(error())
 
 
-class QueuedScripts(_Waiting):
-    """Runs scripts through the Redis queue; one per connection, fed by its `script.result` events."""
+class QueuedPlayRunner:
+    """Runs `play` jobs through the Redis queue; one per connection, fed by its `script.result` events."""
 
     def __init__(self, reply_channel: str) -> None:
-        super().__init__()
+        self.pending = PendingPlays()
         self.reply_channel = reply_channel
 
     @timed_play
-    async def __call__(self, session: CircleSession, script: str, timeout_ms: int) -> dict[str, Any]:
-        job = new_job(session, script, timeout_ms, self.reply_channel)
+    async def run(
+        self, session: CircleSession, script: str, timeout_ms: int, request_id: str
+    ) -> dict[str, Any]:
+        """Queue the job, wait for its worker's outcome, and return the `play` result (or raise RpcError)."""
+        job = new_job(session, script, timeout_ms, request_id, self.reply_channel)
         limits, stream = _share_limits(), settings.CIRCLES_QUEUE_STREAM
         claim = ShareClaim.for_job(job, stream, limits) if limits.per_caller or limits.per_circle else None
         tried = False
@@ -187,7 +194,7 @@ class QueuedScripts(_Waiting):
             return None
 
         try:
-            return await self.outcome(job, asyncio.get_running_loop().create_future(), enqueue)
+            return await self.pending.outcome(job, enqueue)
         except asyncio.CancelledError:  # the connection closed: nobody waits for this run any more
             if tried:  # queued, or perhaps queued (cancelled mid-add): announcing costs nothing
                 _cancel_notices().announce(job.run_id, job.deadline)
@@ -197,34 +204,11 @@ class QueuedScripts(_Waiting):
 
     def deliver(self, run_id: str, outcome: dict[str, Any]) -> None:
         """A worker's outcome arrived; a late one (nobody waiting) is dropped."""
-        answer = self.waiting.get(run_id)
-        if answer is not None and not answer.done():
-            answer.set_result(outcome)
+        self.pending.settle(run_id, outcome)
 
-
-@cache
-def _pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(settings.CIRCLES_LOCAL_EXECUTOR_THREADS, thread_name_prefix="rhai")
-
-
-def _run_in_pool(
-    job: Job,
-    cancel: rhai.CancelToken,
-    answer: Callable[[dict[str, Any] | BaseException], None],
-    done: Callable[[], None],
-) -> None:
-    """Run a job on a pool thread: answer the waiting request first, then record the run, then `done`."""
-    close_old_connections()
-    try:
-        report = run_job(job, cancel=cancel)
-        answer(report.outcome)
-        report.record(worker="in-process")
-    except Exception as exc:  # e.g. the row could not be saved; the request must not wait for its deadline
-        logger.exception("in-process run %s failed", job.run_id)
-        answer(exc)
-    finally:
-        close_old_connections()
-        done()
+    def give_up(self, error: Callable[[], RpcError]) -> None:
+        """Answer `error` to every `play` still waiting (the server is shutting down)."""
+        self.pending.give_up(error)
 
 
 def _soon(loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args: Any) -> None:
@@ -233,23 +217,24 @@ def _soon(loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args:
         loop.call_soon_threadsafe(callback, *args)
 
 
-class LocalScripts(_Waiting):
-    """Runs scripts in this process (embedded mode): the same job function, in a thread pool."""
+class LocalPlayRunner:
+    """Runs `play` jobs in this process (embedded mode), on the in-process executor."""
 
     def __init__(self) -> None:
-        super().__init__()
-        self.running: dict[str, tuple[Future, rhai.CancelToken, Callable[[], None]]] = {}
+        self.pending = PendingPlays()
+        self.running: dict[str, tuple[LocalRun, Callable[[], None]]] = {}
 
     @timed_play
-    async def __call__(self, session: CircleSession, script: str, timeout_ms: int) -> dict[str, Any]:
-        job = new_job(session, script, timeout_ms)
+    async def run(
+        self, session: CircleSession, script: str, timeout_ms: int, request_id: str
+    ) -> dict[str, Any]:
+        """Hand the job to the in-process executor, wait for its outcome, return the `play` result."""
+        job = new_job(session, script, timeout_ms, request_id)
         loop = asyncio.get_running_loop()
-        answer = loop.create_future()
         shares = _local_shares()
 
-        def settle(result: dict[str, Any] | BaseException) -> None:
-            if not answer.done():
-                (answer.set_exception if isinstance(result, BaseException) else answer.set_result)(result)
+        def answer(outcome: dict[str, Any]) -> None:  # on the pool thread
+            _soon(loop, self.pending.settle, job.run_id, outcome)
 
         def over() -> None:  # on the loop, once: the run is over, its place in the shares is free
             shares.give_back(job.caller_id, job.circle_id)
@@ -258,19 +243,12 @@ class LocalScripts(_Waiting):
         async def submit() -> str | None:
             which = shares.take(job.caller_id, job.circle_id)
             if which is None:
-                token = rhai.CancelToken()
-                future = _pool().submit(
-                    _run_in_pool,
-                    job,
-                    token,
-                    lambda result: _soon(loop, settle, result),
-                    lambda: _soon(loop, over),
-                )
-                self.running[job.run_id] = (future, token, over)
+                run = local_executor().submit(job, answer, lambda: _soon(loop, over))
+                self.running[job.run_id] = (run, over)
             return which
 
         try:
-            return await self.outcome(job, answer, submit)
+            return await self.pending.outcome(job, submit)
         except asyncio.CancelledError:  # the connection closed: stop the run
             self.stop(job.run_id)
             raise
@@ -278,20 +256,22 @@ class LocalScripts(_Waiting):
             self.running.pop(job.run_id, None)
 
     def stop(self, run_id: str) -> None:
-        """Withdraw run `run_id` from the pool if it has not started, else cancel its token."""
+        """Withdraw run `run_id` from the pool if it has not started, else cancel it."""
         running = self.running.pop(run_id, None)
         if running is None:
             return
-        future, token, over = running
-        if future.cancel():  # never started: its thread will not give the share back
+        run, over = running
+        if run.stop():  # never started: its thread will not give the share back
             over()
-        else:
-            token.cancel()  # its thread ends the run (kind `cancelled`, rolled back) and gives it back
 
     def deliver(self, run_id: str, outcome: dict[str, Any]) -> None:
         """Nothing arrives over the channel layer in embedded mode."""
 
+    def give_up(self, error: Callable[[], RpcError]) -> None:
+        """Answer `error` to every `play` still waiting (the server is shutting down)."""
+        self.pending.give_up(error)
 
-def script_runner_for(reply_channel: str) -> QueuedScripts | LocalScripts:
-    """The runner a new connection uses: the queue when REDIS_URL is set, else in-process."""
-    return QueuedScripts(reply_channel) if settings.REDIS_URL else LocalScripts()
+
+def play_runner_for(reply_channel: str) -> QueuedPlayRunner | LocalPlayRunner:
+    """The play runner a new connection uses: the queue when REDIS_URL is set, else in-process."""
+    return QueuedPlayRunner(reply_channel) if settings.REDIS_URL else LocalPlayRunner()
