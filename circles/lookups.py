@@ -2,6 +2,7 @@
 
 import time
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
 from channels.db import DatabaseSyncToAsync
@@ -10,8 +11,17 @@ from django.conf import settings
 from auth_secp import InvalidPublicKey, canonical_public_key
 from circles.models import Circle
 from circles.roles import Role, role_of
-from circles.session import CircleInfo
 from circles.subjects import address_of
+
+
+@dataclass(frozen=True, slots=True)
+class CircleInfo:
+    """What a connection needs to know of its circle, read once at connect."""
+
+    id: int
+    public_key: str
+    name: str
+
 
 P = ParamSpec("P")
 T = TypeVar("T")

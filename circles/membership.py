@@ -5,16 +5,17 @@ transaction (`executor.dsl_circle`), `manage.py load_circles`, and the admin's e
 locks the circle's row (changes to one circle happen one at a time), checks the rules
 (`circles.membership_rules`) against the caller's role **as it is now in the database** (not
 the role its connection cached), writes a `MembershipChange` beside the change, and once the
-transaction commits tells every process's role cache (`circles.membership_notices`). Call these
-inside a transaction: a rolled-back one changes nothing and tells nobody.
+transaction commits sends `membership_changed` (the executor's notices tell every process's role
+cache, `executor.membership_notices`). Call these inside a transaction: a rolled-back one changes
+nothing and tells nobody.
 """
 
 from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
+from django.dispatch import Signal
 
-from circles import membership_notices
 from circles.membership_rules import (
     OPERATOR,
     SERVICE,
@@ -28,6 +29,10 @@ from circles.membership_rules import (
 from circles.models import Circle, Member, MembershipChange
 from circles.roles import Role
 from circles.subjects import Subject, address_of
+
+# Sent once a membership change is committed, with `circle_id`. Circle data sits below the
+# processes that cache roles, so it announces the change and leaves the telling to them.
+membership_changed = Signal()
 
 NAME_MAX = 200
 DESCRIPTION_MAX = 10_000
@@ -83,7 +88,7 @@ def _record(circle: Circle, actor: Actor, role: str, action: str, subject: str =
         run_id=actor.run_id or None,
         **fields,
     )
-    transaction.on_commit(lambda: membership_notices.changed(circle.id))
+    transaction.on_commit(lambda: membership_changed.send(sender=Circle, circle_id=circle.id))
 
 
 def _refuse_owner(circle: Circle, subject: Subject, what: str) -> None:

@@ -1,7 +1,7 @@
 """Roles read at sign-in, shared by the connections of this process (a reconnect storm reads each once).
 
 A role read for (circle, key) is reused by the next sign-in of that key in that circle while the
-circle's membership version (`circles.membership_notices`) is the one taken before the read, and
+circle's membership version (`executor.membership_notices`) is the one taken before the read, and
 for at most `CIRCLES_ROLE_CACHE_SECONDS`: the same trust a connection already gives its own role
 (`CircleSession.may_play_without_lookup`), so no membership change is missed for longer. Only
 with Redis notices subscribed: without them (Redis away, or embedded mode, where a management
@@ -12,10 +12,9 @@ import time
 
 from django.conf import settings
 
-from circles import membership_notices
-from circles.lookups import role_in_circle
+from circles.lookups import CircleInfo, role_in_circle
 from circles.roles import Role
-from circles.session import CircleInfo
+from executor import membership_notices
 
 MAX_ENTRIES = 50_000
 _roles: dict[tuple[int, str], tuple[Role, membership_notices.Version, float]] = {}

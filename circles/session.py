@@ -6,19 +6,11 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from auth_secp import ChallengeBook
-from circles import membership_notices
 from circles.jsonrpc import RpcError
 from circles.limits import ConnectionLimits, TokenBucket
+from circles.lookups import CircleInfo
 from circles.roles import Role
-
-
-@dataclass(frozen=True, slots=True)
-class CircleInfo:
-    """What a connection needs to know of its circle, read once at connect."""
-
-    id: int
-    public_key: str
-    name: str
+from executor import membership_notices
 
 
 class SignInGate(Protocol):
@@ -107,7 +99,7 @@ class CircleSession:
 
         Roles change rarely, and re-reading them cost a third of a `play`'s server CPU
         (docs/BENCHMARKS.md). A membership change bumps the circle's membership version
-        (`circles.membership_notices`, in every process), which ends the trust at once; without
+        (`executor.membership_notices`, in every process), which ends the trust at once; without
         notices (Redis away) the role is read for every call. `role_cache_seconds` bounds the
         trust in any case.
         """

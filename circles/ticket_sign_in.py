@@ -4,11 +4,11 @@ param and the sign-in in the WebSocket URL (`/{circle_pk}?pubkey=&sig=&nonce=`) 
 import time
 
 from auth_secp import InvalidCredentials, nonce_id, redeem_ticket
-from circles import membership_notices
 from circles.metrics import SIGN_IN_OK
 from circles.nonce_store import nonce_store
 from circles.role_cache import role_at_sign_in
 from circles.session import CircleSession
+from executor import membership_notices
 
 
 async def redeem_sent_nonce(circle: str, pubkey: object, signature: object, sent: object) -> str:

@@ -262,7 +262,7 @@ def circle_members() -> list[dict]:
 
 
 def register_dsl(engine: rhai.Engine) -> None:
-    """Register the DSL's functions into a `rhai.Engine`."""
+    """Register the DSL's reading and record functions into a `rhai.Engine` (membership: `dsl_circle`)."""
     functions: dict[str, Callable[..., Any]] = {
         "put": db_put,
         "get": db_get,
@@ -274,6 +274,3 @@ def register_dsl(engine: rhai.Engine) -> None:
         engine.register_fn(name, function, module="db")
     engine.register_fn("info", circle_info, module="circle")
     engine.register_fn("members", circle_members, module="circle")
-    from executor.dsl_circle import register_circle_changes  # it builds on this module
-
-    register_circle_changes(engine)

@@ -6,12 +6,14 @@ import rhai
 from django.conf import settings
 
 from executor.dsl import register_dsl
+from executor.dsl_circle import register_circle_changes
 
 
 def build_engine() -> rhai.Engine:
     """A new engine with the `CIRCLES_SCRIPT_*` limits and the DSL."""
     engine = rhai.Engine(**settings.CIRCLES_SCRIPT_LIMITS)
     register_dsl(engine)
+    register_circle_changes(engine)
     return engine
 
 

@@ -295,7 +295,7 @@ async def test_hosts_allowed_and_origins_through_nginx(layout: Layout) -> None:
     reason="known defect (issue 15, open): after the master's link is cut, the ASGI processes stop"
     " answering (plays silent past their deadline, webhooks 504 at nginx) although the workers follow"
     " the failover within ~7 s; faulthandler shows the event loop inside redis-py's asyncio PubSub"
-    " listen() (circles/membership_notices.py) on the dead connection. A SIGKILLed master"
+    " listen() (executor/membership_notices.py) on the dead connection. A SIGKILLed master"
     " (tests/e2e/test_failover.py) is followed correctly.",
 )
 async def test_balanced_forwarded_and_failover_with_the_master_host_cut_off(layout: Layout) -> None:

@@ -4,7 +4,7 @@ import asyncio
 import threading
 import uuid
 
-from circles import membership_notices
+from executor import membership_notices
 from tests.helpers.redis_server import RedisServer
 
 

@@ -3,10 +3,11 @@
 import pytest
 from asgiref.sync import sync_to_async
 
-from circles import membership_notices, role_cache
+from circles import role_cache
+from circles.lookups import CircleInfo
 from circles.models import Circle, Member
 from circles.roles import Role
-from circles.session import CircleInfo
+from executor import membership_notices
 from tests.helpers.keys import WalletKey
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -3,10 +3,11 @@
 import dataclasses
 
 from auth_secp import ChallengeBook
-from circles import membership_notices
 from circles.limits import ConnectionLimits
+from circles.lookups import CircleInfo
 from circles.roles import Role
-from circles.session import CircleInfo, CircleSession
+from circles.session import CircleSession
+from executor import membership_notices
 
 
 async def _no_runner(session, script, timeout_ms):  # pragma: no cover - never called here

@@ -5,8 +5,9 @@ import time
 
 from auth_secp import ChallengeBook
 from circles.limits import ConnectionLimits
+from circles.lookups import CircleInfo
 from circles.roles import Role
-from circles.session import CircleInfo, CircleSession
+from circles.session import CircleSession
 
 
 async def _no_runner(session, script, timeout_ms):  # pragma: no cover - never called here

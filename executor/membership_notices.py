@@ -6,7 +6,8 @@ out, so each process keeps a **membership version** per circle, an integer in me
 nothing to read, and a connection trusts its cached role only while the version it read it at is
 still the circle's current one (`current`).
 
-* A change committed in this process bumps the version at once (`changed`, called on commit).
+* A change committed in this process bumps the version at once (`changed`, on the
+  `circles.membership.membership_changed` signal, which the executor app connects).
 * With `REDIS_URL` set, the change is also published (the circle id on `<stream>:membership`),
   and a listener task in every ASGI process bumps its own version when it hears it. The worker
   publishes before it sends the run's answer, so by the time a caller has the answer to the
@@ -94,6 +95,11 @@ def changed(circle_id: int) -> None:
             circle_id,
             exc,
         )
+
+
+def on_membership_changed(sender: object, *, circle_id: int, **kwargs: object) -> None:
+    """The receiver of `circles.membership.membership_changed` (connected by the executor app)."""
+    changed(circle_id)
 
 
 # --- hearing (ASGI processes with REDIS_URL) -----------------------------------------------------
