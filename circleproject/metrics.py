@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import hmac
 import os
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterable
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
@@ -25,6 +24,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from circles.client_address import client_address, in_networks, parse_address, trusted_networks
@@ -50,7 +50,7 @@ class _Forward(Collector):
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
 
-    def collect(self) -> Iterator[Any]:
+    def collect(self) -> Iterable[Metric]:
         """Everything the wrapped registry collects."""
         return self.registry.collect()
 

@@ -7,6 +7,7 @@ executor. `docs/OPERATIONS.md` lists them all.
 
 import datetime
 from pathlib import Path
+from typing import Any
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -102,6 +103,7 @@ REDIS_SENTINEL_MASTER = env.str("REDIS_SENTINEL_MASTER", default="")
 REDIS_SENTINEL_PASSWORD = env.str("REDIS_SENTINEL_PASSWORD", default="")
 if REDIS_SENTINELS and not (REDIS_URL and REDIS_SENTINEL_MASTER):
     raise ImproperlyConfigured("REDIS_SENTINELS needs REDIS_SENTINEL_MASTER and REDIS_URL (db and password)")
+CHANNEL_LAYERS: dict[str, dict[str, Any]]  # alias -> BACKEND and the backend's own CONFIG
 if REDIS_URL:
     try:
         _redis_target = RedisTarget(

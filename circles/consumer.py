@@ -8,7 +8,8 @@ On shutdown `circles.shutdown.drain_all` has every connection `drain` itself.
 
 import asyncio
 import logging
-from typing import Any
+from collections.abc import Coroutine, Mapping
+from typing import Any, overload
 
 from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -52,11 +53,15 @@ refusals_logged = AttemptWindows(60.0)
 class ConnectionLog(logging.LoggerAdapter):
     """Prefixes every line with the connection's circle and peer."""
 
+    def __init__(self, logger: logging.Logger, *, circle: str, peer: str) -> None:
+        super().__init__(logger, {"circle": circle, "peer": peer})
+        self.prefix = f"[circle={circle} peer={peer}]"
+
     def process(self, msg: str, kwargs: Any) -> tuple[str, Any]:
-        return f"[circle={self.extra['circle']} peer={self.extra['peer']}] {msg}", kwargs
+        return f"{self.prefix} {msg}", kwargs
 
 
-def peer_of(scope: dict[str, Any]) -> str:
+def peer_of(scope: Mapping[str, Any]) -> str:
     """The client's address as the ASGI server saw it."""
     client = scope.get("client")
     return f"{client[0]}:{client[1]}" if client else "unknown"
@@ -115,7 +120,7 @@ class CircleConsumer(AsyncWebsocketConsumer):
         """Accept, then close at once with 4429 if its address has too many connections open, or
         with 4404 if the circle is unknown (browsers can read the code and reason)."""
         raw_key = self.scope["url_route"]["kwargs"]["circle_pk"].removesuffix("/")
-        self.log = ConnectionLog(logger, {"circle": raw_key[:80], "peer": peer_of(self.scope)})
+        self.log = ConnectionLog(logger, circle=raw_key[:80], peer=peer_of(self.scope))
         self.tasks: set[asyncio.Task] = set()
         self.in_flight = 0
         self.rate_rejections = 0
@@ -124,6 +129,7 @@ class CircleConsumer(AsyncWebsocketConsumer):
         address = scope_address(self.scope)
         self.slot = connections.acquire(address, settings.CIRCLES_MAX_CONNECTIONS_PER_ADDRESS)
         if self.slot is None:
+            assert address is not None  # `acquire` refuses only an address it could tell
             await self.accept()
             if refusals_logged.attempt(address, 1):
                 self.log.info("refused: too many connections from %s (logged once a minute)", address)
@@ -188,9 +194,14 @@ class CircleConsumer(AsyncWebsocketConsumer):
             await self.read_frame(text_data)
         await self.enforce_bounds()
 
+    def live_session(self) -> CircleSession:
+        """The session of a connection reading frames: `receive` reads none before it exists."""
+        assert self.session is not None
+        return self.session
+
     async def read_frame(self, text_data: str) -> None:
         """Parse a text frame, admit its entries, and reply or start the task that will."""
-        limits = self.session.limits
+        limits = self.live_session().limits
         try:
             frame = parse_frame(text_data, max_batch=limits.max_batch)
         except RpcError as error:
@@ -225,7 +236,7 @@ class CircleConsumer(AsyncWebsocketConsumer):
 
     async def enforce_bounds(self) -> None:
         """After a frame: close 4429 after a run of rate rejections, 4400 at the invalid-frame bound."""
-        limits = self.session.limits
+        limits = self.live_session().limits
         if self.closing:  # already closing (a failed sign-in too many): nothing more to say
             return
         if self.rate_rejections >= limits.rate_burst:
@@ -235,13 +246,17 @@ class CircleConsumer(AsyncWebsocketConsumer):
             self.log.info("closing: %s invalid frames", self.invalid_frames)
             await self.shut(CLOSE_INVALID_FRAMES, "too many invalid frames")
 
+    @overload
+    def admit(self, entry: InvalidEntry) -> InvalidEntry: ...
+    @overload
+    def admit(self, entry: Request | InvalidEntry) -> Request | InvalidEntry | None: ...
     def admit(self, entry: Request | InvalidEntry) -> Request | InvalidEntry | None:
         """Apply the request rate to one entry, valid or not: over it, -32029 (a notification is dropped)."""
         if self.draining:
             if isinstance(entry, Request):
                 return None if entry.is_notification else InvalidEntry(shutting_down(), entry.id)
             return entry
-        if self.session.rate.take():
+        if self.live_session().rate.take():
             self.rate_rejections = 0  # only an unbroken run of rejections closes the socket
             return entry
         self.rate_rejections += 1
@@ -252,7 +267,7 @@ class CircleConsumer(AsyncWebsocketConsumer):
     async def start_request(self, entry: Request | InvalidEntry | None) -> None:
         """A lone entry: reply in place to a cheap method or a refusal, else run it as a task (in bound)."""
         if isinstance(entry, Request) and not self.runs_inline(entry):
-            if self.in_flight < self.session.limits.max_in_flight:
+            if self.in_flight < self.live_session().limits.max_in_flight:
                 self.spawn(self.reply_to(entry), 1)
             elif not entry.is_notification:
                 await self.reply(failure(entry.id, in_flight_full()))
@@ -272,9 +287,9 @@ class CircleConsumer(AsyncWebsocketConsumer):
     async def reply_to_batch(self, entries: list[Request | InvalidEntry | None]) -> None:
         """Answer every entry concurrently and reply once, with an array."""
         responses = await asyncio.gather(*(self.response_to(entry) for entry in entries))
-        responses = [response for response in responses if response is not None]
-        if responses:
-            await self.reply(responses)
+        answered = [response for response in responses if response is not None]
+        if answered:
+            await self.reply(answered)
 
     async def response_to(self, entry: Request | InvalidEntry | None) -> dict[str, Any] | None:
         """The response to one entry (None: nothing to send); a request is run by `answer`."""
@@ -282,9 +297,9 @@ class CircleConsumer(AsyncWebsocketConsumer):
             return None
         if isinstance(entry, InvalidEntry):
             return failure(entry.id, entry.error)
-        return await answer(registry, self.session, entry, self.log)
+        return await answer(registry, self.live_session(), entry, self.log)
 
-    def spawn(self, coroutine, weight: int) -> None:
+    def spawn(self, coroutine: Coroutine[Any, Any, None], weight: int) -> None:
         """Run `coroutine` as a task of this connection, counting `weight` requests in flight."""
         task = asyncio.ensure_future(coroutine)
         self.in_flight += weight

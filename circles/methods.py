@@ -4,8 +4,9 @@ Result shapes and error codes follow the original server's OpenRPC document (des
 section 3); what we add comes as extra fields, never as a changed shape.
 """
 
+from collections.abc import Callable
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 from auth_secp import InvalidAddress, InvalidCredentials, InvalidPublicKey
 from circles import jsonrpc
@@ -13,7 +14,7 @@ from circles.jsonrpc import RpcError
 from circles.lookups import role_in_circle, standing_in_circle
 from circles.metrics import SIGN_IN_FAILED
 from circles.nonce_store import NonceStoreUnavailable
-from circles.registry import Method, MethodRegistry, Param
+from circles.registry import Handler, Method, MethodRegistry, Param
 from circles.roles import may_play
 from circles.session import CircleSession
 from circles.ticket_sign_in import finish_sign_in, redeem_sent_nonce
@@ -30,10 +31,13 @@ _PUBKEY = Param(
 )
 
 
-def rpc_method(name: str, summary: str, **options: Any):
+H = TypeVar("H", bound=Handler)
+
+
+def rpc_method(name: str, summary: str, **options: Any) -> Callable[[H], H]:
     """Register the decorated coroutine `handler(session, **params)` as RPC method `name`."""
 
-    def register(handler):
+    def register(handler: H) -> H:
         registry.add(Method(name=name, handler=handler, summary=summary, **options))
         return handler
 
@@ -110,7 +114,7 @@ async def authenticate(session: CircleSession, pubkey: str, signature: str, nonc
     inline=True,
 )
 async def whoami(session: CircleSession) -> dict[str, Any]:
-    if session.authenticated and not session.role_is_current():  # the membership changed since
+    if session.pubkey is not None and not session.role_is_current():  # the membership changed since
         version = session.version_before_read()
         session.note_role_at(await role_in_circle(session.circle, session.pubkey), version)
     return {
@@ -157,7 +161,7 @@ async def logout(session: CircleSession) -> bool:
 async def play(
     session: CircleSession, script: str, timeout_ms: int | None = None, *, request_id: str = ""
 ) -> dict[str, Any]:
-    if not session.authenticated:
+    if session.pubkey is None:  # not authenticated
         raise RpcError(jsonrpc.AUTHENTICATION_REQUIRED)
     if not session.may_play_without_lookup():
         version = session.version_before_read()

@@ -6,8 +6,8 @@ neither the method registry nor the consumer). `circleproject.metrics` serves th
 
 import functools
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -40,14 +40,19 @@ def count_rpc(method: str, code: int, *, known: bool) -> None:
     child.inc()
 
 
+P = ParamSpec("P")
 T = TypeVar("T")
 
 
-def timed_play(call: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
-    """Decorate a script runner's `__call__`: observe its duration in `circles_play_seconds`."""
+def timed_play(call: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
+    """Decorate a play runner's `run`: observe its duration in `circles_play_seconds`.
+
+    The decorated method keeps its signature (and stays a coroutine function), so the runners
+    still conform to `circles.session.PlayRunner`.
+    """
 
     @functools.wraps(call)
-    async def timed(*args: Any, **kwargs: Any) -> T:
+    async def timed(*args: P.args, **kwargs: P.kwargs) -> T:
         started = time.perf_counter()
         try:
             return await call(*args, **kwargs)

@@ -5,7 +5,7 @@ positional, with -32602 naming the offending field) and generates the OpenRPC do
 that `rpc.discover` returns.
 """
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator, Sized
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,11 +49,12 @@ class Param:
         expected = _JSON_TYPES[self.type]
         if (isinstance(value, bool) and bool not in expected) or not isinstance(value, expected):
             raise _invalid(self.name, f"must be of type {self.type}")
-        if self.max_length is not None and len(value) > self.max_length:
+        # The limits are declared only on the types they apply to (strings, numbers).
+        if self.max_length is not None and isinstance(value, Sized) and len(value) > self.max_length:
             raise _invalid(self.name, f"longer than {self.max_length}")
-        if self.minimum is not None and value < self.minimum:
+        if self.minimum is not None and isinstance(value, int | float) and value < self.minimum:
             raise _invalid(self.name, f"less than {self.minimum}")
-        if self.maximum is not None and value > self.maximum:
+        if self.maximum is not None and isinstance(value, int | float) and value > self.maximum:
             raise _invalid(self.name, f"greater than {self.maximum}")
 
 
@@ -123,7 +124,7 @@ class MethodRegistry:
         """The method called `name`, or None."""
         return self._methods.get(name)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Method]:
         return iter(self._methods.values())
 
     def openrpc(self, *, title: str, version: str) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from auth_secp import ChallengeBook
 from circles.jsonrpc import RpcError
@@ -22,14 +22,16 @@ class SignInGate(Protocol):
 class PlayRunner(Protocol):
     """Runs a connection's `play` scripts (`circles.play`); one per connection, for its lifetime."""
 
-    async def run(self, session: "CircleSession", script: str, timeout_ms: int, request_id: str) -> dict:
+    async def run(
+        self, session: "CircleSession", script: str, timeout_ms: int, request_id: str
+    ) -> dict[str, Any]:
         """Run `script` for the session's signed-in key; the `play` result (or raise RpcError).
 
         `request_id` is the `play`'s JSON-RPC id as JSON text, for the job's log lines.
         """
         ...
 
-    def deliver(self, run_id: str, outcome: dict) -> None:
+    def deliver(self, run_id: str, outcome: dict[str, Any]) -> None:
         """A worker's outcome for one of this connection's runs arrived (`script.result` event)."""
 
     def give_up(self, error: Callable[[], RpcError]) -> None:

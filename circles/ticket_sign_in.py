@@ -19,7 +19,12 @@ async def redeem_sent_nonce(circle: str, pubkey: object, signature: object, sent
     or expired; or a reason of `redeem_ticket`) and NonceStoreUnavailable.
     """
     nonce = nonce_id(sent)
-    if nonce is None or not isinstance(pubkey, str) or not isinstance(signature, str):
+    if (
+        nonce is None
+        or not isinstance(sent, str)
+        or not isinstance(pubkey, str)
+        or not isinstance(signature, str)
+    ):
         raise InvalidCredentials("no challenge")
     ticket = await nonce_store().take(nonce)
     if ticket is None:

@@ -9,7 +9,8 @@ import asyncio
 import logging
 from typing import Any
 
-from channels.layers import DEFAULT_CHANNEL_LAYER, get_channel_layer
+from channels import DEFAULT_CHANNEL_LAYER
+from channels.layers import BaseChannelLayer, get_channel_layer
 from channels_redis.pubsub import RedisPubSubChannelLayer
 from django.conf import settings
 
@@ -58,8 +59,9 @@ class ResultDelivery:
         self.layer = get_channel_layer()
         # Publishing on the queue's connection is right only when the layer lives on that one
         # Redis: a single host, which the settings make REDIS_URL, as they do for the queue.
-        self.publishes = isinstance(self.layer, RedisPubSubChannelLayer) and len(layer_hosts()) == 1
-        self.loop = None if self.publishes else asyncio.new_event_loop()
+        single_redis = isinstance(self.layer, RedisPubSubChannelLayer) and len(layer_hosts()) == 1
+        self.publisher: RedisPubSubChannelLayer | None = self.layer if single_redis else None
+        self.loop = None if self.publisher is not None else asyncio.new_event_loop()
 
     def publication(self, job: Job, outcome: dict[str, Any]) -> Publication | None:
         """What to PUBLISH with the acknowledgement, or None when nothing needs publishing.
@@ -70,16 +72,23 @@ class ResultDelivery:
         if not job.reply_channel:
             return None
         message = result_message(job, outcome)
-        if self.publishes:
-            payload = self.layer.serialize(message)
+        publisher = self.publisher
+        if publisher is not None:
+            payload = publisher.serialize(message)
             if len(payload) > settings.CIRCLES_LAYER_MAX_MESSAGE_BYTES:
                 # Redis drops a subscriber whose output buffer passes its pubsub limit (32 MiB
                 # by default): a big answer would be lost, and the caller would see a timeout.
                 logger.warning("run %s: answer of %d bytes refused for the layer", job.run_id, len(payload))
-                payload = self.layer.serialize(result_message(job, too_big_for_the_layer(job, len(payload))))
+                payload = publisher.serialize(result_message(job, too_big_for_the_layer(job, len(payload))))
             return job.reply_channel, payload
-        self.loop.run_until_complete(self.layer.send(job.reply_channel, message))
+        assert self.loop is not None  # made in __init__ whenever there is no publisher
+        self.loop.run_until_complete(self._layer().send(job.reply_channel, message))
         return None
+
+    def _layer(self) -> BaseChannelLayer:
+        if self.layer is None:  # CHANNEL_LAYERS names no default layer: nowhere to send
+            raise RuntimeError(f"no channel layer {DEFAULT_CHANNEL_LAYER!r} to deliver results on")
+        return self.layer
 
     def close(self) -> None:
         """Release the loop of a non-pub/sub layer."""

@@ -3,6 +3,7 @@
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
@@ -34,7 +35,7 @@ class Job:
     queued_at: float = field(default_factory=time.time)
 
     @classmethod
-    def for_timeout(cls, *, timeout_ms: int, **fields) -> "Job":
+    def for_timeout(cls, *, timeout_ms: int, **fields: Any) -> "Job":
         """A job whose deadline is `timeout_ms` from now."""
         return cls(deadline=time.time() + timeout_ms / 1000, timeout_ms=timeout_ms, **fields)
 

@@ -54,7 +54,7 @@ class ResilientRedisPubSubChannelLayer(RedisPubSubChannelLayer):
         return channel
 
 
-async def _subscribe_when_back(layer, channel: str) -> None:
+async def _subscribe_when_back(layer: RedisPubSubChannelLayer, channel: str) -> None:
     delay = 0.1
     while channel in layer.channels:  # gone once its consumer ended
         await asyncio.sleep(delay)

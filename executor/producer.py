@@ -82,6 +82,7 @@ def _entry_id(reply: bytes | int | Exception | None, max_length: int) -> str | E
         return over
     if not reply:
         return QueueFull(f"{max_length} jobs outstanding")
+    assert isinstance(reply, bytes), reply  # the add's other replies: nil, a refusal code, an error
     return reply.decode()
 
 

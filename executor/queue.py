@@ -7,6 +7,7 @@ XAUTOCLAIM, and move a job delivered too often to the dead-letter stream.
 """
 
 from dataclasses import dataclass
+from typing import TypedDict, cast
 
 import redis
 from django.conf import settings
@@ -95,6 +96,13 @@ class QueuedJob:
     deliveries: int = 1
 
 
+class _PendingEntry(TypedDict):
+    """One XPENDING entry as the queue's client (bytes replies) returns it."""
+
+    message_id: bytes
+    times_delivered: int
+
+
 def _decode_entry(
     entry_id: bytes, fields: dict[bytes, bytes] | list[bytes], deliveries: int = 1
 ) -> QueuedJob:
@@ -154,17 +162,19 @@ class JobQueue:
         )
         if not claimed:
             return []
-        counts = {
-            item["message_id"].decode(): item["times_delivered"]
-            for item in self.redis.xpending_range(
+        # redis-py types the reply for either `decode_responses`; this client's replies are bytes.
+        pending = cast(
+            "list[_PendingEntry]",
+            self.redis.xpending_range(
                 self.config.stream,
                 self.config.group,
                 min=claimed[0][0],
                 max=claimed[-1][0],
                 count=len(claimed),
                 consumername=consumer,  # just claimed: other workers' entries in that range are not ours
-            )
-        }
+            ),
+        )
+        counts = {item["message_id"].decode(): item["times_delivered"] for item in pending}
         return [
             _decode_entry(entry_id, fields, counts.get(entry_id.decode(), 2))  # claimed: delivered before
             for entry_id, fields in claimed
@@ -208,7 +218,8 @@ class JobQueue:
         first = self.redis.xrange(self.config.stream, count=1)
         if not first:
             return 0.0
-        added_ms = int(first[0][0].split(b"-")[0])
+        entry_id = cast(bytes, first[0][0])  # redis-py allows str (decode_responses) and None: bytes here
+        added_ms = int(entry_id.split(b"-")[0])
         seconds, micros = self.redis.time()
         return max(0.0, seconds + micros / 1e6 - added_ms / 1000)
 

@@ -25,8 +25,8 @@ def save_runs(rows: Iterable[ScriptRun | None]) -> None:
     values go through the connection's own adapters and the rest, which the runner made with
     the right Python types (str, int, float, None), go to the driver as they are.
     """
-    rows = [row for row in rows if row is not None]
-    if not rows:
+    recorded = [row for row in rows if row is not None]
+    if not recorded:
         return
     connection = connections[router.db_for_write(ScriptRun)]
     statement, adapters = _upsert(connection.alias)
@@ -35,7 +35,7 @@ def save_runs(rows: Iterable[ScriptRun | None]) -> None:
             value if adapt is None else adapt(value)
             for adapt, value in zip(adapters, _values(row), strict=True)
         ]
-        for row in rows
+        for row in recorded
     ]
     with transaction.atomic(using=connection.alias, savepoint=False), connection.cursor() as cursor:
         cursor.executemany(statement, params)

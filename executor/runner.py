@@ -137,7 +137,11 @@ def run_job(job: Job, cancel: rhai.CancelToken | None = None, *, redelivered: bo
     if remaining <= 0:
         error = script_error("timeout", "the deadline passed before the script ran")
         return RunReport.unrun(job, ScriptRun.Status.EXPIRED, error)
-    constants = {"CALLER_ID": job.caller_id, "CONTEXT_ID": job.circle_key, "CALLER_ROLE": job.caller_role}
+    constants: dict[str, Any] = {
+        "CALLER_ID": job.caller_id,
+        "CONTEXT_ID": job.circle_key,
+        "CALLER_ROLE": job.caller_role,
+    }
     if job.event is not None:
         constants["EVENT"] = job.event  # webhook runs: the verified, typed payload
     started_at = datetime.now(UTC)

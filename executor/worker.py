@@ -18,6 +18,7 @@ from executor import hooks, metrics
 from executor.cancels import CancelWatcher
 from executor.delivery import ResultDelivery
 from executor.heartbeat import Heartbeat
+from executor.jobs import Job
 from executor.models import ScriptRun
 from executor.queue import JobQueue, QueueConfig, QueuedJob
 from executor.run_rows import save_runs
@@ -145,16 +146,15 @@ class Worker:
             close_old_connections()  # what Django does around each request, done per batch
         cancelled = self.cancels.cancelled_in(batch) if batch else set()
         for delivery in batch:
-            if delivery.job is not None and (
-                delivery.job.run_id in cancelled or self.cancels.heard(delivery.job.run_id)
-            ):
-                self.drop(delivery)
+            job = delivery.job
+            if job is not None and (job.run_id in cancelled or self.cancels.heard(job.run_id)):
+                self.drop(delivery, job)
             else:
                 self.handle(delivery)
 
-    def drop(self, delivery: QueuedJob) -> None:
-        """Acknowledge a job whose caller went away before it ran, unrun (nobody waits for an answer)."""
-        job = delivery.job
+    def drop(self, delivery: QueuedJob, job: Job) -> None:
+        """Acknowledge `delivery` (of `job`), whose caller went away before it ran, unrun (nobody
+        waits for an answer)."""
         logger.debug("run %s cancelled before it ran: dropped", job.run_id)
         error = script_error("cancelled", "the caller went away before the run started")
         self.keep_run(RunReport.unrun(job, ScriptRun.Status.FAILED, error).run_row(worker=self.name))

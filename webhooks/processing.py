@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
@@ -111,7 +111,7 @@ def release(event_id: int, run_id: str, reason: str, **fields: Any) -> None:
     )
 
 
-def requeue(event_id: int, *, now=None) -> bool:
+def requeue(event_id: int, *, now: datetime | None = None) -> bool:
     """Claim a due `received`/`queued` event for a new run and queue it; False when someone else did.
 
     Raises QueueUnavailable / QueueFull (the event is released back to `received`).
@@ -219,9 +219,12 @@ def job_finished(job: Job, outcome: dict[str, Any], *, traceback: str = "") -> N
     A job that is no longer the event's current run (reprocessed, or re-queued after its lease
     ran out) changes nothing.
     """
-    row = WebhookEvent.objects.filter(id=job.event_id, run_id=job.run_id).values_list("attempts").first()
+    event_id = job.event_id
+    if event_id is None:  # not a webhook event's job (`executor.hooks` passes only those)
+        return
+    row = WebhookEvent.objects.filter(id=event_id, run_id=job.run_id).values_list("attempts").first()
     if row is None:
-        logger.info("run %s of webhook event %s was superseded", job.run_id, job.event_id)
+        logger.info("run %s of webhook event %s was superseded", job.run_id, event_id)
         return
     attempts = row[0] + 1
     now = timezone.now()
@@ -230,7 +233,7 @@ def job_finished(job: Job, outcome: dict[str, Any], *, traceback: str = "") -> N
     common = {"attempts": attempts, "script_run_id": script_run}
     if outcome["ok"]:
         _finish(
-            job.event_id,
+            event_id,
             job.run_id,
             Status.PROCESSED,
             processed_at=now,
@@ -245,10 +248,10 @@ def job_finished(job: Job, outcome: dict[str, Any], *, traceback: str = "") -> N
     if attempts < settings.CIRCLES_WEBHOOK_MAX_ATTEMPTS:
         delay = retry_delay(attempts)
         logger.warning(
-            "webhook event %s run %s failed (%s); retry in %.1fs", job.event_id, attempts, error, delay
+            "webhook event %s run %s failed (%s); retry in %.1fs", event_id, attempts, error, delay
         )
         _finish(
-            job.event_id,
+            event_id,
             job.run_id,
             Status.RECEIVED,
             next_attempt_at=now + timedelta(seconds=delay),
@@ -258,9 +261,9 @@ def job_finished(job: Job, outcome: dict[str, Any], *, traceback: str = "") -> N
         )
         metrics.count_webhook_event(provider, "retry")
     else:
-        logger.warning("webhook event %s failed after %s runs: %s", job.event_id, attempts, error)
+        logger.warning("webhook event %s failed after %s runs: %s", event_id, attempts, error)
         _finish(
-            job.event_id,
+            event_id,
             job.run_id,
             Status.FAILED,
             next_attempt_at=None,
