@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -91,3 +92,45 @@ def keep_logs(workdir: Path, destination: Path | None) -> None:
     destination.mkdir(parents=True, exist_ok=True)
     for log in workdir.rglob("*.log"):
         (destination / log.name).write_bytes(log.read_bytes())
+
+
+def raise_file_limit(needed: int) -> tuple[int, int]:
+    """Raise this process's open-files soft limit toward `needed` (at most the hard limit).
+
+    Child processes inherit it, so call it before starting the servers and load generators.
+    Returns the (soft, hard) limit in force afterwards.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)
+
+
+def descendants(pid: int) -> list[int]:
+    """The live processes below `pid` (children, grandchildren, ...), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of `pid` and every live process below it (a supervisor and its workers)."""
+    total = cpu_seconds(pid, with_children=True)
+    for child in descendants(pid):
+        value = cpu_seconds(child)
+        if value == value:  # a child that exited between the scan and the read: NaN, skipped
+            total += value
+    return total
