@@ -294,6 +294,10 @@ class DeadPeerIsLostConnection:
     loop: a cut-off master froze whole ASGI processes. Raised as ConnectionAbortedError instead,
     it is what it is: redis-py drops the connection and its callers reconnect through the
     sentinels. A read's own timeout (asyncio's, without an errno) is left alone.
+
+    The hook is redis-py's `_read_response_from_parser`, which every reply goes through inside
+    `read_response`'s error handling; tests/integration/test_redis_clients.py fails if it stops
+    being called there.
     """
 
     async def _read_response_from_parser(self, *args: Any, **kwargs: Any) -> Any:
