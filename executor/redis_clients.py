@@ -9,7 +9,9 @@ fails on its first write (READONLY) and is made again.
 Every connection also has TCP keepalive and a TCP user timeout (`DEAD_PEER_OPTIONS`): a Redis host
 that vanishes without closing its sockets (its power or its link cut) is noticed within about
 `DEAD_PEER_SECONDS`, even on a connection that only listens (a pub/sub subscription, a blocked
-XREADGROUP), instead of after the kernel's 15 minutes of retransmissions.
+XREADGROUP), instead of after the kernel's 15 minutes of retransmissions. The asyncio connections
+turn the kernel's verdict (ETIMEDOUT) into a lost connection (`DeadPeerIsLostConnection`): redis-py
+took it for the expiry of a read's own timeout and read again, at once, forever.
 
 Connections are counted (`circles_redis_connects_total`: a rise after start-up is reconnects), and
 a connection sent to a master at a new address counts `circles_redis_master_changes_total`.
@@ -281,7 +283,33 @@ class CountedSentinelConnection(sync_sentinel.SentinelManagedConnection):
             connected(self.host, self.port, via_sentinel=True)
 
 
-class AsyncCountedConnection(aioredis.Connection):
+class DeadPeerIsLostConnection:
+    """For asyncio connections: a socket the kernel timed out (ETIMEDOUT) is a lost connection.
+
+    When keepalive or the TCP user timeout gives up on a silent peer, the socket fails with
+    `TimeoutError(ETIMEDOUT)`, and asyncio's stream keeps that error and raises it again on every
+    later read, at once. redis-py's `read_response` takes any TimeoutError under a read with its
+    own timeout (every pub/sub read: `listen()`, `get_message(timeout=...)`) for that timeout's
+    expiry and returns "no message", so its callers read again without ever yielding to the event
+    loop: a cut-off master froze whole ASGI processes. Raised as ConnectionAbortedError instead,
+    it is what it is: redis-py drops the connection and its callers reconnect through the
+    sentinels. A read's own timeout (asyncio's, without an errno) is left alone.
+
+    The hook is redis-py's `_read_response_from_parser`, which every reply goes through inside
+    `read_response`'s error handling; tests/integration/test_redis_clients.py fails if it stops
+    being called there.
+    """
+
+    async def _read_response_from_parser(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super()._read_response_from_parser(*args, **kwargs)  # type: ignore[misc]
+        except TimeoutError as exc:
+            if exc.errno is None:
+                raise
+            raise ConnectionAbortedError(exc.errno, f"Redis stopped answering: {exc.strerror}") from exc
+
+
+class AsyncCountedConnection(DeadPeerIsLostConnection, aioredis.Connection):
     """An asyncio connection that is counted when it connects."""
 
     async def connect_check_health(self, *args: Any, **kwargs: Any) -> None:
@@ -292,7 +320,7 @@ class AsyncCountedConnection(aioredis.Connection):
             connected(self.host, self.port, via_sentinel=False)
 
 
-class AsyncCountedSentinelConnection(async_sentinel.SentinelManagedConnection):
+class AsyncCountedSentinelConnection(DeadPeerIsLostConnection, async_sentinel.SentinelManagedConnection):
     """An asyncio connection to the master the sentinels name, counted when it connects.
 
     Every way of connecting asks the sentinels (see `CountedSentinelConnection`).

@@ -290,14 +290,6 @@ async def test_hosts_allowed_and_origins_through_nginx(layout: Layout) -> None:
     assert await handshake(layout, "https://evil.example") == 403
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known defect (issue 15, open): after the master's link is cut, the ASGI processes stop"
-    " answering (plays silent past their deadline, webhooks 504 at nginx) although the workers follow"
-    " the failover within ~7 s; faulthandler shows the event loop inside redis-py's asyncio PubSub"
-    " listen() (executor/membership_notices.py) on the dead connection. A SIGKILLed master"
-    " (tests/e2e/test_failover.py) is followed correctly.",
-)
 async def test_balanced_forwarded_and_failover_with_the_master_host_cut_off(layout: Layout) -> None:
     db = Database(layout.world)
     circle = create_circle(layout.world, "hosts", WalletKey.named("e2e-hosts").pubkey)
