@@ -3,7 +3,7 @@
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from auth_secp import ChallengeBook
 from circles.jsonrpc import RpcError
@@ -53,6 +53,7 @@ class CircleSession:
     role_checked_at: float = 0.0
     role_version: membership_notices.Version = (-1, -1)  # the circle's membership version at that read
     failed_auth: int = 0
+    subscriptions: Any = None  # the connection's `circles.subscriptions.Subscriptions`
 
     def __post_init__(self) -> None:
         self.rate = TokenBucket(self.limits.rate_per_second, self.limits.rate_burst)
