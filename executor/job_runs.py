@@ -7,7 +7,8 @@ the script on the jobs' engine with `ENV_VARS`, and sets `finished` inside the r
 transaction, so a successful run's writes and its final status commit together: a delivery of
 a job that already finished finds it final and does not run again. A failed or stopped run
 rolls back and ends `error` in a transaction of its own, unless the job already ended (a stop
-that came first). Callers publish the returned change and hand over the jobs it released.
+that came first). The `started` event is published at once; callers publish the returned
+change (the end) and hand over the jobs it released.
 """
 
 import logging
@@ -23,7 +24,7 @@ from executor import job_store
 from executor.caps import ResultTooLarge, check_answer
 from executor.dsl import RunContext, current_run, running
 from executor.engine import job_engine
-from executor.job_events import circle_event
+from executor.job_events import circle_event, publisher
 from executor.job_rules import DISPATCHED, ERROR, FINISHED, STARTED, joined_logs, stopped_error
 from executor.job_store import Change
 from executor.jobs import Job
@@ -76,7 +77,8 @@ def run_record(job: Job, cancel: rhai.CancelToken | None = None, *, deliveries: 
     record = job_store.bump_delivery(job.job_id, job.run_id, deliveries)
     if record is None:  # stopped, deleted, or ended by another delivery: never run
         return Change()
-    change = Change(events=[circle_event(record)])
+    publisher.publish([circle_event(record)])  # now, not with the end: subscribers see it start
+    change = Change()
     constants = {
         "CALLER_ID": job.caller_id,
         "CONTEXT_ID": job.circle_key,
