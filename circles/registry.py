@@ -113,6 +113,11 @@ class MethodRegistry:
 
     def __init__(self) -> None:
         self._methods: dict[str, Method] = {}
+        self._notifications: dict[str, dict[str, Any]] = {}
+
+    def add_notification(self, name: str, summary: str, params: dict[str, Any]) -> None:
+        """Register a notification the server sends (listed as `x-notifications` in OpenRPC)."""
+        self._notifications[name] = {"name": name, "summary": summary, "params": params}
 
     def add(self, method: Method) -> None:
         """Register `method`; names are unique."""
@@ -151,4 +156,5 @@ class MethodRegistry:
                 }
                 for m in self._methods.values()
             ],
+            "x-notifications": list(self._notifications.values()),
         }
