@@ -12,10 +12,13 @@ import json
 import secrets
 import uuid
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
 
 FINAL = ("finished", "error")
 
@@ -55,6 +58,8 @@ class FakeJobsCircle:
         self.jobs: dict[str, dict[str, Any]] = {}  # insertion order: oldest first
         self.calls: list[tuple[int, str, Any]] = []  # (connection number, method, params)
         self.hold_subscribe_answer = False  # push a notification BEFORE the subscribe answer's frame
+        self.roles: dict[str, str] = {}  # pubkey -> role whoami names (default "member")
+        self.pages: dict[str, tuple[str, bytes]] = {}  # HTTP path -> (content type, body), for a browser
         self.run_job_output = "42"
 
     @property
@@ -62,7 +67,7 @@ class FakeJobsCircle:
         return f"ws://127.0.0.1:{self.port}/circle"
 
     async def start(self) -> None:
-        self.server = await serve(self._serve, "127.0.0.1", self.port)
+        self.server = await serve(self._serve, "127.0.0.1", self.port, process_request=self._http)
         self.port = self.server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
@@ -113,6 +118,17 @@ class FakeJobsCircle:
 
     # --- serving --------------------------------------------------------------------------------
 
+    def _http(self, connection: ServerConnection, request: Request) -> Response | None:
+        """A plain GET of one of `pages` (the console's HTML, its scripts); None: a WebSocket upgrade."""
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return None
+        page = self.pages.get(request.path)
+        if page is None:
+            return connection.respond(HTTPStatus.NOT_FOUND, "not found\n")
+        content_type, body = page
+        headers = Headers([("Content-Type", content_type), ("Content-Length", str(len(body)))])
+        return Response(HTTPStatus.OK, "OK", headers, body)
+
     async def _serve(self, ws: ServerConnection) -> None:
         connection = FakeConnection(len(self.connections) + 1, ws)
         self.connections.append(connection)
@@ -156,7 +172,8 @@ class FakeJobsCircle:
             connection.caller = params["pubkey"]
             return True
         if method == "whoami":
-            return {"authenticated": connection.caller is not None, "pubkey": connection.caller}
+            role = self.roles.get(connection.caller, "member") if connection.caller else None
+            return {"authenticated": connection.caller is not None, "pubkey": connection.caller, "role": role}
         if connection.caller is None:
             raise RpcFailure(-32001, "Authentication required")
         if method in ("create_job", "run_job"):
