@@ -36,7 +36,7 @@ EPILOG = """environment:
   CIRCLES_KEY        the private key in hex (prefer a key file)
   CIRCLES_KEY_FILE   a file holding the private key in hex (as `circles keygen -o FILE` writes it)
 
-exit status: 0 ok, 1 the server answered with an error (a failed script among them),
+exit status: 0 ok, 1 the server answered with an error (a failed script or job among them),
 2 usage or key problem, 3 connection lost, refused, circle not found or timed out."""
 
 

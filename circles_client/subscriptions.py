@@ -14,13 +14,14 @@ notification (for a job: its status read again, so one that finished meanwhile i
 """
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from circles_client.after_sign_in import AfterSignIn
 from circles_client.connection import Connection
-from circles_client.errors import ConnectionLost, RpcError
+from circles_client.errors import CirclesError, ConnectionLost, RpcError
 
 logger = logging.getLogger("circles_client")
 
@@ -136,7 +137,12 @@ class Subscriptions:
     ) -> Subscription:
         """Subscribe on `connection`, and on every later one; raises the server's refusal."""
         subscription = Subscription(self, topic, params, catch_up)
-        await self._subscribe_on(connection, subscription)
+        try:
+            await self._subscribe_on(connection, subscription)
+        except CirclesError:  # refused, or its catch-up failed: give the server's side up too
+            with contextlib.suppress(CirclesError):
+                await self.unsubscribe(subscription)
+            raise
         self._all.append(subscription)
         self._after_sign_in.add(_step_name(subscription), lambda new: self._resubscribe(new, subscription))
         return subscription

@@ -174,6 +174,18 @@ async def test_a_notification_right_behind_the_subscribe_answer_is_not_lost(
     assert (await subscription.next(timeout=2))["status"] == "early"
 
 
+async def test_a_failed_catch_up_gives_the_subscription_up(
+    client: CircleClient, circle: FakeJobsCircle
+) -> None:
+    async def gone(connection) -> None:
+        await connection.request("get_job", {"job_id": "missing"})
+
+    with pytest.raises(JobNotFound):
+        await client.subscribe("jobs", catch_up=gone)
+    assert client.subscriptions == 0 and len(client._after_sign_in) == 0
+    assert circle.methods()[-1] == "unsubscribe" and circle.connections[0].subscriptions == {}
+
+
 async def test_a_refused_subscribe_raises_and_registers_nothing(client: CircleClient) -> None:
     with pytest.raises(InvalidParams):
         await client.subscribe("weather")
