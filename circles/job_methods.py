@@ -39,6 +39,7 @@ from executor.job_rules import (
     check_spec,
 )
 from executor.job_store import Change, Viewer
+from executor.models import JobRecord
 
 # How long `run_job` waits past the job's timeout (queue and prerequisites) before it reads the row.
 RUN_JOB_GRACE_SECONDS = 60.0
@@ -79,16 +80,19 @@ def job_errors() -> Iterator[None]:
 
 async def viewer_of(session: CircleSession) -> Viewer:
     """The caller as the store sees it, after the check `play` makes (-32001, -32003)."""
-    if not session.authenticated:
+    pubkey = session.pubkey
+    if pubkey is None:
         raise RpcError(jsonrpc.AUTHENTICATION_REQUIRED)
     if not session.may_play_without_lookup():
         version = session.version_before_read()
-        role, guest_may_play = await standing_in_circle(session.circle.id, session.pubkey)
+        role, guest_may_play = await standing_in_circle(session.circle.id, pubkey)
         session.note_role_at(role, version)
         if not may_play(role, allow_guests=guest_may_play):
             raise RpcError(jsonrpc.FORBIDDEN, data={"role": role, "needs": "member"})
-    role = session.role
-    return Viewer(session.circle.id, session.pubkey, str(role), sees_all=role.at_least(Role.ADMIN))
+    current = session.role
+    if current is None:  # signed in without a role: refused by the check above
+        raise RpcError(jsonrpc.FORBIDDEN, data={"role": None, "needs": "member"})
+    return Viewer(session.circle.id, pubkey, str(current), sees_all=current.at_least(Role.ADMIN))
 
 
 def own_only(viewer: Viewer) -> Viewer:
@@ -200,7 +204,7 @@ async def run_job(
     raise RpcError(jsonrpc.EXECUTION_ERROR, data=event["error"])
 
 
-async def visible(session: CircleSession, job_id: str):
+async def visible(session: CircleSession, job_id: str) -> JobRecord:
     viewer = await viewer_of(session)
     with job_errors():
         return await db(job_store.get)(viewer, job_id)
@@ -228,7 +232,7 @@ async def get_job_output(session: CircleSession, job_id: str) -> str:
     record = await visible(session, job_id)
     if record.status != FINISHED:
         raise RpcError(jsonrpc.WRONG_JOB_STATE, data={"status": record.status})
-    return record.output
+    return record.output or ""
 
 
 @rpc_method(

@@ -134,7 +134,7 @@ class MethodRegistry:
 
     def openrpc(self, *, title: str, version: str) -> dict[str, Any]:
         """The OpenRPC 1.2 document of the registered methods (error messages from `jsonrpc.MESSAGES`)."""
-        return {
+        document = {
             "openrpc": "1.2.6",
             "info": {"title": title, "version": version},
             "methods": [
@@ -156,5 +156,7 @@ class MethodRegistry:
                 }
                 for m in self._methods.values()
             ],
-            "x-notifications": list(self._notifications.values()),
         }
+        if self._notifications:  # what the server sends unasked (OpenRPC 1.2 has no field for it)
+            document["x-notifications"] = list(self._notifications.values())
+        return document

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Iterable
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 from channels.layers import get_channel_layer
@@ -28,7 +28,7 @@ Event = dict[str, Any]
 CircleEvent = tuple[int, Event]  # an event and the circle whose group it goes to
 
 
-def iso(moment) -> str | None:
+def iso(moment: datetime | None) -> str | None:
     """An aware datetime as ISO-8601 UTC with "Z" (milliseconds), or None."""
     if moment is None:
         return None
@@ -68,6 +68,8 @@ def layer_message(event: Event) -> dict[str, Any]:
 async def publish_all(events: Iterable[CircleEvent]) -> None:
     """Send `events` to their circles' groups, in order; a layer failure is logged."""
     layer = get_channel_layer()
+    if layer is None:  # the settings always configure one
+        raise RuntimeError("no channel layer is configured")
     for circle_id, event in events:
         try:
             await layer.group_send(group_name(circle_id), layer_message(event))

@@ -14,6 +14,7 @@ change (the end) and hand over the jobs it released.
 import logging
 import time
 from datetime import datetime
+from typing import Any
 
 import rhai
 from django.conf import settings
@@ -59,22 +60,29 @@ def job_for(record: JobRecord, circle_key: str) -> Job:
     )
 
 
-def _ended_fields(started_at: datetime | None) -> dict:
+def job_id_of(job: Job) -> str:
+    """The id of the job record `job` runs (only job runs go on the jobs' stream)."""
+    if job.job_id is None:
+        raise ValueError(f"run {job.run_id} is not a job run")
+    return job.job_id
+
+
+def _ended_fields(started_at: datetime | None) -> dict[str, Any]:
     now = timezone.now()
     elapsed = int((now - started_at).total_seconds() * 1000) if started_at else None
     return {"finished_at": now, "updated_at": now, "elapsed_ms": elapsed, "revision": F("revision") + 1}
 
 
-def _final(job: Job, started_at: datetime | None, **fields) -> int:
+def _final(job: Job, started_at: datetime | None, **fields: Any) -> int:
     """Set the final fields of run `job.run_id` if its job is still `started` by it; rows changed."""
-    return JobRecord.objects.filter(id=job.job_id, run_id=job.run_id, status=STARTED).update(
+    return JobRecord.objects.filter(id=job_id_of(job), run_id=job.run_id, status=STARTED).update(
         **fields, **_ended_fields(started_at)
     )
 
 
 def run_record(job: Job, cancel: rhai.CancelToken | None = None, *, deliveries: int = 1) -> Change:
     """Run job `job.job_id`'s run `job.run_id`, end it, and return what changed (not yet published)."""
-    record = job_store.bump_delivery(job.job_id, job.run_id, deliveries)
+    record = job_store.bump_delivery(job_id_of(job), job.run_id, deliveries)
     if record is None:  # stopped, deleted, or ended by another delivery: never run
         return Change()
     publisher.publish([circle_event(record)])  # now, not with the end: subscribers see it start
@@ -122,7 +130,7 @@ def run_record(job: Job, cancel: rhai.CancelToken | None = None, *, deliveries: 
             error = stopped_error()
         if not _final(job, started_at, status=ERROR, error=error):
             return change  # a stop (or another delivery) ended it first
-    return change_after_end(change, job.job_id)
+    return change_after_end(change, job_id_of(job))
 
 
 def change_after_end(change: Change, job_id: str) -> Change:
@@ -139,10 +147,11 @@ def end_dead(job: Job, deliveries: int) -> Change:
     """A job whose workers died `deliveries - 1` times running it: it ends `error` kind `host`."""
     deaths = deliveries - 1
     error = script_error("host", f"the job's worker died {deaths} times while running it; not run again")
-    record = JobRecord.objects.filter(id=job.job_id, run_id=job.run_id).first()
+    job_id = job_id_of(job)
+    record = JobRecord.objects.filter(id=job_id, run_id=job.run_id).first()
     if record is None:
         return Change()
-    changed = JobRecord.objects.filter(
-        id=job.job_id, run_id=job.run_id, status__in=(STARTED, DISPATCHED)
-    ).update(status=ERROR, error=error, **_ended_fields(record.started_at))
-    return change_after_end(Change(), job.job_id) if changed else Change()
+    changed = JobRecord.objects.filter(id=job_id, run_id=job.run_id, status__in=(STARTED, DISPATCHED)).update(
+        status=ERROR, error=error, **_ended_fields(record.started_at)
+    )
+    return change_after_end(Change(), job_id) if changed else Change()

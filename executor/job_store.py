@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from executor.job_events import CircleEvent, circle_event
@@ -73,7 +73,7 @@ def _touch(record: JobRecord, now: datetime | None = None) -> None:
     record.updated_at = now or timezone.now()
 
 
-def _visible(viewer: Viewer, for_update: bool = False):
+def _visible(viewer: Viewer, for_update: bool = False) -> QuerySet[JobRecord]:
     rows = JobRecord.objects.filter(circle_id=viewer.circle_id)
     if not viewer.sees_all:
         rows = rows.filter(caller_id=viewer.caller_id)

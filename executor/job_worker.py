@@ -18,6 +18,7 @@ import redis
 
 from executor.job_dispatch import settle
 from executor.job_runs import end_dead, run_record
+from executor.jobs import Job
 from executor.queue import QueuedJob
 from executor.worker import Worker
 
@@ -27,7 +28,7 @@ logger = logging.getLogger("executor.job_worker")
 class JobWorker(Worker):
     """Runs job runs from the jobs' stream until stopped."""
 
-    def drop(self, delivery: QueuedJob) -> None:
+    def drop(self, delivery: QueuedJob, job: Job) -> None:
         """A run stopped before it ran: its job already ended `error` (stopped); acknowledge it."""
         self.queue.finish(delivery.entry_id)
         self.jobs_done += 1

@@ -32,6 +32,7 @@ def _worker_main(job_slot: bool = False) -> None:
     from executor.queue import QueueConfig
     from executor.worker import Worker
 
+    worker: Worker
     if job_slot:
         job_engine()
         worker = JobWorker(jobs_queue_config())
