@@ -278,6 +278,34 @@ CIRCLES_MAX_RUNS_PER_CIRCLE = env.int(
     "CIRCLES_MAX_RUNS_PER_CIRCLE", default=8 if REDIS_URL else CIRCLES_LOCAL_EXECUTOR_THREADS
 )
 
+# --- Jobs: long-running scripts created, started, watched and stopped over the socket ----------
+# (docs/PROTOCOL.md, "Jobs"; executor/job_store.py). A job's timeout in seconds: default and cap.
+CIRCLES_JOBS_TIMEOUT_DEFAULT_SECONDS = env.int("CIRCLES_JOBS_TIMEOUT_DEFAULT_SECONDS", default=300)
+CIRCLES_JOBS_TIMEOUT_MAX_SECONDS = env.int("CIRCLES_JOBS_TIMEOUT_MAX_SECONDS", default=3600)
+# Rhai operations one job run may take (play's is CIRCLES_SCRIPT_MAX_OPERATIONS).
+CIRCLES_JOBS_MAX_OPERATIONS = env.int("CIRCLES_JOBS_MAX_OPERATIONS", default=10**12)
+# What a job keeps of what its script prints (past it the logs end with a marker).
+CIRCLES_JOBS_MAX_LOG_BYTES = env.int("CIRCLES_JOBS_MAX_LOG_BYTES", default=1024 * 1024)
+# A job's script source, in bytes.
+CIRCLES_JOBS_MAX_SCRIPT_BYTES = env.int("CIRCLES_JOBS_MAX_SCRIPT_BYTES", default=CIRCLES_MAX_MESSAGE_BYTES)
+# env_vars: names, and bytes of one value.
+CIRCLES_JOBS_MAX_ENV_VARS = env.int("CIRCLES_JOBS_MAX_ENV_VARS", default=32)
+CIRCLES_JOBS_MAX_ENV_VALUE_BYTES = env.int("CIRCLES_JOBS_MAX_ENV_VALUE_BYTES", default=4096)
+CIRCLES_JOBS_MAX_PREREQUISITES = env.int("CIRCLES_JOBS_MAX_PREREQUISITES", default=16)
+# Jobs one caller may have dispatched or started at once, in a circle (over it: -32029).
+CIRCLES_JOBS_MAX_ACTIVE_PER_CALLER = env.int("CIRCLES_JOBS_MAX_ACTIVE_PER_CALLER", default=8)
+# `manage.py prune_jobs` deletes jobs that ended longer ago than this.
+CIRCLES_JOBS_RETENTION_DAYS = env.int("CIRCLES_JOBS_RETENTION_DAYS", default=30)
+# The jobs' own Redis Stream: `rhai_worker --job-slots N` processes read only it, so long jobs
+# never take the workers `play` runs on.
+CIRCLES_JOBS_STREAM = env.str("CIRCLES_JOBS_STREAM", default=CIRCLES_QUEUE_STREAM + ":long")
+# Embedded mode: threads of the in-process executor kept for jobs (beside the play threads).
+CIRCLES_LOCAL_JOB_THREADS = env.int("CIRCLES_LOCAL_JOB_THREADS", default=1)
+# Subscriptions (the `subscribe` method): per connection, and the notifications a connection may
+# leave unsent before it is closed with 4408.
+CIRCLES_MAX_SUBSCRIPTIONS_PER_CONNECTION = env.int("CIRCLES_MAX_SUBSCRIPTIONS_PER_CONNECTION", default=32)
+CIRCLES_MAX_UNREAD_NOTIFICATIONS = env.int("CIRCLES_MAX_UNREAD_NOTIFICATIONS", default=1000)
+
 # --- Provider webhooks (the webhooks app; docs/WEBHOOKS.md) -----------------------------------
 # Everything below belongs to `POST /webhooks/{provider}/{circle_pk}` and its processing.
 

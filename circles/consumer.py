@@ -16,6 +16,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from auth_secp import ChallengeBook
+from circles import job_methods, subscription_methods
 from circles.address_limits import AttemptWindows, connections
 from circles.answering import answer
 from circles.jsonrpc import (
@@ -36,6 +37,7 @@ from circles.play import play_runner_for
 from circles.session import CircleSession
 from circles.shutdown import CLOSE_GOING_AWAY, SHUTDOWN_REASON, shutting_down, track, untrack
 from circles.sign_in_limits import sign_in_limiter
+from circles.subscriptions import CLOSE_TOO_MANY_UNREAD, TOO_MANY_UNREAD_REASON, Subscriptions
 from circles.url_sign_in import sign_in_at_connect
 
 logger = logging.getLogger("circles.consumer")
@@ -46,6 +48,7 @@ CLOSE_TOO_MANY = 4429
 CLOSE_MESSAGE_TOO_BIG = 1009
 # After the grace, how long requests that were given up on may take to send that answer.
 GIVEN_UP_SECONDS = 1.0
+REGISTERED = (job_methods, subscription_methods)  # their methods join the registry on import
 # One "refused: too many connections" line per address per minute, not one per refused socket.
 refusals_logged = AttemptWindows(60.0)
 
@@ -161,6 +164,13 @@ class CircleConsumer(AsyncWebsocketConsumer):
             play_runner=self.play_runner,
             address=address,
             sign_ins=sign_in_limiter(),
+            subscriptions=Subscriptions(
+                max_subscriptions=settings.CIRCLES_MAX_SUBSCRIPTIONS_PER_CONNECTION,
+                max_unread=settings.CIRCLES_MAX_UNREAD_NOTIFICATIONS,
+                send=self.send_notification,
+                join=self.join_group,
+                overflow=self.too_many_unread,
+            ),
         )
         refusal = await sign_in_at_connect(self.session, self.scope.get("query_string", b""))
         if refusal is not None:  # never log the query string: it holds the signature
@@ -174,6 +184,32 @@ class CircleConsumer(AsyncWebsocketConsumer):
             self.slot.release()
         for task in self.tasks:
             task.cancel()
+        if self.session is not None:
+            subscriptions = self.session.subscriptions
+            await subscriptions.close()
+            for group in subscriptions.groups:
+                await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def join_group(self, group: str) -> None:
+        """Receive the channel-layer group `group`'s messages (a subscription's topic)."""
+        await self.channel_layer.group_add(group, self.channel_name)
+
+    async def subscription_event(self, event: dict[str, Any]) -> None:
+        """An event of a subscribed topic (channel-layer group message): to the subscriptions."""
+        if self.session is not None and not self.closing:
+            self.session.subscriptions.deliver(event["topic"], event["event"])
+
+    async def send_notification(self, frame: str) -> None:
+        """Send one notification frame (the subscriptions' drain task)."""
+        if not self.closing:
+            await self.send(text_data=frame)
+
+    def too_many_unread(self) -> None:
+        """The outbox overflowed: close 4408 (in a task: the event handler must not wait on the socket)."""
+        self.log.info("closing: %s", TOO_MANY_UNREAD_REASON)
+        task = asyncio.ensure_future(self.shut(CLOSE_TOO_MANY_UNREAD, TOO_MANY_UNREAD_REASON))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     async def script_result(self, event: dict[str, Any]) -> None:
         """A worker's outcome for one of this connection's `play` requests (channel-layer event)."""

@@ -20,6 +20,8 @@ EXECUTION_ERROR = -32000
 AUTHENTICATION_REQUIRED = -32001
 INVALID_CREDENTIALS = -32002
 FORBIDDEN = -32003
+JOB_NOT_FOUND = -32004
+WRONG_JOB_STATE = -32005
 EXECUTOR_UNAVAILABLE = -32012
 RATE_LIMITED = -32029
 
@@ -35,6 +37,8 @@ MESSAGES: dict[int, str] = {
     AUTHENTICATION_REQUIRED: "Authentication required",
     INVALID_CREDENTIALS: "Invalid credentials",
     FORBIDDEN: "Forbidden",
+    JOB_NOT_FOUND: "Job not found",
+    WRONG_JOB_STATE: "Wrong job state",
     EXECUTOR_UNAVAILABLE: "Executor unavailable",
     RATE_LIMITED: "Rate limited",
 }

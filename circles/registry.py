@@ -113,6 +113,11 @@ class MethodRegistry:
 
     def __init__(self) -> None:
         self._methods: dict[str, Method] = {}
+        self._notifications: dict[str, dict[str, Any]] = {}
+
+    def add_notification(self, name: str, summary: str, params: dict[str, Any]) -> None:
+        """Register a notification the server sends (listed as `x-notifications` in OpenRPC)."""
+        self._notifications[name] = {"name": name, "summary": summary, "params": params}
 
     def add(self, method: Method) -> None:
         """Register `method`; names are unique."""
@@ -129,7 +134,7 @@ class MethodRegistry:
 
     def openrpc(self, *, title: str, version: str) -> dict[str, Any]:
         """The OpenRPC 1.2 document of the registered methods (error messages from `jsonrpc.MESSAGES`)."""
-        return {
+        document = {
             "openrpc": "1.2.6",
             "info": {"title": title, "version": version},
             "methods": [
@@ -152,3 +157,6 @@ class MethodRegistry:
                 for m in self._methods.values()
             ],
         }
+        if self._notifications:  # what the server sends unasked (OpenRPC 1.2 has no field for it)
+            document["x-notifications"] = list(self._notifications.values())
+        return document

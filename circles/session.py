@@ -55,6 +55,7 @@ class CircleSession:
     role_checked_at: float = 0.0
     role_version: membership_notices.Version = (-1, -1)  # the circle's membership version at that read
     failed_auth: int = 0
+    subscriptions: Any = None  # the connection's `circles.subscriptions.Subscriptions`
 
     def __post_init__(self) -> None:
         self.rate = TokenBucket(self.limits.rate_per_second, self.limits.rate_burst)

@@ -4,6 +4,8 @@ Example::
 
     async with circles_client.connect("ws://127.0.0.1:8000/03ab…", circles_client.load_key()) as c:
         result = await c.play("let x = 10; x * 2")   # {"output": "20", "value": 20, ...}
+        job = await c.create_job("long_work()", timeout=600)
+        state = await job.wait(start=True)          # {"status": "finished", "output": ..., ...}
 """
 
 from circles_client.client import CircleClient, connect, websocket_url
@@ -19,14 +21,19 @@ from circles_client.errors import (
     InvalidCredentials,
     InvalidParams,
     InvalidRequest,
+    JobNotFound,
     MethodNotFound,
     ParseError,
     RateLimited,
     RequestTimeout,
     RpcError,
     TooManyRequests,
+    TooManyUnreadNotifications,
+    WrongJobState,
 )
+from circles_client.jobs import Job
 from circles_client.keys import InvalidKey, SigningKey, load_key, read_key_file, write_key_file
+from circles_client.subscriptions import Subscription
 
 __version__ = "0.1.0"
 
@@ -44,13 +51,18 @@ __all__ = [
     "InvalidKey",
     "InvalidParams",
     "InvalidRequest",
+    "Job",
+    "JobNotFound",
     "MethodNotFound",
     "ParseError",
     "RateLimited",
     "RequestTimeout",
     "RpcError",
     "SigningKey",
+    "Subscription",
     "TooManyRequests",
+    "TooManyUnreadNotifications",
+    "WrongJobState",
     "connect",
     "load_key",
     "read_key_file",

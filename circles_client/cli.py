@@ -1,4 +1,4 @@
-"""`circles` / `python -m circles_client`: keygen, whoami, play, a repl, members and circle settings.
+"""`circles` / `python -m circles_client`: keygen, whoami, play, a repl, members, circle settings, jobs.
 
 The circle URL comes from --url or $CIRCLES_URL (ws://, wss://, or the console page's
 http(s):// address); the key from --key-file, --key, $CIRCLES_KEY or $CIRCLES_KEY_FILE.
@@ -12,8 +12,10 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from circles_client.cli_input import UsageError, add_script_source, read_script
 from circles_client.client import CircleClient
 from circles_client.errors import CirclesError
+from circles_client.job_cli import add_job_commands, job
 from circles_client.keys import InvalidKey, SigningKey, load_key, write_key_file
 from circles_client.output import (
     EXIT_OK,
@@ -34,12 +36,8 @@ EPILOG = """environment:
   CIRCLES_KEY        the private key in hex (prefer a key file)
   CIRCLES_KEY_FILE   a file holding the private key in hex (as `circles keygen -o FILE` writes it)
 
-exit status: 0 ok, 1 the server answered with an error (a failed script among them),
+exit status: 0 ok, 1 the server answered with an error (a failed script or job among them),
 2 usage or key problem, 3 connection lost, refused, circle not found or timed out."""
-
-
-class UsageError(Exception):
-    """A problem with the command line or the environment (exit status 2)."""
 
 
 def connection_options() -> argparse.ArgumentParser:
@@ -84,14 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("whoami", parents=[common], help="sign in (with a key) and show whoami")
 
     play = commands.add_parser("play", parents=[common], help="run a script: FILE, - (stdin) or -e SCRIPT")
-    source = play.add_mutually_exclusive_group(required=True)
-    source.add_argument("file", nargs="?", help="script file, or - for stdin")
-    source.add_argument("-e", "--eval", dest="script", help="the script itself")
+    add_script_source(play)
     play.add_argument("--timeout-ms", type=int, help="the run's time limit (the server caps it)")
     play.add_argument("--full", action="store_true", help="print the whole result, not only its value")
 
     commands.add_parser("repl", parents=[common], help="interactive: type scripts, see results")
     add_membership_commands(commands, common)
+    add_job_commands(commands, common)
     return parser
 
 
@@ -133,18 +130,6 @@ def client_from(args: argparse.Namespace, environ: dict[str, str]) -> CircleClie
         raise UsageError(f"no circle URL: pass --url or set ${URL_ENV}")
     key = load_key(args.key, file=args.key_file, environ=environ)
     return CircleClient(url, key, by_address=args.address, request_timeout=args.timeout)
-
-
-def read_script(args: argparse.Namespace) -> str:
-    if args.script is not None:
-        return args.script
-    if args.file == "-":
-        return sys.stdin.read()
-    try:
-        with open(args.file, encoding="utf-8") as handle:
-            return handle.read()
-    except OSError as exc:
-        raise UsageError(f"cannot read {args.file}: {exc.strerror}") from exc
 
 
 def keygen(args: argparse.Namespace) -> int:
@@ -213,6 +198,9 @@ def run(args: argparse.Namespace, environ: dict[str, str]) -> int:
     if args.command == "circle" and args.action == "update" and nothing == (None, None, None):
         raise UsageError("circle update: give --name, --description, --allow-guests or --no-allow-guests")
     client = client_from(args, environ)
+    if args.command == "job":
+        script = read_script(args) if hasattr(args, "file") else None  # job run and job create
+        return asyncio.run(job(client, args, script))
     if args.command == "member":
         return asyncio.run(member(client, args))
     if args.command == "circle":

@@ -4,7 +4,8 @@ The connection is kept alive with WebSocket pings. When it drops, requests in fl
 `ConnectionLost` (they may or may not have run, so none is sent again) and a background task
 reconnects at once, waiting a fully jittered, exponentially growing time between attempts
 (`circles_client.backoff`); it signs in again with the same key and redoes what the old
-connection had set up (`circles_client.after_sign_in`) before any call uses the new one. Calls
+connection had set up (`circles_client.after_sign_in`: its subscriptions, subscribed again) before
+any call uses the new one. Calls
 made meanwhile wait for it, up to `reconnect_timeout` seconds. A closed client, a client made
 with `reconnect=False` and a circle that does not exist (close 4404) are never reconnected.
 """
@@ -21,7 +22,9 @@ from circles_client.after_sign_in import AfterSignIn
 from circles_client.backoff import Backoff
 from circles_client.connection import Call, Connection
 from circles_client.errors import CircleNotFound, CirclesError, ConnectionLost, RpcError
+from circles_client.jobs import JobMethods
 from circles_client.keys import SigningKey
+from circles_client.subscriptions import CatchUp, Subscription, Subscriptions
 
 logger = logging.getLogger("circles_client")
 
@@ -36,7 +39,7 @@ def websocket_url(url: str) -> str:
     return url
 
 
-class CircleClient:
+class CircleClient(JobMethods):
     """A client of the circle at `url` (`ws://host:port/{circle_pk}`), signing in with `key`.
 
     `by_address=True` signs in with the key's Ethereum address instead of its public key, as a
@@ -82,6 +85,7 @@ class CircleClient:
         self._connection: Connection | None = None
         self._sign_in_with: SigningKey | None = None  # the key to sign in with again after a reconnect
         self._after_sign_in = AfterSignIn()  # what a new connection redoes once signed in again
+        self._subscriptions = Subscriptions(self._after_sign_in, lambda: self._connection)
         self._reconnecting: asyncio.Task[Connection] | None = None
         self._circle_gone: CircleNotFound | None = None  # a reconnection found no such circle: stop
         self._random = random.Random()  # the backoff's jitter (tests seed their own)
@@ -104,6 +108,7 @@ class CircleClient:
     async def close(self) -> None:
         """Close the connection and stop reconnecting; the client is not reconnected after this."""
         self._closed = True
+        self._subscriptions.end_all(ConnectionLost(f"the client of {self.url} was closed"))
         if self._reconnecting is not None and not self._reconnecting.done():
             self._reconnecting.cancel()
             with contextlib.suppress(asyncio.CancelledError, CirclesError):
@@ -139,6 +144,7 @@ class CircleClient:
             ping_interval=self.ping_interval,
             ping_timeout=self.ping_timeout,
             close_timeout=self.close_timeout,
+            on_notification=self._subscriptions.deliver,
         )
         try:
             if key is not None:
@@ -159,9 +165,10 @@ class CircleClient:
 
     def _connection_lost(self, connection: Connection) -> None:
         """Start replacing `connection` in the background, unless it must not be replaced."""
-        if connection is not self._connection or self._closed or not self.reconnect:
+        if connection is not self._connection or self._closed or self.reconnecting:
             return
-        if isinstance(connection.lost, CircleNotFound) or self._circle_gone or self.reconnecting:
+        if not self.reconnect or isinstance(connection.lost, CircleNotFound) or self._circle_gone:
+            self._subscriptions.end_all(connection.lost or self._circle_gone)
             return
         logger.info("lost the connection to %s: %s", self.url, connection.lost)
         self._reconnecting = asyncio.get_running_loop().create_task(
@@ -210,6 +217,7 @@ class CircleClient:
             except CircleNotFound as exc:
                 self.last_reconnect_error = self._circle_gone = exc
                 logger.warning("not reconnecting to %s: %s", self.url, exc)
+                self._subscriptions.end_all(exc)
                 raise
             except CirclesError as exc:  # refused, timed out, rate limited: the next attempt may do
                 self.last_reconnect_error = exc
@@ -279,6 +287,27 @@ class CircleClient:
     async def send_raw(self, frame: str | bytes, *, timeout: float | None = None) -> Any:
         """Send a frame exactly as given (see `Connection.send_raw`); for probing and tests."""
         return await (await self._current()).send_raw(frame, timeout=timeout or self.request_timeout)
+
+    # --- subscriptions ----------------------------------------------------------------------------
+
+    async def subscribe(self, topic: str, *, catch_up: CatchUp | None = None, **params: Any) -> Subscription:
+        """Subscribe to `topic` (`"jobs"`: `job_id=…`, or `all=True` for the owner and admins).
+
+        Returns a `Subscription`: `async for result in it` yields each notification's `result`.
+        It is subscribed again after every reconnect (under the server's new id), then
+        `catch_up(connection)` runs if given and its result (unless None) is queued like a
+        notification's. Raises the server's refusal (`JobNotFound`, `RateLimited`, ...).
+        """
+        return await self._subscriptions.subscribe(await self._current(), topic, params, catch_up)
+
+    async def unsubscribe(self, subscription: Subscription) -> bool:
+        """End `subscription` (its iteration stops); True when the server still had it."""
+        return await self._subscriptions.unsubscribe(subscription)
+
+    @property
+    def subscriptions(self) -> int:
+        """How many subscriptions are active."""
+        return len(self._subscriptions)
 
     async def fetch_nonce(self, pubkey: str) -> str:
         """The sign-in text for `pubkey` (a public key or an Ethereum address)."""

@@ -4,6 +4,9 @@
 background reader task resolves each request's future as its response arrives (responses
 come in any order). When the socket closes, every request still waiting fails at once with
 a `ConnectionLost` naming the method and the close code, so nothing hangs.
+
+Frames the server sends on its own (a request object without an id: `{"method": "subscription",
+"params": {...}}`) go to the connection's `on_notification` callback, in the order they came.
 """
 
 import asyncio
@@ -29,6 +32,8 @@ from circles_client.errors import (
 logger = logging.getLogger("circles_client")
 
 Call = tuple[str, Any]  # (method, params or None)
+NotificationHandler = Callable[[str, Any], None]  # (method, params) of a frame the server pushed
+ResultHook = Callable[[Any], None]
 
 
 def request_object(method: str, params: Any, request_id: int | None) -> dict[str, Any]:
@@ -51,11 +56,14 @@ def outcome(response: dict[str, Any], method: str | None) -> tuple[bool, Any]:
 class Connection:
     """An open WebSocket to `url` with the requests waiting on it."""
 
-    def __init__(self, ws: ClientConnection, url: str) -> None:
+    def __init__(
+        self, ws: ClientConnection, url: str, *, on_notification: NotificationHandler | None = None
+    ) -> None:
         self.url = url
         self._ws = ws
+        self._on_notification = on_notification
         self._ids = itertools.count(1)
-        self._pending: dict[int, tuple[asyncio.Future, str]] = {}
+        self._pending: dict[int, tuple[asyncio.Future, str, ResultHook | None]] = {}
         self._abandoned: deque[int] = deque(maxlen=1024)  # timed out: drop their late answers
         self._frame_waiters: deque[asyncio.Future] = deque()  # answers that carry no id of ours
         self.lost: ConnectionLost | None = None
@@ -70,12 +78,14 @@ class Connection:
         ping_interval: float | None = 20.0,
         ping_timeout: float | None = 20.0,
         close_timeout: float = 5.0,
+        on_notification: NotificationHandler | None = None,
     ) -> "Connection":
         """Open the WebSocket (no Origin header: a native client); errors become `ConnectionLost`.
 
         Every `ping_interval` seconds a ping goes out; a pong not back within `ping_timeout`
         fails the connection, so a peer that vanished without a close is noticed. Closing (ours,
         or after a missing pong) waits at most `close_timeout` for the peer's close frame.
+        `on_notification(method, params)` is called for every frame the server pushes.
         """
         try:
             ws = await ws_connect(
@@ -92,7 +102,7 @@ class Connection:
             raise ConnectionLost(f"cannot connect to {url}: handshake refused with HTTP {status}") from exc
         except (OSError, InvalidHandshake, TimeoutError) as exc:
             raise ConnectionLost(f"cannot connect to {url}: {exc or type(exc).__name__}") from exc
-        return cls(ws, url)
+        return cls(ws, url, on_notification=on_notification)
 
     @property
     def closed(self) -> bool:
@@ -109,10 +119,16 @@ class Connection:
         with contextlib.suppress(asyncio.CancelledError):
             await self._reader
 
-    async def request(self, method: str, params: Any = None, *, timeout: float = 30.0) -> Any:
-        """Send one request and return its result; raises its `RpcError`, `ConnectionLost` or timeout."""
+    async def request(
+        self, method: str, params: Any = None, *, timeout: float = 30.0, on_result: ResultHook | None = None
+    ) -> Any:
+        """Send one request and return its result; raises its `RpcError`, `ConnectionLost` or timeout.
+
+        `on_result(result)` runs in the reader the moment a successful answer arrives, before the
+        next frame is read: a subscription's id is known before its first notification is routed.
+        """
         request_id = next(self._ids)
-        future = self._expect(request_id, method)
+        future = self._expect(request_id, method, on_result)
         await self._send(request_object(method, params, request_id))
         try:
             return await asyncio.wait_for(future, timeout)
@@ -175,11 +191,11 @@ class Connection:
 
     # --- internals -------------------------------------------------------------------------
 
-    def _expect(self, request_id: int, method: str) -> asyncio.Future:
+    def _expect(self, request_id: int, method: str, on_result: ResultHook | None = None) -> asyncio.Future:
         if self.lost is not None:
             raise self._lost_for(method)
         future = asyncio.get_running_loop().create_future()
-        self._pending[request_id] = (future, method)
+        self._pending[request_id] = (future, method, on_result)
         return future
 
     def _expect_frame(self) -> asyncio.Future:
@@ -236,8 +252,22 @@ class Connection:
             resolved = [self._resolve(entry) for entry in message if isinstance(entry, dict)]
             if not any(resolved):
                 self._answer_frame(message)
+        elif isinstance(message, dict) and self._is_pushed(message):
+            self._notify(message)
         elif isinstance(message, dict) and not self._resolve(message):
             self._answer_frame(message)
+
+    def _is_pushed(self, message: dict[str, Any]) -> bool:
+        """A notification from the server (a request object without an id) with someone to take it."""
+        pushed = isinstance(message.get("method"), str) and "id" not in message
+        return pushed and self._on_notification is not None
+
+    def _notify(self, message: dict[str, Any]) -> None:
+        assert self._on_notification is not None
+        try:
+            self._on_notification(message["method"], message.get("params"))
+        except Exception:  # one bad handler must not stop the reader (and fail every request)
+            logger.exception("handling a %r notification from %s failed", message["method"], self.url)
 
     def _resolve(self, response: dict[str, Any]) -> bool:
         """Settle the request `response` answers; False when it answers none of ours."""
@@ -247,9 +277,11 @@ class Connection:
                 return True
             waiting = self._pending.pop(request_id, None)
             if waiting is not None:
-                future, method = waiting
+                future, method, on_result = waiting
                 if not future.done():
                     ok, value = outcome(response, method)
+                    if ok and on_result is not None:
+                        on_result(value)
                     future.set_result(value) if ok else future.set_exception(value)
                 return True
         return False
@@ -265,7 +297,7 @@ class Connection:
     def _fail_everything(self) -> None:
         code, reason = self._ws.close_code, self._ws.close_reason or ""
         self.lost = connection_error(code, reason, context=f"the connection to {self.url} closed")
-        for request_id, (future, method) in list(self._pending.items()):
+        for request_id, (future, method, _) in list(self._pending.items()):
             if not future.done():
                 future.set_exception(
                     connection_error(

@@ -130,6 +130,29 @@ class Forbidden(RpcError):
         return self.data.get("role") if isinstance(self.data, dict) else None
 
 
+class JobNotFound(RpcError):
+    """-32004: no job of that id that the caller may see (another caller's job answers the same)."""
+
+    code = -32004
+
+    @property
+    def job_id(self) -> str | None:
+        return self.data.get("job_id") if isinstance(self.data, dict) else None
+
+
+class WrongJobState(RpcError):
+    """-32005: the job's status does not allow the call (`status`: the job's current status).
+
+    Starting a started job, the output of an unfinished one, deleting a running one.
+    """
+
+    code = -32005
+
+    @property
+    def status(self) -> str | None:
+        return self.data.get("status") if isinstance(self.data, dict) else None
+
+
 class ExecutorUnavailable(RpcError):
     """-32012: no script executor, or its queue is full or unreachable; retry later."""
 
@@ -137,7 +160,8 @@ class ExecutorUnavailable(RpcError):
 
 
 class RateLimited(RpcError):
-    """-32029: over the request rate, or too many requests in flight."""
+    """-32029: over the request rate, too many requests in flight, too many active jobs for this
+    key or too many subscriptions on the connection (`reason` says which)."""
 
     code = -32029
 
@@ -163,11 +187,19 @@ class TooManyRequests(ConnectionLost):
     many connections from this client's address."""
 
 
+class TooManyUnreadNotifications(ConnectionLost):
+    """Close 4408: the connection left more notifications unread than the server keeps for it."""
+
+
 class RequestTimeout(CirclesError, TimeoutError):
     """No answer within the request timeout (the request may still run on the server)."""
 
 
-CLOSE_CODES: dict[int, type[ConnectionLost]] = {4404: CircleNotFound, 4429: TooManyRequests}
+CLOSE_CODES: dict[int, type[ConnectionLost]] = {
+    4404: CircleNotFound,
+    4408: TooManyUnreadNotifications,
+    4429: TooManyRequests,
+}
 
 
 def connection_error(close_code: int | None, close_reason: str, *, context: str) -> ConnectionLost:

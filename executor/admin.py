@@ -1,9 +1,16 @@
-"""Operators' read-only view of script runs."""
+"""Operators' read-only view of script runs, and of jobs (with stop and delete)."""
+
+import contextlib
 
 from django.contrib import admin
+from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from executor.models import ScriptRun
+from executor import job_store
+from executor.job_dispatch import interrupt, settle
+from executor.job_rules import FINAL, JobError
+from executor.job_store import Viewer
+from executor.models import JobRecord, ScriptRun
 
 
 @admin.register(ScriptRun)
@@ -58,3 +65,36 @@ class ScriptRunAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: ScriptRun | None = None) -> bool:
         return False  # old runs go with `manage.py prune_script_runs`
+
+
+@admin.register(JobRecord)
+class JobRecordAdmin(admin.ModelAdmin):
+    """Jobs, read-only: filter by circle, caller and status; stop or delete them."""
+
+    list_display = ("id", "circle", "caller_id", "status", "created_at", "finished_at", "elapsed_ms")
+    list_filter = ("status", "circle", "caller_id")
+    search_fields = ("id", "caller_id", "script")
+    list_select_related = ("circle",)
+    actions = ("stop_jobs",)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: JobRecord | None = None) -> list[str]:
+        return [field.name for field in JobRecord._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: JobRecord | None = None) -> bool:
+        return False
+
+    @admin.action(description="Stop the selected jobs")
+    def stop_jobs(self, request: HttpRequest, queryset: QuerySet[JobRecord]) -> None:
+        stopped = 0
+        for record in queryset.exclude(status__in=FINAL).select_related("circle"):
+            viewer = Viewer(record.circle_id, record.caller_id, record.caller_role, sees_all=True)
+            with contextlib.suppress(JobError):
+                result = job_store.stop(viewer, str(record.id))
+                if result.run_id is not None:
+                    interrupt(result.run_id)
+                settle(result.change)
+                stopped += 1
+        self.message_user(request, f"stopped {stopped} jobs")

@@ -31,6 +31,8 @@ class Job:
     request_id: str = ""
     event_id: int | None = None
     event: dict | None = None  # webhook jobs: the typed payload, the script's EVENT constant
+    job_id: str | None = None  # a JobRecord's run (issue 12): the record says how it ends
+    env_vars: dict | None = None  # a JobRecord's: the script's ENV_VARS constant
     run_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     queued_at: float = field(default_factory=time.time)
 

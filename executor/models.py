@@ -73,3 +73,55 @@ class AppliedRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} applied by run {self.run_id}"
+
+
+class JobRecord(models.Model):
+    """A job: a script a member created, started, watches and stops over the socket (issue 12).
+
+    Not the queue's `executor.jobs.Job` (one run to do): a record lives on, so a client that
+    reconnects reads its result. `revision` goes up on every change, so notifications of one job
+    can be put in order (and one older than what a client saw dropped); `run_id` names the run
+    in hand (its queue entry and cancel notice); `deliveries` counts its runs started.
+    """
+
+    class Status(models.TextChoices):
+        CREATED = "created"
+        DISPATCHED = "dispatched", "dispatched (queued, or waiting for prerequisites)"
+        STARTED = "started"
+        FINISHED = "finished"
+        ERROR = "error"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    circle = models.ForeignKey("circles.Circle", on_delete=models.CASCADE, related_name="jobs")
+    caller_id = models.CharField(max_length=66)
+    caller_role = models.CharField(max_length=16)
+    script = models.TextField()
+    timeout_seconds = models.PositiveIntegerField()
+    env_vars = models.JSONField(default=dict, blank=True)
+    prerequisites = models.JSONField(default=list, blank=True, help_text="Job ids, as text.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.CREATED)
+    output = models.TextField(null=True, blank=True)
+    value = models.JSONField(null=True, blank=True)
+    error = models.JSONField(null=True, blank=True, help_text="{kind, message, line, column}")
+    logs = models.TextField(null=True, blank=True, help_text="What the script printed, once it ended.")
+    logs_size = models.PositiveIntegerField(default=0)
+    revision = models.PositiveIntegerField(default=1)
+    run_id = models.UUIDField(null=True, blank=True, help_text="The run in hand (queued or running).")
+    deliveries = models.PositiveSmallIntegerField(default=0)
+    stop_requested = models.BooleanField(default=False)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    elapsed_ms = models.PositiveBigIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["circle", "caller_id", "-created_at"], name="job_caller_newest"),
+            models.Index(fields=["circle", "status"], name="job_circle_status"),
+            models.Index(fields=["finished_at"], name="job_finished_at"),
+        ]
+
+    def __str__(self) -> str:
+        return f"job {self.id} ({self.status})"

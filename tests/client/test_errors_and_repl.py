@@ -13,11 +13,14 @@ from circles_client import (
     InvalidCredentials,
     InvalidParams,
     InvalidRequest,
+    JobNotFound,
     MethodNotFound,
     ParseError,
     RateLimited,
     RpcError,
     TooManyRequests,
+    TooManyUnreadNotifications,
+    WrongJobState,
     websocket_url,
 )
 from circles_client.errors import connection_error
@@ -37,6 +40,8 @@ from circles_client.repl import join_line, needs_more
         (-32001, AuthenticationRequired),
         (-32002, InvalidCredentials),
         (-32003, Forbidden),
+        (-32004, JobNotFound),
+        (-32005, WrongJobState),
         (-32012, ExecutorUnavailable),
         (-32029, RateLimited),
     ],
@@ -65,11 +70,25 @@ def test_execution_error_fields_and_one_line() -> None:
 
 @pytest.mark.parametrize(
     ("code", "klass"),
-    [(4404, CircleNotFound), (4429, TooManyRequests), (1012, ConnectionLost), (None, ConnectionLost)],
+    [
+        (4404, CircleNotFound),
+        (4408, TooManyUnreadNotifications),
+        (4429, TooManyRequests),
+        (1012, ConnectionLost),
+        (None, ConnectionLost),
+    ],
 )
 def test_close_codes(code: int | None, klass: type) -> None:
     error = connection_error(code, "why", context="closed")
     assert type(error) is klass and error.close_code == code and exit_code_for(error) == 3
+
+
+def test_job_errors_carry_the_job_and_its_status() -> None:
+    missing = RpcError.from_response({"code": -32004, "message": "Job not found", "data": {"job_id": "j1"}})
+    state = {"code": -32005, "message": "Wrong job state", "data": {"status": "started"}}
+    wrong = RpcError.from_response(state)
+    assert missing.job_id == "j1" and wrong.status == "started"
+    assert str(wrong) == "Wrong job state (-32005): status=started" and exit_code_for(wrong) == 1
 
 
 def test_urls_and_json() -> None:

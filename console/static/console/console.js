@@ -1,6 +1,8 @@
 // The Circles console: connect to this page's circle over WebSocket (same path), sign in with a
 // browser wallet (EIP-1193: eth_requestAccounts, then personal_sign of the nonce text, signing in
 // by address), run Rhai scripts with `play`, show results, logs and errors. No build step.
+// What the server pushes (`{"method": "subscription"}` frames) goes to the listeners other panels
+// register with CirclesConsole.onNotification (jobs.js).
 (() => {
   "use strict";
 
@@ -19,6 +21,7 @@
   let ws = null;
   let nextId = 1;
   const pending = new Map();
+  const notificationListeners = [];
   let wantAddress = null; // the wallet address to sign in with again after a reconnect
   let retryTimer = null;
   let retryAttempt = 0; // failed attempts since the connection was last open
@@ -51,6 +54,12 @@
       let messages;
       try { messages = [].concat(JSON.parse(event.data)); } catch { return; }
       for (const message of messages) {
+        if (message && message.method && message.id === undefined) {
+          for (const listener of notificationListeners) {
+            try { listener(message.method, message.params); } catch (error) { console.error(error); }
+          }
+          continue;
+        }
         const waiter = pending.get(message.id);
         if (!waiter) continue;
         pending.delete(message.id);
@@ -260,8 +269,16 @@
   ui.run.addEventListener("click", run);
   ui.clear.addEventListener("click", () => { ui.output.textContent = ""; });
 
-  // What other panels of the page use: the socket's JSON-RPC call and the identity check.
-  window.CirclesConsole = { call, whoami: () => call("whoami").then((me) => { showIdentity(me, wantAddress); return me; }) };
+  // What other panels of the page use: the socket's JSON-RPC call, the identity check, the pushed
+  // notifications (a subscription dies with its socket: panels subscribe again on circles:identity),
+  // the editor's script and its error mark.
+  window.CirclesConsole = {
+    call,
+    whoami: () => call("whoami").then((me) => { showIdentity(me, wantAddress); return me; }),
+    onNotification: (listener) => { notificationListeners.push(listener); },
+    script: () => ui.script.value,
+    markError,
+  };
 
   renderGutter();
   connect();

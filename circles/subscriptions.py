@@ -1,0 +1,209 @@
+"""Subscriptions of one connection: topics by name, notifications through one bounded outbox.
+
+A topic (`Topic`, registered with `register_topic`: "jobs" by `circles.job_methods`, live circle
+data next) says which channel-layer group carries its events for a session's circle and how a
+`subscribe` call's params become a `Notice` filter. The consumer joins the group on the first
+subscription to it and hands each `subscription.event` message to `Subscriptions.deliver`,
+which turns it into one notification per matching subscription, in the Ethereum
+`eth_subscribe` shape:
+
+    {"jsonrpc": "2.0", "method": "subscription", "params": {"subscription": id, "result": ...}}
+
+Per subscription and key (a job id), a notice older than one already sent (its `revision`)
+is dropped, so a client never sees a key go backwards. Notifications wait in one outbox per
+connection, bounded by CIRCLES_MAX_UNREAD_NOTIFICATIONS and drained by one task: a client that
+does not read stops the drain (the socket's send waits), the outbox fills, and the connection
+is closed with 4408, so no reader can grow the server's memory.
+"""
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from circles.jsonrpc import INVALID_PARAMS, RATE_LIMITED, RpcError, encode
+
+logger = logging.getLogger("circles.subscriptions")
+
+CLOSE_TOO_MANY_UNREAD = 4408
+TOO_MANY_UNREAD_REASON = "too many unread notifications"
+NOTIFICATION_METHOD = "subscription"
+REVISIONS_KEPT = 4096  # keys whose last revision a connection remembers (oldest forgotten first)
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """What one event means to one subscription: its key, revision and the notification's result."""
+
+    key: str
+    revision: int
+    result: dict[str, Any]
+
+
+Filter = Callable[[dict[str, Any]], Notice | None]  # an event -> its notice, or None: not for us
+
+
+@dataclass(frozen=True, slots=True)
+class Topic:
+    """A topic clients subscribe to by name.
+
+    `group(session)`: the channel-layer group of the session's circle; `open(session, params)`:
+    check the `subscribe` params (raise RpcError) and return the subscription's filter.
+    """
+
+    name: str
+    group: Callable[[Any], str]
+    open: Callable[[Any, dict[str, Any]], Awaitable[Filter]]
+
+
+TOPICS: dict[str, Topic] = {}
+
+
+def register_topic(topic: Topic) -> None:
+    """Make `topic` subscribable by its name; names are unique."""
+    if topic.name in TOPICS:
+        raise ValueError(f"topic {topic.name!r} registered twice")
+    TOPICS[topic.name] = topic
+
+
+def subscription_id() -> str:
+    """A new subscription id: "0x" and 32 hex digits."""
+    return "0x" + secrets.token_hex(16)
+
+
+def notification(subscription: str, result: dict[str, Any]) -> dict[str, Any]:
+    """The notification frame of one result."""
+    return {
+        "jsonrpc": "2.0",
+        "method": NOTIFICATION_METHOD,
+        "params": {"subscription": subscription, "result": result},
+    }
+
+
+def too_many_subscriptions() -> RpcError:
+    """The -32029 of a subscribe over the per-connection bound."""
+    return RpcError(RATE_LIMITED, data={"reason": "too many subscriptions"})
+
+
+Listener = Callable[[dict[str, Any]], None]  # an in-process watcher of a topic's events (run_job)
+
+
+class Subscriptions:
+    """One connection's subscriptions and listeners, and its bounded outbox."""
+
+    def __init__(
+        self,
+        *,
+        max_subscriptions: int,
+        max_unread: int,
+        send: Callable[[str], Awaitable[None]],
+        join: Callable[[str], Awaitable[None]],
+        overflow: Callable[[], None],
+    ) -> None:
+        self.max_subscriptions = max_subscriptions
+        self.send = send
+        self.join = join
+        self.overflow = overflow
+        self.filters: dict[str, tuple[str, Filter]] = {}  # subscription id -> (topic, filter)
+        self.listeners: dict[str, set[Listener]] = {}
+        self.groups: set[str] = set()
+        self.revisions: OrderedDict[tuple[str, str], int] = OrderedDict()
+        self.outbox: asyncio.Queue[str] = asyncio.Queue(max(1, max_unread))
+        self.drainer: asyncio.Task | None = None
+        self.closed = False
+
+    async def joined(self, topic: Topic, session: Any) -> None:
+        """Be in `topic`'s group of the session's circle (once)."""
+        group = topic.group(session)
+        if group not in self.groups:
+            await self.join(group)
+            self.groups.add(group)
+
+    async def subscribe(self, name: str, session: Any, params: dict[str, Any]) -> str:
+        """Open a subscription to topic `name` (RpcError for an unknown topic, bad params, over the bound)."""
+        topic = TOPICS.get(name)
+        if topic is None:
+            raise RpcError(
+                INVALID_PARAMS, data={"field": "topic", "reason": f"unknown topic; one of {sorted(TOPICS)}"}
+            )
+        if len(self.filters) >= self.max_subscriptions:
+            raise too_many_subscriptions()
+        matcher = await topic.open(session, params)
+        await self.joined(topic, session)
+        if len(self.filters) >= self.max_subscriptions:  # another subscribe won while we waited
+            raise too_many_subscriptions()
+        sub = subscription_id()
+        self.filters[sub] = (name, matcher)
+        return sub
+
+    def unsubscribe(self, sub: str) -> bool:
+        """Close subscription `sub`; False when there is no such subscription."""
+        if self.filters.pop(sub, None) is None:
+            return False
+        for key in [key for key in self.revisions if key[0] == sub]:
+            del self.revisions[key]
+        return True
+
+    async def listen(self, name: str, session: Any, listener: Listener) -> Callable[[], None]:
+        """Call `listener` with each event of topic `name` until the returned function is called."""
+        await self.joined(TOPICS[name], session)
+        self.listeners.setdefault(name, set()).add(listener)
+        return lambda: self.listeners.get(name, set()).discard(listener)
+
+    def deliver(self, name: str, event: dict[str, Any]) -> None:
+        """One event of topic `name`: to the listeners, and a notification per matching subscription."""
+        for listener in list(self.listeners.get(name, ())):
+            listener(event)
+        for sub, (topic, matcher) in list(self.filters.items()):
+            if topic != name:
+                continue
+            notice = matcher(event)
+            if notice is None or not self.in_order(sub, notice):
+                continue
+            self.push(encode(notification(sub, notice.result)))
+
+    def in_order(self, sub: str, notice: Notice) -> bool:
+        """Whether `notice` is newer than what `sub` already got for its key (and remember it)."""
+        key = (sub, notice.key)
+        last = self.revisions.get(key)
+        if last is not None and notice.revision <= last:
+            return False
+        self.revisions[key] = notice.revision
+        self.revisions.move_to_end(key)
+        while len(self.revisions) > REVISIONS_KEPT:
+            self.revisions.popitem(last=False)
+        return True
+
+    def push(self, frame: str) -> None:
+        """Queue one frame for the drain; past the bound, the connection is closed (4408)."""
+        if self.closed:
+            return
+        try:
+            self.outbox.put_nowait(frame)
+        except asyncio.QueueFull:
+            self.closed = True
+            logger.info("closing: %s notifications unread", self.outbox.maxsize)
+            self.overflow()
+            return
+        if self.drainer is None:
+            self.drainer = asyncio.ensure_future(self.drain())
+
+    async def drain(self) -> None:
+        """Send queued notifications one by one, for the connection's life."""
+        while not self.closed:
+            frame = await self.outbox.get()
+            await self.send(frame)
+
+    async def close(self) -> None:
+        """The connection ended: stop the drain, drop everything."""
+        self.closed = True
+        self.filters.clear()
+        self.listeners.clear()
+        if self.drainer is not None:
+            self.drainer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.drainer

@@ -1,0 +1,123 @@
+"""Handing jobs to the executor, interrupting them, and settling what a change released.
+
+With REDIS_URL a job run goes on the jobs' own stream (`CIRCLES_JOBS_STREAM`), which only the
+workers' job slots read (`rhai_worker --job-slots`), so jobs never take the capacity `play`
+runs on; a stop reaches the slot that holds the run through the cancel notices of that stream
+(`executor.cancels`). Embedded, runs go to a pool of `CIRCLES_LOCAL_JOB_THREADS` threads of
+their own beside the `play` pool, and a stop cancels the run's token directly.
+"""
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from functools import cache
+
+import rhai
+from django.conf import settings
+from django.db import close_old_connections
+
+from executor import job_store
+from executor.cancels import cancel_channel, cancel_key
+from executor.job_events import CircleEvent, publisher
+from executor.job_runs import job_for, run_record
+from executor.job_store import Change
+from executor.jobs import Job
+from executor.models import JobRecord
+from executor.queue import JobQueue, QueueConfig, QueueFull, QueueUnavailable
+from executor.runner import script_error
+
+logger = logging.getLogger("executor.job_dispatch")
+
+
+def jobs_queue_config() -> QueueConfig:
+    """The jobs' stream: the play queue's settings, on `CIRCLES_JOBS_STREAM`."""
+    config = QueueConfig.from_settings()
+    return replace(
+        config, stream=settings.CIRCLES_JOBS_STREAM, dead_stream=settings.CIRCLES_JOBS_STREAM + ":dead"
+    )
+
+
+@cache
+def _queue() -> JobQueue:
+    return JobQueue(jobs_queue_config())
+
+
+class LocalJobs:
+    """Embedded mode: job runs on threads of their own, each stoppable by its job id."""
+
+    def __init__(self, threads: int) -> None:
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="rhai-job")
+        self.tokens: dict[str, rhai.CancelToken] = {}
+        self.lock = threading.Lock()
+
+    def submit(self, job: Job) -> None:
+        """Queue `job` for a job thread."""
+        with self.lock:
+            self.tokens[job.run_id] = rhai.CancelToken()
+        self.pool.submit(self._run, job)
+
+    def cancel(self, run_id: str) -> None:
+        """Interrupt run `run_id` if it is running (a queued one finds its job stopped and never runs)."""
+        with self.lock:
+            token = self.tokens.get(run_id)
+        if token is not None:
+            token.cancel()
+
+    def _run(self, job: Job) -> None:
+        close_old_connections()
+        try:
+            with self.lock:
+                token = self.tokens[job.run_id]
+            settle(run_record(job, token))
+        except Exception:  # the pool thread must live on; the job stays as it is for an operator
+            logger.exception("in-process job %s failed", job.job_id)
+        finally:
+            with self.lock:
+                self.tokens.pop(job.run_id, None)
+            close_old_connections()
+
+
+@cache
+def local_jobs() -> LocalJobs:
+    """This process's job threads (embedded mode), started on first use."""
+    return LocalJobs(settings.CIRCLES_LOCAL_JOB_THREADS)
+
+
+def dispatch(records: list[JobRecord]) -> list[CircleEvent]:
+    """Hand each job's run in hand to the executor; the events of those it could not take."""
+    events = []
+    for record in records:
+        job = job_for(record, record.circle.public_key)
+        if not settings.REDIS_URL:
+            local_jobs().submit(job)
+            continue
+        try:
+            _queue().enqueue(job)
+        except (QueueFull, QueueUnavailable) as exc:
+            logger.warning("job %s not queued: %s", record.id, exc)
+            event = job_store.undispatch(record, script_error("host", f"the job queue refused it ({exc})"))
+            if event is not None:
+                events.append(event)
+    return events
+
+
+def settle(change: Change) -> None:
+    """After a commit: hand over the jobs `change` released, then publish its events (from a thread)."""
+    events = list(change.events)
+    if change.to_dispatch:
+        events += dispatch(change.to_dispatch)
+    publisher.publish(events)
+
+
+def interrupt(run_id: str) -> None:
+    """Stop run `run_id` wherever it runs (embedded: its token; else a cancel notice on the jobs stream)."""
+    if not settings.REDIS_URL:
+        local_jobs().cancel(run_id)
+        return
+    stream = settings.CIRCLES_JOBS_STREAM
+    ttl_ms = (settings.CIRCLES_JOBS_TIMEOUT_MAX_SECONDS + 60) * 1000
+    with _queue().redis.pipeline(transaction=True) as pipe:
+        pipe.set(cancel_key(stream, run_id), 1, px=ttl_ms)
+        pipe.publish(cancel_channel(stream), run_id)
+        pipe.execute()

@@ -1,0 +1,183 @@
+"""The jobs' lifecycle on real rows: visibility, limits, prerequisites, runs, stops (executor.job_store)."""
+
+import uuid
+
+import pytest
+
+from circles.models import Record
+from executor import job_store
+from executor.job_rules import (
+    InvalidJobParams,
+    JobLimits,
+    JobNotFound,
+    TooManyActiveJobs,
+    WrongJobState,
+    check_spec,
+)
+from executor.job_runs import job_for, run_record
+from executor.job_store import Viewer
+from executor.models import JobRecord
+from tests.helpers.keys import WalletKey
+
+LIMITS = JobLimits(max_active_per_caller=3)
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def member(circle) -> Viewer:
+    return Viewer(circle.id, WalletKey.named("jobs-member").pubkey, "member")
+
+
+@pytest.fixture
+def other(circle) -> Viewer:
+    return Viewer(circle.id, WalletKey.named("jobs-other").pubkey, "member")
+
+
+@pytest.fixture
+def admin(circle) -> Viewer:
+    return Viewer(circle.id, WalletKey.named("jobs-admin").pubkey, "admin", sees_all=True)
+
+
+def new(viewer: Viewer, script: str = "40 + 2", **params) -> JobRecord:
+    spec = check_spec(
+        script, params.get("timeout"), params.get("env_vars"), params.get("prerequisites"), LIMITS
+    )
+    return job_store.create(viewer, spec)
+
+
+def run_dispatched(change, circle) -> list:
+    """Run each job the change handed over, as a job slot would; the changes they made."""
+    done = []
+    for record in change.to_dispatch:
+        done.append(run_record(job_for(record, circle.public_key)))
+    return done
+
+
+def test_a_job_is_created_started_run_and_finished(circle, member) -> None:
+    record = new(member, 'print("hi"); print(ENV_VARS.NAME); ENV_VARS.NAME + "!"', env_vars={"NAME": "x"})
+    assert record.status == "created" and record.revision == 1
+    change = job_store.start(member, str(record.id), LIMITS)
+    assert [event["status"] for _, event in change.events] == ["dispatched"]
+    [ran] = run_dispatched(change, circle)
+    statuses = [event["status"] for _, event in ran.events]
+    assert statuses == ["finished"]  # "started" was published as the run began
+    record.refresh_from_db()
+    assert (record.status, record.output, record.value, record.logs) == ("finished", "x!", "x!", "hi\nx")
+    assert record.logs_size == 4 and record.elapsed_ms is not None and record.deliveries == 1
+    revisions = [event["revision"] for _, event in change.events + ran.events]
+    assert revisions == sorted(revisions) and len(set(revisions)) == len(revisions)
+    with pytest.raises(WrongJobState) as wrong:
+        job_store.start(member, str(record.id), LIMITS)
+    assert wrong.value.status == "finished"
+
+
+def test_a_redelivered_job_that_finished_is_not_run_again(circle, member) -> None:
+    record = new(member, 'db::put("counts", "c", #{n: 1}); 1')
+    change = job_store.start(member, str(record.id), LIMITS)
+    job = job_for(change.to_dispatch[0], circle.public_key)
+    run_record(job)
+    again = run_record(job, deliveries=2)
+    assert again.events == []
+    record.refresh_from_db()
+    assert record.deliveries == 1 and Record.objects.count() == 1
+
+
+def test_a_failed_job_leaves_no_write_and_ends_error(circle, member) -> None:
+    record = new(member, 'db::put("notes", "n", #{a: 1}); throw "boom"')
+    [ran] = run_dispatched(job_store.start(member, str(record.id), LIMITS), circle)
+    record.refresh_from_db()
+    assert record.status == "error" and record.error["kind"] == "throw" and "boom" in record.error["message"]
+    assert Record.objects.count() == 0 and ran.events[-1][1]["error"] == record.error
+
+
+def test_another_callers_job_is_not_found_and_an_admin_sees_all(circle, member, other, admin) -> None:
+    record = new(member)
+    with pytest.raises(JobNotFound):
+        job_store.get(other, str(record.id))
+    with pytest.raises(JobNotFound):
+        job_store.stop(other, str(record.id))
+    assert job_store.get(admin, str(record.id)).id == record.id
+    assert [r.id for r in job_store.list_jobs(admin)] == [record.id]
+    assert job_store.list_jobs(other) == []
+    with pytest.raises(JobNotFound):
+        job_store.get(member, "not-a-uuid")
+
+
+def test_lists_are_newest_first_with_a_cursor_and_a_status(circle, member) -> None:
+    records = [new(member, str(i)) for i in range(5)]
+    newest = job_store.list_jobs(member, limit=2)
+    assert [r.id for r in newest] == [records[4].id, records[3].id]
+    after = job_store.list_jobs(member, limit=10, before=str(records[3].id))
+    assert [r.id for r in after] == [r.id for r in reversed(records[:3])]
+    assert job_store.list_jobs(member, status="finished") == []
+
+
+def test_the_active_jobs_of_a_caller_are_bounded(circle, member) -> None:
+    for _ in range(LIMITS.max_active_per_caller):
+        job_store.start(member, str(new(member).id), LIMITS)
+    with pytest.raises(TooManyActiveJobs):
+        job_store.start(member, str(new(member).id), LIMITS)
+
+
+def test_prerequisites_must_be_the_callers_own_jobs(circle, member, other) -> None:
+    theirs = new(other)
+    with pytest.raises(InvalidJobParams):
+        new(member, prerequisites=[str(theirs.id)])
+    with pytest.raises(InvalidJobParams):
+        new(member, prerequisites=[str(uuid.uuid4())])
+
+
+def test_a_chain_of_prerequisites_runs_in_order_and_a_failure_propagates(circle, member) -> None:
+    first = new(member, "1")
+    second = new(member, "2", prerequisites=[str(first.id)])
+    third = new(member, "3", prerequisites=[str(second.id)])
+    waiting = job_store.start(member, str(third.id), LIMITS)
+    assert waiting.to_dispatch == [] and [e["status"] for _, e in waiting.events] == ["dispatched"]
+    assert job_store.start(member, str(second.id), LIMITS).to_dispatch == []
+    ran = run_dispatched(job_store.start(member, str(first.id), LIMITS), circle)
+    assert [r.id for r in ran[0].to_dispatch] == [second.id]
+    ran = run_dispatched(ran[0], circle)
+    assert [r.id for r in ran[0].to_dispatch] == [third.id]
+    run_dispatched(ran[0], circle)
+    third.refresh_from_db()
+    assert third.status == "finished" and third.output == "3"
+
+    bad = new(member, 'throw "no"')
+    after_bad = new(member, "4", prerequisites=[str(bad.id)])
+    after_that = new(member, "5", prerequisites=[str(after_bad.id)])
+    job_store.start(member, str(after_that.id), LIMITS)
+    job_store.start(member, str(after_bad.id), LIMITS)
+    [ran] = run_dispatched(job_store.start(member, str(bad.id), LIMITS), circle)
+    ended = {event["job_id"]: event for _, event in ran.events if event["status"] == "error"}
+    assert ended[str(after_bad.id)]["error"]["kind"] == "prerequisite"
+    assert str(bad.id) in ended[str(after_bad.id)]["error"]["message"]
+    assert ended[str(after_that.id)]["error"]["kind"] == "prerequisite"
+
+
+def test_a_stopped_job_never_runs_and_a_running_one_is_not_deleted(circle, member) -> None:
+    record = new(member, 'db::put("notes", "n", #{a: 1}); 1')
+    change = job_store.start(member, str(record.id), LIMITS)
+    with pytest.raises(WrongJobState):
+        job_store.delete(member, str(record.id))
+    stopped = job_store.stop(member, str(record.id))
+    assert stopped.run_id is None and stopped.change.events[0][1]["error"]["kind"] == "stopped"
+    assert run_dispatched(change, circle)[0].events == []
+    assert Record.objects.count() == 0
+    job_store.delete(member, str(record.id))
+    assert not JobRecord.objects.exists()
+
+
+def test_clear_deletes_what_is_not_running(circle, member, other, admin) -> None:
+    new(member)
+    job_store.start(member, str(new(member).id), LIMITS)
+    new(other)
+    assert job_store.clear(member)[0] == 1
+    assert job_store.clear(admin)[0] == 1
+    assert JobRecord.objects.count() == 1
+
+
+def test_pruning_deletes_old_ended_jobs(circle, member) -> None:
+    record = new(member)
+    job_store.stop(member, str(record.id))
+    assert job_store.prune(1) == 0
+    assert job_store.prune(-1) == 1
