@@ -32,28 +32,35 @@ def named_client(client: redis.Redis, name: str) -> redis.Redis:
     return renamed(client, name)
 
 
-def heartbeat_prefix() -> str:
-    """The key prefix of the heartbeats of the workers reading this server's stream."""
-    return f"{settings.CIRCLES_QUEUE_STREAM}:workers:"
+def heartbeat_prefix(stream: str | None = None) -> str:
+    """The key prefix of the heartbeats of the workers reading `stream` (default: the play stream).
+
+    Job slots read the jobs' stream and beat under its prefix, so they are not counted as the
+    play workers /readyz and `circles_workers_alive` report.
+    """
+    return f"{stream or settings.CIRCLES_QUEUE_STREAM}:workers:"
 
 
-def beat(client: redis.Redis, name: str) -> None:
-    """Record that worker `name` is alive (expires after CIRCLES_WORKER_HEARTBEAT_TTL_SECONDS)."""
-    client.set(heartbeat_prefix() + name, str(time.time()), ex=settings.CIRCLES_WORKER_HEARTBEAT_TTL_SECONDS)
+def beat(client: redis.Redis, name: str, stream: str | None = None) -> None:
+    """Record that worker `name` of `stream` is alive (expires after CIRCLES_WORKER_HEARTBEAT_TTL_SECONDS)."""
+    client.set(
+        heartbeat_prefix(stream) + name, str(time.time()), ex=settings.CIRCLES_WORKER_HEARTBEAT_TTL_SECONDS
+    )
 
 
 class Heartbeat:
     """Calls `beat` at most every BEAT_EVERY_SECONDS on the worker's named connection; `tick()` is cheap."""
 
-    def __init__(self, client: redis.Redis, name: str) -> None:
+    def __init__(self, client: redis.Redis, name: str, stream: str | None = None) -> None:
         self.client = named_client(client, connection_name(name))  # connects on the first beat
         self.name = name
+        self.stream = stream
         self.last = 0.0
 
     def tick(self) -> None:
         """Beat if due (Redis errors propagate to the worker's reconnect logic)."""
         if time.monotonic() - self.last >= BEAT_EVERY_SECONDS:
-            beat(self.client, self.name)
+            beat(self.client, self.name, self.stream)
             self.last = time.monotonic()
 
 

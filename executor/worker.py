@@ -50,7 +50,7 @@ class Worker:
         self.jobs_done = 0
         self.unsaved_runs: list[ScriptRun] = []
         self.unsaved_since = 0.0  # monotonic time the oldest held row was added
-        self.heartbeat = Heartbeat(self.queue.redis, self.name)  # /readyz counts live workers
+        self.heartbeat = Heartbeat(self.queue.redis, self.name, config.stream)  # /readyz counts play workers
         self.cancels = CancelWatcher(self.queue.redis, config.stream)  # runs whose caller went away
 
     def stop(self) -> None:

@@ -106,9 +106,14 @@ def start_workers(
     started: list[ManagedProcess] = []
     logs = tmp_path_factory.mktemp("worker-logs")
 
-    def start(*, concurrency: int = 1, world: World = world, **settings: str) -> ManagedProcess:
+    def start(
+        *, concurrency: int = 1, job_slots: int = 0, world: World = world, **settings: str
+    ) -> ManagedProcess:
+        # Play workers only unless a test asks for job slots: the tests that count a supervisor's
+        # children or its live workers are about play workers.
         env = server_env(world.database_url, LOG_LEVEL="DEBUG", **{k: str(v) for k, v in settings.items()})
         argv = [PYTHON, "manage.py", "rhai_worker", "--concurrency", str(concurrency)]
+        argv += ["--job-slots", str(job_slots)]
         process = ManagedProcess(argv, env=env, log_path=logs / f"worker-{len(started)}.log")
         started.append(process)
         return process

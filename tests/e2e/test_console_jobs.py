@@ -35,7 +35,7 @@ def queue_settings(redis_server: RedisServer) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def server(start_server, start_workers, queue_settings) -> str:
-    start_workers(**queue_settings, **LONG_RUNS, concurrency=2)
+    start_workers(**queue_settings, **LONG_RUNS, concurrency=2, job_slots=1)
     return start_server(**queue_settings)
 
 

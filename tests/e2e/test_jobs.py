@@ -28,7 +28,7 @@ def queue_settings(redis_server: RedisServer) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def workers(start_workers, queue_settings):
-    return [start_workers(**queue_settings) for _ in range(2)]
+    return [start_workers(**queue_settings, job_slots=1) for _ in range(2)]
 
 
 @pytest.fixture(scope="module")

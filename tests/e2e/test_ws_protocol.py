@@ -285,7 +285,12 @@ async def test_rpc_discover_lists_every_method(server: str, world: World) -> Non
     async with await connect(server, world.circle) as client:
         document = await client.call("rpc.discover")
         names = {m["name"] for m in document["methods"]}
-        assert names == {"fetch_nonce", "authenticate", "whoami", "logout", "play", "rpc.discover"}
+        jobs = {"create_job", "start_job", "run_job", "get_job_status", "get_job_output", "get_job_logs"}
+        jobs |= {"get_job", "list_jobs", "stop_job", "delete_job", "clear_all_jobs"}
+        subscriptions = {"subscribe", "unsubscribe"}
+        sign_in_and_play = {"fetch_nonce", "authenticate", "whoami", "logout", "play", "rpc.discover"}
+        assert names == sign_in_and_play | jobs | subscriptions
+        assert [n["name"] for n in document["x-notifications"]] == ["subscription"]
         authenticate = next(m for m in document["methods"] if m["name"] == "authenticate")
         assert [p["name"] for p in authenticate["params"]] == ["pubkey", "signature", "nonce"]
         assert {"code": -32002, "message": "Invalid credentials"} in authenticate["errors"]
