@@ -17,6 +17,7 @@ import os
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
 
 import pytest
 
@@ -65,8 +66,16 @@ def workers(start_workers, queue_settings):
 
 
 @pytest.fixture(scope="module")
-def server(start_server, queue_settings, workers) -> str:
-    return start_server(**queue_settings)
+def server(start_server, queue_settings, workers, world: World) -> Iterator[str]:
+    url = start_server(**queue_settings)
+    yield url
+    asyncio.run(clear_every_job(url, world))  # later modules share the circle (the console lists them)
+
+
+async def clear_every_job(url: str, world: World) -> None:
+    """Remove the jobs this module left in the shared circle (the owner clears the circle's)."""
+    async with connect(f"{url}/{world.circle}", key_of(world.owner)) as owner:
+        await owner.clear_all_jobs()
 
 
 @pytest.fixture(scope="module")
