@@ -194,3 +194,51 @@ class MembershipChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} {self.subject[:16]} by {self.changed_by[:16]}"
+
+
+class ChangeCounter(models.Model):
+    """The last change sequence number given out in a circle (its row is locked while a run commits).
+
+    A table of its own, not a column of `Circle`: saving a circle (the admin does, whole rows)
+    must never write an old number back.
+    """
+
+    circle = models.OneToOneField(Circle, on_delete=models.CASCADE, primary_key=True, related_name="+")
+    last_seq = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.circle_id}@{self.last_seq}"
+
+
+class RecordChange(models.Model):
+    """One committed write to a circle's records, numbered gap-free in commit order (the change log).
+
+    Appended in the writing run's transaction (`circles.changes.append_changes`), so a run
+    that rolls back leaves neither its writes nor their numbers. Kept for a retention window
+    (CIRCLES_CHANGES_KEEP_PER_CIRCLE, CIRCLES_CHANGES_KEEP_DAYS).
+    """
+
+    class Op(models.TextChoices):
+        PUT = "put"
+        DELETE = "delete"
+
+    circle = models.ForeignKey(Circle, on_delete=models.CASCADE, related_name="record_changes")
+    seq = models.BigIntegerField()
+    collection = models.CharField(max_length=64)
+    key = models.CharField(max_length=200)
+    op = models.CharField(max_length=8, choices=Op.choices)
+    version = models.PositiveIntegerField(help_text="The record's version after the change (0 for a delete).")
+    data = models.JSONField(null=True, blank=True, help_text="The record's data after a put.")
+    updated_by = models.CharField(max_length=120)
+    updated_at = models.DateTimeField()
+    source = models.CharField(max_length=40, help_text="ws, job, webhook:<provider>, init, admin…")
+
+    class Meta:
+        ordering = ["circle", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["circle", "seq"], name="unique_change_seq"),
+        ]
+        indexes = [models.Index(fields=["updated_at"], name="record_change_age")]
+
+    def __str__(self) -> str:
+        return f"#{self.seq} {self.op} {self.collection}/{self.key}"

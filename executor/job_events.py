@@ -12,11 +12,11 @@ import asyncio
 import logging
 import threading
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from typing import Any
 
 from channels.layers import get_channel_layer
 
+from circles.changes import iso
 from executor.job_rules import FINAL
 from executor.models import JobRecord
 
@@ -26,14 +26,6 @@ TOPIC = "jobs"
 EVENT_TYPE = "subscription.event"
 Event = dict[str, Any]
 CircleEvent = tuple[int, Event]  # an event and the circle whose group it goes to
-
-
-def iso(moment: datetime | None) -> str | None:
-    """An aware datetime as ISO-8601 UTC with "Z" (milliseconds), or None."""
-    if moment is None:
-        return None
-    moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def group_name(circle_id: int) -> str:

@@ -21,6 +21,7 @@ CIRCLE_DATA = frozenset(
     {
         "circles",
         "circles.apps",
+        "circles.changes",
         "circles.circle_file",
         "circles.client_address",
         "circles.lookups",

@@ -1,0 +1,139 @@
+"""The change log of circles' records: numbering committed writes, reading and pruning them.
+
+A run's writes are collected as `PendingChange`s and appended by `append_changes` inside the
+run's transaction, just before it commits: it locks the circle's `ChangeCounter` row, takes
+the next numbers and inserts the rows. The lock is held only from there to the commit, so
+writers of one circle queue for a moment, not for a whole script, and the numbers of a circle
+are gap-free and in commit order (a run that rolls back releases the lock with its numbers
+unused). The wire shape of a change is `change_object`.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Max, Min
+
+from circles.models import ChangeCounter, RecordChange
+
+
+def iso(moment: datetime | None) -> str | None:
+    """An aware datetime as ISO-8601 UTC with "Z" (milliseconds), or None."""
+    if moment is None:
+        return None
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+@dataclass(frozen=True, slots=True)
+class PendingChange:
+    """A write made by a run in progress, not yet numbered."""
+
+    collection: str
+    key: str
+    op: str  # RecordChange.Op: "put" or "delete"
+    version: int  # the record's version after the write (0 for a delete)
+    data: dict[str, Any] | None  # the record's data after a put
+    updated_by: str
+    source: str
+
+
+def _locked_counter(circle_id: int) -> int:
+    """Lock the circle's counter row (creating it the first time) and return its last number."""
+    for _ in range(2):
+        counter = ChangeCounter.objects.select_for_update().filter(circle_id=circle_id)
+        found = counter.values_list("last_seq", flat=True).first()
+        if found is not None:
+            return found
+        try:
+            with transaction.atomic():  # a savepoint: another run may create it first
+                ChangeCounter.objects.create(circle_id=circle_id, last_seq=0)
+        except IntegrityError:
+            continue  # it exists now (and its creator has committed): lock it
+    raise RuntimeError(f"could not lock the change counter of circle {circle_id}")
+
+
+def append_changes(circle_id: int, pending: Sequence[PendingChange], at: datetime) -> list[RecordChange]:
+    """Number `pending` (in order) and insert them; call inside the writing run's transaction."""
+    if not pending:
+        return []
+    if not connection.in_atomic_block:
+        raise RuntimeError("append_changes runs inside the writing transaction")
+    last = _locked_counter(circle_id)
+    ChangeCounter.objects.filter(circle_id=circle_id).update(last_seq=F("last_seq") + len(pending))
+    rows = [
+        RecordChange(
+            circle_id=circle_id,
+            seq=last + number,
+            collection=change.collection,
+            key=change.key,
+            op=change.op,
+            version=change.version,
+            data=change.data,
+            updated_by=change.updated_by,
+            updated_at=at,
+            source=change.source,
+        )
+        for number, change in enumerate(pending, start=1)
+    ]
+    RecordChange.objects.bulk_create(rows)
+    return rows
+
+
+def change_object(change: RecordChange) -> dict[str, Any]:
+    """A change as clients see it (docs/PROTOCOL.md, "Live records")."""
+    return {
+        "seq": change.seq,
+        "collection": change.collection,
+        "key": change.key,
+        "op": change.op,
+        "version": change.version,
+        "data": change.data,
+        "updated_by": change.updated_by,
+        "updated_at": iso(change.updated_at),
+        "source": change.source,
+    }
+
+
+def head_seq(circle_id: int) -> int:
+    """The circle's last committed change number (0 before its first change)."""
+    last = ChangeCounter.objects.filter(circle_id=circle_id).values_list("last_seq", flat=True).first()
+    return last or 0
+
+
+def oldest_seq(circle_id: int) -> int:
+    """The oldest change number still kept (head + 1 when none is kept: nothing older can be read)."""
+    oldest = RecordChange.objects.filter(circle_id=circle_id).aggregate(oldest=Min("seq"))["oldest"]
+    return oldest if oldest is not None else head_seq(circle_id) + 1
+
+
+def changes_after(
+    circle_id: int, since: int, *, collection: str | None = None, prefix: str = "", limit: int = 1000
+) -> list[RecordChange]:
+    """Up to `limit` kept changes numbered above `since`, in order, optionally of one collection/prefix."""
+    rows = RecordChange.objects.filter(circle_id=circle_id, seq__gt=since)
+    if collection is not None:
+        rows = rows.filter(collection=collection)
+    if prefix:
+        rows = rows.filter(key__startswith=prefix)
+    return list(rows.order_by("seq")[:limit])
+
+
+def head_seqs(circle_ids: Sequence[int]) -> dict[int, int]:
+    """The last committed change number of each circle (one query; circles without changes: 0)."""
+    heads = dict(
+        ChangeCounter.objects.filter(circle_id__in=list(circle_ids)).values_list("circle_id", "last_seq")
+    )
+    return {circle_id: heads.get(circle_id, 0) for circle_id in circle_ids}
+
+
+def prune_changes(*, keep_per_circle: int, older_than: datetime) -> int:
+    """Delete the changes past the retention window: older than `older_than`, or beyond the
+    newest `keep_per_circle` of their circle. Returns how many were deleted."""
+    deleted, _ = RecordChange.objects.filter(updated_at__lt=older_than).delete()
+    for circle_id, newest in RecordChange.objects.values_list("circle_id").annotate(newest=Max("seq")):
+        more, _ = RecordChange.objects.filter(circle_id=circle_id, seq__lte=newest - keep_per_circle).delete()
+        deleted += more
+    return deleted
