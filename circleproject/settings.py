@@ -301,6 +301,12 @@ CIRCLES_JOBS_RETENTION_DAYS = env.int("CIRCLES_JOBS_RETENTION_DAYS", default=30)
 CIRCLES_JOBS_STREAM = env.str("CIRCLES_JOBS_STREAM", default=CIRCLES_QUEUE_STREAM + ":long")
 # Embedded mode: threads of the in-process executor kept for jobs (beside the play threads).
 CIRCLES_LOCAL_JOB_THREADS = env.int("CIRCLES_LOCAL_JOB_THREADS", default=1)
+# Live records (the change log, circles.changes): kept per circle by count and by age, pruned by
+# `manage.py prune_changes`; an ASGI process also checks the log of the circles its clients watch
+# this often, so a change whose pub/sub message was lost reaches them anyway.
+CIRCLES_CHANGES_KEEP_PER_CIRCLE = env.int("CIRCLES_CHANGES_KEEP_PER_CIRCLE", default=10_000)
+CIRCLES_CHANGES_KEEP_DAYS = env.int("CIRCLES_CHANGES_KEEP_DAYS", default=7)
+CIRCLES_CHANGES_CHECK_SECONDS = env.float("CIRCLES_CHANGES_CHECK_SECONDS", default=2.0)
 # Subscriptions (the `subscribe` method): per connection, and the notifications a connection may
 # leave unsent before it is closed with 4408.
 CIRCLES_MAX_SUBSCRIPTIONS_PER_CONNECTION = env.int("CIRCLES_MAX_SUBSCRIPTIONS_PER_CONNECTION", default=32)
