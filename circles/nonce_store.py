@@ -11,18 +11,16 @@ which would let a nonce be redeemed once per process.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Callable
 from functools import cache
 
 import redis
-import redis.asyncio as aioredis
 from django.conf import settings
 
 from auth_secp import Ticket
-from executor.redis_clients import async_client
+from executor.redis_clients import PerLoopClient
 
 
 class NonceStoreUnavailable(Exception):
@@ -74,8 +72,7 @@ class RedisNonceStore:
         self.prefix = prefix
         self.index = f"{prefix}:auth-nonces"
         self._clock = clock
-        self._client: aioredis.Redis | None = None
-        self._client_loop: asyncio.AbstractEventLoop | None = None
+        self._redis = PerLoopClient(redis_url, timeout=1, connect_timeout=1)
 
     def key(self, nonce: str) -> str:
         """The Redis key holding the ticket of `nonce`."""
@@ -85,7 +82,7 @@ class RedisNonceStore:
         """Store `ticket` with its expiry (always True: Redis' memory is the operator's to size)."""
         ttl = max(1, ticket.expires_at - int(self._clock()))
         try:
-            async with self._redis().pipeline(transaction=True) as pipe:
+            async with self._redis.get().pipeline(transaction=True) as pipe:
                 pipe.set(self.key(ticket.nonce), json.dumps(ticket.to_record()), ex=ttl)
                 pipe.zadd(self.index, {ticket.nonce: ticket.expires_at})
                 pipe.zremrangebyscore(self.index, "-inf", self._clock())
@@ -97,7 +94,7 @@ class RedisNonceStore:
     async def take(self, nonce: str) -> Ticket | None:
         """Atomically remove and return the ticket of `nonce` (GETDEL): one caller ever gets it."""
         try:
-            async with self._redis().pipeline(transaction=False) as pipe:
+            async with self._redis.get().pipeline(transaction=False) as pipe:
                 pipe.getdel(self.key(nonce))
                 pipe.zrem(self.index, nonce)
                 raw, _ = await pipe.execute()
@@ -111,21 +108,13 @@ class RedisNonceStore:
     async def active(self) -> int:
         """How many issued tickets are neither redeemed nor expired (all processes)."""
         try:
-            async with self._redis().pipeline(transaction=True) as pipe:
+            async with self._redis.get().pipeline(transaction=True) as pipe:
                 pipe.zremrangebyscore(self.index, "-inf", self._clock())
                 pipe.zcard(self.index)
                 _, count = await pipe.execute()
         except redis.RedisError as exc:
             raise NonceStoreUnavailable(str(exc)) from exc
         return int(count)
-
-    def _redis(self) -> aioredis.Redis:
-        """The client, made on the running loop (an asyncio client cannot move between loops)."""
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._client_loop is not loop:
-            self._client = async_client(self.redis_url, timeout=1, connect_timeout=1)
-            self._client_loop = loop
-        return self._client
 
 
 NonceStore = MemoryNonceStore | RedisNonceStore

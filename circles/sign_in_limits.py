@@ -5,17 +5,15 @@ holds for the whole deployment however the clients' connections are spread. With
 while Redis cannot be reached) each process counts on its own (`AttemptWindows`).
 """
 
-import asyncio
 import logging
 import time
 from functools import cache
 
 import redis
-import redis.asyncio as aioredis
 from django.conf import settings
 
 from circles.address_limits import AttemptWindows
-from executor.redis_clients import async_client
+from executor.redis_clients import PerLoopClient
 
 logger = logging.getLogger("circles.sign_in_limits")
 
@@ -39,8 +37,7 @@ class SignInLimiter:
         self.redis_url = redis_url
         self.prefix = prefix
         self.local = AttemptWindows(WINDOW_SECONDS)
-        self._client: aioredis.Redis | None = None
-        self._client_loop: asyncio.AbstractEventLoop | None = None
+        self._redis = PerLoopClient(redis_url, timeout=1, connect_timeout=1)
         self._warned_at = float("-inf")
 
     async def attempt(self, address: str | None) -> bool:
@@ -63,19 +60,11 @@ class SignInLimiter:
 
     async def _attempt_in_redis(self, address: str) -> bool:
         key = self.key(address)
-        async with self._redis().pipeline(transaction=True) as pipe:
+        async with self._redis.get().pipeline(transaction=True) as pipe:
             pipe.set(key, 0, ex=WINDOW_SECONDS, nx=True)
             pipe.incr(key)
             _, count = await pipe.execute()
         return int(count) <= self.limit
-
-    def _redis(self) -> aioredis.Redis:
-        """The client, made on the running loop (an asyncio client cannot move between loops)."""
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._client_loop is not loop:
-            self._client = async_client(self.redis_url, timeout=1, connect_timeout=1)
-            self._client_loop = loop
-        return self._client
 
     def _warn_fallback(self, exc: Exception) -> None:
         now = time.monotonic()

@@ -18,11 +18,10 @@ import time
 from collections.abc import Iterator
 
 import redis
-import redis.asyncio as aioredis
 import rhai
 
 from executor.queue import QueuedJob
-from executor.redis_clients import async_client
+from executor.redis_clients import PerLoopClient
 
 logger = logging.getLogger("executor.cancels")
 
@@ -47,8 +46,7 @@ class CancelNotices:
     def __init__(self, url: str, stream: str) -> None:
         self.url = url
         self.stream = stream
-        self._client: aioredis.Redis | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._redis = PerLoopClient(url, timeout=2, connect_timeout=1)
 
     def announce(self, run_id: str, deadline: float) -> None:
         """Cancel run `run_id` (whose job expires at the Unix time `deadline`), in the background."""
@@ -60,19 +58,12 @@ class CancelNotices:
         """Set the run's key and publish its id; a Redis failure is logged (the run ends by its deadline)."""
         ttl_ms = max(1, int((deadline - time.time()) * 1000)) + 1000
         try:
-            async with self._redis().pipeline(transaction=True) as pipe:
+            async with self._redis.get().pipeline(transaction=True) as pipe:
                 pipe.set(cancel_key(self.stream, run_id), 1, px=ttl_ms)
                 pipe.publish(cancel_channel(self.stream), run_id)
                 await pipe.execute()
         except (redis.RedisError, OSError) as exc:
             logger.warning("could not cancel run %s (%s): it runs until its deadline", run_id, exc)
-
-    def _redis(self) -> aioredis.Redis:
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._loop is not loop:
-            self._client = async_client(self.url, timeout=2, connect_timeout=1)
-            self._loop = loop
-        return self._client
 
 
 class CancelWatcher:

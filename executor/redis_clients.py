@@ -21,6 +21,7 @@ Nothing here reads Django settings at import time: `circleproject/settings.py` c
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import threading
@@ -197,6 +198,29 @@ def async_client(url: str | None = None, *, timeout: float | None, connect_timeo
     """An asyncio client on a pool of its own, for REDIS_URL (or `url`) as the settings reach it."""
     target = RedisTarget.from_settings(url)
     return aioredis.Redis(connection_pool=target.async_pool(timeout=timeout, connect_timeout=connect_timeout))
+
+
+class PerLoopClient:
+    """An asyncio client made on the running loop, and made again when the loop changes.
+
+    An asyncio client's connections belong to the loop they were opened on, and a process may
+    run more than one loop over its life (tests, `async_to_sync`).
+    """
+
+    def __init__(self, url: str | None = None, *, timeout: float | None, connect_timeout: float) -> None:
+        self.url = url
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self._client: aioredis.Redis | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def get(self) -> aioredis.Redis:
+        """The client of the running loop."""
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop:
+            self._client = async_client(self.url, timeout=self.timeout, connect_timeout=self.connect_timeout)
+            self._loop = loop
+        return self._client
 
 
 def renamed(client: redis.Redis, name: str) -> redis.Redis:
