@@ -165,8 +165,8 @@ class CircleConsumer(AsyncWebsocketConsumer):
             address=address,
             sign_ins=sign_in_limiter(),
             subscriptions=Subscriptions(
-                max_subscriptions=settings.CIRCLES_MAX_SUBSCRIPTIONS_PER_CONNECTION,
-                max_unread=settings.CIRCLES_MAX_UNREAD_NOTIFICATIONS,
+                max_subscriptions=limits.max_subscriptions,
+                max_unread=limits.max_unread_notifications,
                 send=self.send_notification,
                 join=self.join_group,
                 overflow=self.too_many_unread,

@@ -22,6 +22,8 @@ class ConnectionLimits:
     play_max_timeout_ms: int
     role_cache_seconds: float
     max_invalid_frames: int
+    max_subscriptions: int
+    max_unread_notifications: int
 
     @classmethod
     def from_settings(cls) -> "ConnectionLimits":
@@ -38,6 +40,8 @@ class ConnectionLimits:
             play_max_timeout_ms=settings.CIRCLES_PLAY_MAX_TIMEOUT_MS,
             role_cache_seconds=settings.CIRCLES_ROLE_CACHE_SECONDS,
             max_invalid_frames=settings.CIRCLES_MAX_INVALID_FRAMES,
+            max_subscriptions=settings.CIRCLES_MAX_SUBSCRIPTIONS_PER_CONNECTION,
+            max_unread_notifications=settings.CIRCLES_MAX_UNREAD_NOTIFICATIONS,
         )
 
 

@@ -180,6 +180,8 @@ def test_from_settings_follows_overrides() -> None:
         "CIRCLES_PLAY_MAX_TIMEOUT_MS": 200,
         "CIRCLES_ROLE_CACHE_SECONDS": 1.5,
         "CIRCLES_MAX_INVALID_FRAMES": 4,
+        "CIRCLES_MAX_SUBSCRIPTIONS_PER_CONNECTION": 5,
+        "CIRCLES_MAX_UNREAD_NOTIFICATIONS": 6,
     }
     with override_settings(**values):
         limits = ConnectionLimits.from_settings()
@@ -195,6 +197,8 @@ def test_from_settings_follows_overrides() -> None:
         play_max_timeout_ms=200,
         role_cache_seconds=1.5,
         max_invalid_frames=4,
+        max_subscriptions=5,
+        max_unread_notifications=6,
     )
     # Outside the override the settings are back.
     assert ConnectionLimits.from_settings().max_batch == settings.CIRCLES_MAX_BATCH
