@@ -154,6 +154,8 @@ SETTING_OF_FIELD = {
     "play_max_timeout_ms": "CIRCLES_PLAY_MAX_TIMEOUT_MS",
     "role_cache_seconds": "CIRCLES_ROLE_CACHE_SECONDS",
     "max_invalid_frames": "CIRCLES_MAX_INVALID_FRAMES",
+    "max_subscriptions": "CIRCLES_MAX_SUBSCRIPTIONS_PER_CONNECTION",
+    "max_unread_notifications": "CIRCLES_MAX_UNREAD_NOTIFICATIONS",
 }
 
 
