@@ -233,6 +233,8 @@ def test_documented_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
         "CIRCLES_PLAY_MAX_TIMEOUT_MS": 60_000,
         "CIRCLES_ROLE_CACHE_SECONDS": 5.0,
         "CIRCLES_MAX_INVALID_FRAMES": 100,
+        "CIRCLES_MAX_SUBSCRIPTIONS_PER_CONNECTION": 32,
+        "CIRCLES_MAX_UNREAD_NOTIFICATIONS": 1000,
     }
     assert defaults["CIRCLES_MAX_CONNECTIONS_PER_ADDRESS"] == 64
     assert defaults["CIRCLES_SIGN_INS_PER_ADDRESS_PER_MINUTE"] == 60
