@@ -23,7 +23,8 @@ def _redis(url: str) -> redis.Redis:
 
 
 def readiness() -> tuple[bool, dict[str, Any]]:
-    """Run the checks: the database, and with REDIS_URL, Redis and at least one live worker."""
+    """Run the checks: the database, and with REDIS_URL, Redis and at least one live worker (and the
+    live job slots, which do not decide readiness)."""
     checks: dict[str, Any] = {}
     try:
         with connection.cursor() as cursor:
@@ -38,9 +39,11 @@ def readiness() -> tuple[bool, dict[str, Any]]:
             checks["redis"] = "ok"
             alive = workers_alive(client)
             checks["workers"] = alive if alive else "failed: no worker heartbeat"
+            # Informational: without job slots jobs wait `dispatched`, but play is served.
+            checks["job_slots"] = workers_alive(client, settings.CIRCLES_JOBS_STREAM)
         except (redis.RedisError, OSError) as exc:
             checks["redis"] = f"failed: {type(exc).__name__}"
-            checks["workers"] = "unknown"
+            checks["workers"] = checks["job_slots"] = "unknown"
     ready = all(value == "ok" or isinstance(value, int) for value in checks.values())
     return ready, checks
 

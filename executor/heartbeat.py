@@ -64,9 +64,10 @@ class Heartbeat:
             self.last = time.monotonic()
 
 
-def workers_alive(client: redis.Redis) -> int:
-    """How many workers wrote a heartbeat within its TTL and still hold their named connection."""
-    prefix = heartbeat_prefix()
+def workers_alive(client: redis.Redis, stream: str | None = None) -> int:
+    """How many workers of `stream` (default: the play stream) wrote a heartbeat within its TTL and
+    still hold their named connection."""
+    prefix = heartbeat_prefix(stream)
     beating = {
         connection_name(key.decode(errors="replace").removeprefix(prefix))
         for key in client.scan_iter(match=prefix + "*", count=100)

@@ -96,7 +96,10 @@ async def test_readyz_follows_workers_and_redis(
     assert body["failed"] == ["workers"] and body["checks"]["redis"] == "ok"
 
     start_workers(**queue_settings, CIRCLES_WORKER_HEARTBEAT_TTL_SECONDS="3")
-    assert wait_for_status(server, "/readyz", 200)["checks"]["workers"] == 1
+    checks = wait_for_status(server, "/readyz", 200)["checks"]
+    assert checks["workers"] == 1 and checks["job_slots"] == 0  # no job slots: still ready
+    start_workers(**queue_settings, job_slots=2, CIRCLES_WORKER_HEARTBEAT_TTL_SECONDS="3")
+    assert wait_for(lambda: wait_for_status(server, "/readyz", 200)["checks"]["job_slots"] == 2, timeout=15)
     async with await RpcClient.connect(f"{server}/{world.circle}") as client:
         await client.sign_in(world.member)
         assert (await client.call("play", {"script": "40 + 2"}, timeout=30))["value"] == 42
