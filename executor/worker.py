@@ -7,6 +7,7 @@ It survives Redis going away (reconnects with backoff and carries on) and stops 
 import logging
 import os
 import socket
+import threading
 import time
 
 import redis
@@ -52,6 +53,7 @@ class Worker:
         self.unsaved_since = 0.0  # monotonic time the oldest held row was added
         self.heartbeat = Heartbeat(self.queue.redis, self.name, config.stream)  # /readyz counts play workers
         self.cancels = CancelWatcher(self.queue.redis, config.stream)  # runs whose caller went away
+        self.in_hand: tuple[str, float] | None = None  # the entry being run, and since when (monotonic)
 
     def stop(self) -> None:
         """Finish the job in hand, then leave `run`."""
@@ -65,6 +67,7 @@ class Worker:
         periodic_every = hooks.periodic_every_seconds()
         connected = False
         self.cancels.start()
+        threading.Thread(target=self.keep_in_hand, name="entry-keeper", daemon=True).start()
         while not self.stopping:
             try:
                 if not connected:
@@ -93,6 +96,29 @@ class Worker:
         self.cancels.stop()
         self.delivery.close()
         logger.info("worker %s stopped after %s jobs", self.name, self.jobs_done)
+
+    def keep_in_hand(self) -> None:
+        """The keeper thread: while a run lasts past a third of the claim idle time, re-claim its
+        entry for this worker and beat the heartbeat, each third of that time.
+
+        A `play` may run up to CIRCLES_PLAY_MAX_TIMEOUT_MS, longer than CIRCLES_QUEUE_CLAIM_IDLE_MS:
+        without this another worker would claim the entry of a run still going and run it a
+        second time (its effects stay once, by the run's mark, but its CPU is spent twice), and
+        the heartbeat, beaten from the loop the run holds, would lapse.
+        """
+        every = max(self.config.claim_idle_ms / 3000, 0.1)
+        while not self.stopping:
+            time.sleep(every)
+            in_hand = self.in_hand
+            if in_hand is None or time.monotonic() - in_hand[1] < every:
+                continue
+            try:
+                self.queue.redis.xclaim(
+                    self.config.stream, self.config.group, self.name, 0, [in_hand[0]], justid=True
+                )
+                self.heartbeat.tick()
+            except redis.RedisError as exc:
+                logger.warning("worker %s could not keep entry %s (%s)", self.name, in_hand[0], exc)
 
     def stop_if_bloated(self) -> None:
         """Stop (to be replaced by the supervisor) once runs left too much memory behind.
@@ -181,8 +207,12 @@ class Worker:
             metrics.JOB_DEAD.observe(0)
             return
         started = time.perf_counter()
-        with self.cancels.watching(job.run_id) as cancel:
-            report = run_job(job, cancel=cancel, redelivered=delivery.deliveries > 1)
+        self.in_hand = (delivery.entry_id, time.monotonic())
+        try:
+            with self.cancels.watching(job.run_id) as cancel:
+                report = run_job(job, cancel=cancel, redelivered=delivery.deliveries > 1)
+        finally:
+            self.in_hand = None
         self.finish(delivery, report)
         outcome = report.outcome
         elapsed = time.perf_counter() - started

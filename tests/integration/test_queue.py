@@ -211,3 +211,28 @@ def test_a_job_run_twice_keeps_one_run_row(queue: JobQueue, queue_config: QueueC
         worker.save_runs()
     run = ScriptRun.objects.get(id=job.run_id)
     assert run.status == ScriptRun.Status.SUCCEEDED and run.attempts == 2
+
+
+def test_a_run_longer_than_the_claim_idle_time_is_not_taken_by_another_worker(
+    queue: JobQueue, queue_config: QueueConfig, circle
+) -> None:
+    """The worker keeps re-claiming the entry it is running: no second worker runs it meanwhile."""
+    worker = Worker(queue_config, name="w1", block_ms=100)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    job = make_job(circle, 'loop { db::get("c", "k"); }', timeout_ms=1500)  # slow per operation
+    queue.enqueue(job)
+    try:
+        wait_for(lambda: worker.in_hand is not None)
+        started = time.monotonic()
+        while worker.in_hand is not None:
+            assert queue.claim_stale("w2") == []
+            time.sleep(0.05)
+        ran_for = time.monotonic() - started
+        assert ran_for > 3 * queue_config.claim_idle_ms / 1000, ScriptRun.objects.get(id=job.run_id).error
+        wait_for(lambda: queue.pending() == 0)
+    finally:
+        worker.stop()
+        thread.join(10)
+    run = ScriptRun.objects.get(id=job.run_id)
+    assert run.attempts == 1 and run.error["kind"] in ("timeout", "operations")
