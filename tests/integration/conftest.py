@@ -3,6 +3,8 @@
 import uuid
 
 import pytest
+from django.contrib.auth.models import User
+from django.test import Client
 
 from circles.models import Circle
 from executor.jobs import Job
@@ -68,3 +70,12 @@ def run_and_save(job: Job) -> dict:
     report = run_job(job)
     save_runs([report.run_row()])
     return report.outcome
+
+
+@pytest.fixture
+def operator(db) -> Client:
+    """A test client signed in to the admin as a superuser."""
+    User.objects.create_superuser("operator", "op@example.org", "pw")
+    client = Client()
+    client.login(username="operator", password="pw")
+    return client

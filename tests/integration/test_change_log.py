@@ -7,9 +7,7 @@ from types import SimpleNamespace
 
 import orjson
 import pytest
-from django.contrib.auth.models import User
 from django.db import connection
-from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
@@ -167,14 +165,6 @@ def test_play_job_and_init_runs_say_where_their_changes_come_from(circle, embedd
 
 
 # --- the admin ----------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def operator(db) -> Client:
-    User.objects.create_superuser("operator", "op@example.org", "pw")
-    client = Client()
-    client.login(username="operator", password="pw")
-    return client
 
 
 @pytest.mark.django_db(transaction=True)

@@ -1,7 +1,6 @@
 """The admin shows who changed membership and when, from the runs that did it; operators' edits too."""
 
 import pytest
-from django.contrib.auth.models import User
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -15,14 +14,6 @@ from tests.integration.conftest import run_and_save
 pytestmark = pytest.mark.django_db(transaction=True)
 
 OWNER, ANN, BOB = (WalletKey.named(f"admin-trail-{who}") for who in ("owner", "ann", "bob"))
-
-
-@pytest.fixture
-def operator(db) -> Client:
-    User.objects.create_superuser("operator", "op@example.org", "pw")
-    client = Client()
-    client.login(username="operator", password="pw")
-    return client
 
 
 @pytest.fixture

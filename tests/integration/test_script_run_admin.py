@@ -1,7 +1,6 @@
 """The ScriptRun admin: a read-only list with filters, and each run shown whole."""
 
 import pytest
-from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
@@ -9,14 +8,6 @@ from executor.models import ScriptRun
 from tests.integration.conftest import make_job, run_and_save
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def operator(db) -> Client:
-    User.objects.create_superuser("operator", "op@example.org", "pw")
-    client = Client()
-    client.login(username="operator", password="pw")
-    return client
 
 
 def test_runs_are_listed_filtered_and_shown_read_only(operator: Client, circle) -> None:

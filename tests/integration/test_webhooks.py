@@ -6,7 +6,6 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -405,14 +404,6 @@ def test_superseded_run_does_not_touch_the_event(circle: Circle, worker: Worker)
 
 
 # --- admin ---------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def operator(db) -> Client:
-    User.objects.create_superuser("operator", "op@example.org", "pw")
-    client = Client()
-    client.login(username="operator", password="pw")
-    return client
 
 
 def test_admin_lists_filters_shows_and_reprocesses(operator: Client, circle: Circle, worker: Worker) -> None:
