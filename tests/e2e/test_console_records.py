@@ -6,7 +6,9 @@ webhook for the circle, signed as Stripe signs it, is posted to the other proces
 Stripe script writes `payments/<payment intent id>` and the page shows the row within a second
 of the POST's 200 (after one warm-up event, so the bound is about delivery, not about a cold
 worker). Another member's writes and deletes through the library change the table too, all of
-it under the server's Content-Security-Policy without a violation. The same panel against the
+it under the server's Content-Security-Policy without a violation. And a page whose server
+restarts signs in again, subscribes again after the last change it showed and shows what was
+written meanwhile. The same panel against the
 fake server: tests/client/test_console_records_panel.py.
 """
 
@@ -26,6 +28,7 @@ from tests.e2e.test_console import WALLET, answer_sign_request, state, wait
 from tests.e2e.webhook_support import http_url, post_stripe
 from tests.helpers.browser import CSP_WATCH, csp_violations, headless_chromium
 from tests.helpers.keys import WalletKey
+from tests.helpers.processes import server_env, start_asgi_server
 from tests.helpers.redis_server import RedisServer
 from tests.helpers.webhooks import payment_intent, stripe_event
 
@@ -45,9 +48,12 @@ def queue_settings(redis_server: RedisServer) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def servers(start_server, start_workers, queue_settings) -> list[str]:
-    for _ in range(2):
-        start_workers(**queue_settings)
+def workers(start_workers, queue_settings) -> list:
+    return [start_workers(**queue_settings) for _ in range(2)]
+
+
+@pytest.fixture(scope="module")
+def servers(start_server, queue_settings, workers) -> list[str]:
     return [start_server(**queue_settings) for _ in range(2)]
 
 
@@ -135,3 +141,50 @@ async def write_and_delete(server: str, world: World, payment: str, gone: str) -
         read = f'let p = db::get("payments", "{payment}"); p.note = "seen"; '
         await admin.play(read + f'db::put("payments", "{payment}", p); 0')
         await admin.play(f'db::delete("payments", "{gone}"); 0')
+
+
+async def writes(server: str, world: World, *scripts: str) -> None:
+    async with connect(f"{server}/{world.circle}", SigningKey.from_hex(world.admin.private_hex)) as admin:
+        for script in scripts:
+            await admin.play(script)
+
+
+def test_after_its_server_restarts_the_page_shows_what_was_written_meanwhile(
+    browser, servers: list[str], world: World, queue_settings, workers, tmp_path
+) -> None:
+    collection = f"console-{uuid.uuid4().hex[:10]}"
+    env = server_env(world.database_url, **queue_settings)
+    process, port = start_asgi_server("uvicorn", env, tmp_path / "1.log")
+    try:
+        open_as(browser, f"ws://127.0.0.1:{port}", world, world.member)
+        watch(browser, collection)
+        asyncio.run(writes(servers[1], world, f'db::put("{collection}", "a", #{{n: 1}}); 0'))
+        wait(browser, lambda d: row(d, "a"), 10)
+        first = query(browser, "#records", "node.dataset.subscription")
+        seen = int(query(browser, "#records", "node.dataset.seq"))
+
+        process.stop()
+        wait(browser, lambda d: state(d) == "reconnecting")
+        asyncio.run(
+            writes(
+                servers[1],
+                world,
+                f'db::put("{collection}", "b", #{{n: 2}}); 0',
+                f'db::delete("{collection}", "a"); 0',
+                f'db::put("{collection}", "c", #{{n: 3}}); 0',
+            )
+        )
+        process, _ = start_asgi_server("uvicorn", env, tmp_path / "2.log", port=port)
+        answer_sign_request(browser, world.member)  # the page signs the new connection in
+        wait(
+            browser,
+            lambda d: query(d, "#records", "node.dataset.subscription || null") not in (None, first),
+            30,
+        )
+        wait(browser, lambda d: row(d, "a") is None and row(d, "b") and row(d, "c"), 10)
+        assert row(browser, "c")["data"] == {"n": 3}  # type: ignore[index]
+        assert int(query(browser, "#records", "node.dataset.seq")) == seen + 3
+        assert not browser.find_element(By.ID, "records-error").is_displayed()
+        assert csp_violations(browser) == []
+    finally:
+        process.stop()
