@@ -1,4 +1,5 @@
-"""`circles` / `python -m circles_client`: keygen, whoami, play, a repl, members, circle settings, jobs.
+"""`circles` / `python -m circles_client`: keygen, whoami, play, a repl, members, circle settings, jobs,
+watch.
 
 The circle URL comes from --url or $CIRCLES_URL (ws://, wss://, or the console page's
 http(s):// address); the key from --key-file, --key, $CIRCLES_KEY or $CIRCLES_KEY_FILE.
@@ -25,6 +26,7 @@ from circles_client.output import (
     print_json,
     print_logs,
 )
+from circles_client.watch_cli import add_watch_command, watch
 
 URL_ENV = "CIRCLES_URL"
 # The connection options may come before or after the command; their defaults are filled in after
@@ -37,7 +39,8 @@ EPILOG = """environment:
   CIRCLES_KEY_FILE   a file holding the private key in hex (as `circles keygen -o FILE` writes it)
 
 exit status: 0 ok, 1 the server answered with an error (a failed script or job among them),
-2 usage or key problem, 3 connection lost, refused, circle not found or timed out."""
+2 usage or key problem, 3 connection lost, refused, circle not found or timed out,
+130 interrupted (Ctrl+C: how `watch` and `job watch` usually end)."""
 
 
 def connection_options() -> argparse.ArgumentParser:
@@ -89,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("repl", parents=[common], help="interactive: type scripts, see results")
     add_membership_commands(commands, common)
     add_job_commands(commands, common)
+    add_watch_command(commands, common)
     return parser
 
 
@@ -203,6 +207,8 @@ def run(args: argparse.Namespace, environ: dict[str, str]) -> int:
         return asyncio.run(job(client, args, script))
     if args.command == "member":
         return asyncio.run(member(client, args))
+    if args.command == "watch":
+        return asyncio.run(watch(client, args))
     if args.command == "circle":
         return asyncio.run(circle(client, args))
     if args.command == "whoami":

@@ -24,6 +24,7 @@ from circles_client.connection import Call, Connection
 from circles_client.errors import CircleNotFound, CirclesError, ConnectionLost, RpcError
 from circles_client.jobs import JobMethods
 from circles_client.keys import SigningKey
+from circles_client.records import RecordMethods
 from circles_client.subscriptions import CatchUp, Subscription, Subscriptions
 
 logger = logging.getLogger("circles_client")
@@ -39,7 +40,7 @@ def websocket_url(url: str) -> str:
     return url
 
 
-class CircleClient(JobMethods):
+class CircleClient(JobMethods, RecordMethods):
     """A client of the circle at `url` (`ws://host:port/{circle_pk}`), signing in with `key`.
 
     `by_address=True` signs in with the key's Ethereum address instead of its public key, as a

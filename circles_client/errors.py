@@ -153,6 +153,24 @@ class WrongJobState(RpcError):
         return self.data.get("status") if isinstance(self.data, dict) else None
 
 
+class ChangesCompacted(RpcError):
+    """-32006: `subscribe` to `records` with a `since` older than the changes the server keeps.
+
+    `oldest` is the oldest change kept, `head` the circle's latest: re-read the collection
+    (`db::list`, `CircleClient.list_records`) and watch again with `since=head`.
+    """
+
+    code = -32006
+
+    @property
+    def oldest(self) -> int | None:
+        return self.data.get("oldest") if isinstance(self.data, dict) else None
+
+    @property
+    def head(self) -> int | None:
+        return self.data.get("head") if isinstance(self.data, dict) else None
+
+
 class ExecutorUnavailable(RpcError):
     """-32012: no script executor, or its queue is full or unreachable; retry later."""
 

@@ -41,7 +41,8 @@ class _End:
 class Subscription:
     """One subscription: `async for result in subscription`, or `await subscription.next()`.
 
-    `id` is the server's id on the current connection (it changes after a reconnect). Iteration
+    `id` is the server's id on the current connection (it changes after a reconnect); `params`
+    are sent again with every re-subscription (a records watch moves its `since` there). Iteration
     ends after `close()` / `unsubscribe`; it raises the reason when the subscription cannot go
     on (the client closed, the circle is gone, the server refused to subscribe again).
     """

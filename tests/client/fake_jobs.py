@@ -3,41 +3,21 @@
 Jobs do not run by themselves: a test moves them with `advance(job_id, status, ...)`, which
 updates the row and pushes a notification to every matching subscription of every connection,
 as the real server does. `drop_all()` closes every connection (a restart); subscriptions die with
-their connection and a re-subscription gets a new id. The real server is in tests/e2e/test_client_jobs.py.
+their connection and a re-subscription gets a new id. The framing, sign-in and restarts are
+tests/client/fake_server.py's. The real server is in tests/e2e/test_client_jobs.py.
 """
 
-import asyncio
-import contextlib
-import json
 import secrets
 import uuid
-from dataclasses import dataclass, field
-from http import HTTPStatus
 from typing import Any
 
-from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.datastructures import Headers
-from websockets.exceptions import ConnectionClosed
-from websockets.http11 import Request, Response
+from tests.client.fake_server import FakeConnection, FakeServer, RpcFailure
 
 FINAL = ("finished", "error")
 
 
 def now() -> str:
     return "2026-12-02T01:00:00.000000Z"
-
-
-@dataclass
-class FakeConnection:
-    number: int
-    ws: ServerConnection
-    caller: str | None = None
-    subscriptions: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> {job_id, all}
-
-
-class RpcFailure(Exception):
-    def __init__(self, code: int, message: str, data: Any = None) -> None:
-        self.error = {"code": code, "message": message} | ({"data": data} if data is not None else {})
 
 
 def not_found(job_id: str) -> RpcFailure:
@@ -48,39 +28,14 @@ def wrong_state(status: str) -> RpcFailure:
     return RpcFailure(-32005, "Wrong job state", {"status": status})
 
 
-class FakeJobsCircle:
+class FakeJobsCircle(FakeServer):
     """Signs anyone in (the pubkey is the caller), keeps jobs in a dict, pushes notifications."""
 
     def __init__(self) -> None:
-        self.server: Server | None = None
-        self.port = 0
-        self.connections: list[FakeConnection] = []
+        super().__init__()
         self.jobs: dict[str, dict[str, Any]] = {}  # insertion order: oldest first
-        self.calls: list[tuple[int, str, Any]] = []  # (connection number, method, params)
-        self.hold_subscribe_answer = False  # push a notification BEFORE the subscribe answer's frame
-        self.roles: dict[str, str] = {}  # pubkey -> role whoami names (default "member")
-        self.pages: dict[str, tuple[str, bytes]] = {}  # HTTP path -> (content type, body), for a browser
+        self.hold_subscribe_answer = False  # push a notification right behind the subscribe answer
         self.run_job_output = "42"
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/circle"
-
-    async def start(self) -> None:
-        self.server = await serve(self._serve, "127.0.0.1", self.port, process_request=self._http)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        assert self.server is not None
-        self.server.close()
-        await self.server.wait_closed()
-        self.server = None
-
-    async def drop_all(self, code: int = 1012) -> None:
-        await asyncio.gather(*(c.ws.close(code, "restart") for c in self.connections))
-
-    def methods(self, number: int | None = None) -> list[str]:
-        return [method for n, method, _ in self.calls if number is None or n == number]
 
     # --- moving jobs ----------------------------------------------------------------------------
 
@@ -105,10 +60,7 @@ class FakeJobsCircle:
         for connection in self.connections:
             for sub_id, watch in list(connection.subscriptions.items()):
                 if self._watches(connection, watch, job):
-                    message = {"subscription": sub_id, "result": result}
-                    frame = {"jsonrpc": "2.0", "method": "subscription", "params": message}
-                    with contextlib.suppress(ConnectionClosed):
-                        await connection.ws.send(json.dumps(frame))
+                    await self.notify(connection, sub_id, result)
 
     @staticmethod
     def _watches(connection: FakeConnection, watch: dict[str, Any], job: dict[str, Any]) -> bool:
@@ -116,44 +68,13 @@ class FakeJobsCircle:
             return watch["job_id"] == job["id"]
         return watch.get("all") or job["caller_id"] == connection.caller
 
-    # --- serving --------------------------------------------------------------------------------
+    # --- answering -----------------------------------------------------------------------------
 
-    def _http(self, connection: ServerConnection, request: Request) -> Response | None:
-        """A plain GET of one of `pages` (the console's HTML, its scripts); None: a WebSocket upgrade."""
-        if request.headers.get("Upgrade", "").lower() == "websocket":
-            return None
-        page = self.pages.get(request.path)
-        if page is None:
-            return connection.respond(HTTPStatus.NOT_FOUND, "not found\n")
-        content_type, body = page
-        headers = Headers([("Content-Type", content_type), ("Content-Length", str(len(body)))])
-        return Response(HTTPStatus.OK, "OK", headers, body)
-
-    async def _serve(self, ws: ServerConnection) -> None:
-        connection = FakeConnection(len(self.connections) + 1, ws)
-        self.connections.append(connection)
-        async for frame in ws:
-            request = json.loads(frame)
-            method, params = request["method"], request.get("params") or {}
-            self.calls.append((connection.number, method, params))
-            try:
-                result = await self._answer(connection, method, params)
-            except RpcFailure as failure:
-                await ws.send(json.dumps({"jsonrpc": "2.0", "id": request["id"], "error": failure.error}))
-                continue
-            answer = json.dumps({"jsonrpc": "2.0", "id": request["id"], "result": result})
-            if method == "subscribe" and self.hold_subscribe_answer:
-                # The worst order the reader can see: the first notification right behind the answer,
-                # both read before the subscriber's coroutine resumes.
-                job = self.jobs.get(params.get("job_id"))
-                early = {"job_id": params.get("job_id"), "status": "early"}
-                notice = {"subscription": result, "result": early}
-                frame = {"jsonrpc": "2.0", "method": "subscription", "params": notice}
-                await ws.send(answer)
-                if job is not None:
-                    await ws.send(json.dumps(frame))
-                continue
-            await ws.send(answer)
+    async def answered(self, connection: FakeConnection, method: str, params: Any, result: Any) -> None:
+        if method == "subscribe" and self.hold_subscribe_answer and params.get("job_id") in self.jobs:
+            # The worst order the reader can see: the first notification right behind the answer,
+            # both read before the subscriber's coroutine resumes.
+            await self.notify(connection, result, {"job_id": params.get("job_id"), "status": "early"})
 
     def _own(self, connection: FakeConnection, job_id: Any) -> dict[str, Any]:
         job = self.jobs.get(job_id)
@@ -165,15 +86,9 @@ class FakeJobsCircle:
     def public(job: dict[str, Any]) -> dict[str, Any]:
         return {key: value for key, value in job.items() if not key.startswith("_")}
 
-    async def _answer(self, connection: FakeConnection, method: str, params: dict[str, Any]) -> Any:
-        if method == "fetch_nonce":
-            return f"sign in on connection {connection.number}"
-        if method == "authenticate":
-            connection.caller = params["pubkey"]
-            return True
-        if method == "whoami":
-            role = self.roles.get(connection.caller, "member") if connection.caller else None
-            return {"authenticated": connection.caller is not None, "pubkey": connection.caller, "role": role}
+    async def answer(self, connection: FakeConnection, method: str, params: Any) -> Any:
+        if method in ("fetch_nonce", "authenticate", "whoami"):
+            return await super().answer(connection, method, params)
         if connection.caller is None:
             raise RpcFailure(-32001, "Authentication required")
         if method in ("create_job", "run_job"):
@@ -262,4 +177,4 @@ class FakeJobsCircle:
             return sub_id
         if method == "unsubscribe":
             return connection.subscriptions.pop(params["subscription"], None) is not None
-        raise RpcFailure(-32601, "Method not found", {"method": method})
+        return await super().answer(connection, method, params)

@@ -1,72 +1,28 @@
 """The console's jobs panel (console/static/console/jobs.js) in headless Chromium, against the fake.
 
-The fake of tests/client/fake_jobs.py serves the console page (the real template, rendered) and
-its scripts over HTTP on the same port as its WebSocket, in a thread of its own so that the
-blocking WebDriver calls do not stop it. The wallet is a double that signs at once (the fake
-takes any signature). Checked: run and create from the editor, live status from notifications,
-logs and output, stop, delete, a job created elsewhere, and after a restart a new subscription
-and the status of a job that finished while the page was disconnected. The same panel against
-the real server: tests/e2e/test_console_jobs.py.
+The fake of tests/client/fake_jobs.py serves the console page and its scripts
+(tests/client/console_page.py: the real template, a wallet double that signs at once). Checked:
+run and create from the editor, live status from notifications, logs and output, stop, delete,
+a job created elsewhere, and after a restart a new subscription and the status of a job that
+finished while the page was disconnected. The same panel against the real server:
+tests/e2e/test_console_jobs.py.
 """
 
-import asyncio
-import threading
-from collections.abc import Coroutine, Iterator
-from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
-from django.template.loader import render_to_string
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import WebDriverWait
 
+from tests.client.console_page import ADDRESS, Background, query, serve_console, set_script, sign_in, wait
 from tests.client.fake_jobs import FakeJobsCircle
 from tests.helpers.browser import headless_chromium
-
-STATIC = Path(__file__).resolve().parents[2] / "console" / "static" / "console"
-ADDRESS = "0x5290f6D4E3aD5bC0E9E5c1d2A9A1d2bC0E9E5c1d"
-WALLET = f"""
-window.ethereum = {{
-  request({{ method }}) {{
-    if (method === "eth_requestAccounts" || method === "eth_accounts") return Promise.resolve(["{ADDRESS}"]);
-    if (method === "personal_sign") return Promise.resolve("0x" + "11".repeat(65));
-    return Promise.reject(new Error("unsupported " + method));
-  }},
-}};
-"""
-TYPES = {".js": "text/javascript", ".css": "text/css"}
-
-
-class Background:
-    """An event loop in a thread: the fake serves there, the test's coroutines run there."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coroutine: Coroutine[Any, Any, Any], timeout: float = 10.0) -> Any:
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
 
 
 @pytest.fixture
 def fake() -> Iterator[tuple[FakeJobsCircle, Background]]:
     background = Background()
     circle = FakeJobsCircle()
-    page = render_to_string(
-        "console/console.html", {"circle": SimpleNamespace(name="fake", public_key="circle")}
-    )
-    circle.pages["/circle"] = ("text/html; charset=utf-8", page.encode())
-    for path in STATIC.iterdir():
-        circle.pages[f"/static/console/{path.name}"] = (
-            TYPES.get(path.suffix, "text/plain"),
-            path.read_bytes(),
-        )
+    serve_console(circle)
     background.run(circle.start())
     yield circle, background
     if circle.server is not None:
@@ -80,17 +36,8 @@ def browser():
         yield driver
 
 
-def wait(driver, condition, timeout: float = 15.0):
-    return WebDriverWait(driver, timeout, poll_frequency=0.05).until(condition)
-
-
 # The panel redraws a job's rows on each change: read and click through the page's own DOM calls,
 # never through a WebElement kept across a redraw.
-
-
-def query(driver, selector: str, expression: str) -> Any:
-    script = f"const node = document.querySelector(arguments[0]); return node ? {expression} : null;"
-    return driver.execute_script(script, selector)
 
 
 def row_status(driver, job_id: str) -> str | None:
@@ -105,19 +52,8 @@ def details(driver, job_id: str, part: str) -> str | None:
     return query(driver, f'tr.job-details[data-job="{job_id}"] .{part}', "node.textContent")
 
 
-def set_script(driver, source: str) -> None:
-    driver.execute_script(
-        "const t = document.getElementById('script'); t.value = arguments[0];"
-        "t.dispatchEvent(new Event('input'));",
-        source,
-    )
-
-
-def sign_in(driver, url: str) -> None:
-    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": WALLET})
-    driver.get(url)
-    wait(driver, lambda d: d.find_element(By.ID, "connection").get_attribute("data-state") == "connected")
-    driver.find_element(By.ID, "sign-in").click()
+def sign_in_for_jobs(driver, url: str) -> None:
+    sign_in(driver, url)
     wait(driver, lambda d: d.find_element(By.ID, "jobs").get_attribute("data-subscription"))
 
 
@@ -128,7 +64,7 @@ def new_job(circle: FakeJobsCircle, known: set[str]) -> str:
 
 def test_the_jobs_panel_follows_jobs_live(fake, browser) -> None:
     circle, background = fake
-    sign_in(browser, circle.url.replace("ws://", "http://"))
+    sign_in_for_jobs(browser, circle.url.replace("ws://", "http://"))
     assert not browser.find_element(By.ID, "jobs").get_attribute("hidden")
     first_subscription = browser.find_element(By.ID, "jobs").get_attribute("data-subscription")
 

@@ -1,80 +1,37 @@
 """`CircleClient` reconnecting in the background, against a small in-process JSON-RPC server.
 
-The fake server speaks just enough of the protocol (`fetch_nonce`, `authenticate`, `whoami`,
-`logout`, and `hang`, which never answers) and can drop every connection, refuse new ones, or
-answer them with close 4404. The real server's restart is in tests/e2e/test_client.py.
+The fake server (tests/client/fake_server.py) signs anyone in, echoes every other method
+(`hang` is never answered, `refuse` is refused) and can drop every connection, refuse new ones,
+or answer them with close 4404. The real server's restart is in tests/e2e/test_client.py.
 """
 
 import asyncio
-import json
 import random
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
-from websockets.asyncio.server import Server, ServerConnection, serve
 
 from circles_client import CircleClient, CircleNotFound, ConnectionLost, SigningKey
 from circles_client.after_sign_in import AfterSignIn
 from circles_client.connection import Connection
 from circles_client.errors import InvalidParams
+from tests.client.fake_server import NO_ANSWER, FakeConnection, FakeServer, RpcFailure
 
 KEY = SigningKey.from_hex("11" * 32)
 
 
-class FakeCircle:
-    """A WebSocket server at a free port that records who signed in on which connection."""
+class FakeCircle(FakeServer):
+    """Echoes every method it does not know: `{"connection": number, "method": method}`."""
 
-    def __init__(self) -> None:
-        self.server: Server | None = None
-        self.port = 0
-        self.connections: list[ServerConnection] = []
-        self.signed_in: list[tuple[int, str]] = []  # (connection number, pubkey)
-        self.calls: list[tuple[int, str]] = []  # (connection number, method)
-        self.not_found = False  # answer new connections with close 4404
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/circle"
-
-    async def start(self) -> None:
-        self.server = await serve(self._serve, "127.0.0.1", self.port)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        """Stop listening and drop every connection (1001, as a server going away does)."""
-        assert self.server is not None
-        self.server.close()
-        await self.server.wait_closed()
-        self.server = None
-
-    async def drop_all(self, code: int = 1012) -> None:
-        """Close every open connection but keep listening (a restarting process behind a proxy)."""
-        await asyncio.gather(*(ws.close(code, "restart") for ws in self.connections))
-
-    async def _serve(self, ws: ServerConnection) -> None:
-        if self.not_found:
-            await ws.close(4404, "circle not found")
-            return
-        self.connections.append(ws)
-        number = len(self.connections)
-        async for frame in ws:
-            request = json.loads(frame)
-            method, params = request["method"], request.get("params") or {}
-            self.calls.append((number, method))
-            if method == "hang":
-                continue
-            if method == "fetch_nonce":
-                result = f"sign in to circle {number}"
-            elif method == "authenticate":
-                self.signed_in.append((number, params["pubkey"]))
-                result = True
-            elif method == "refuse":
-                error = {"code": -32602, "message": "Invalid params", "data": {"field": "x"}}
-                await ws.send(json.dumps({"jsonrpc": "2.0", "id": request["id"], "error": error}))
-                continue
-            else:
-                result = {"connection": number, "method": method}
-            await ws.send(json.dumps({"jsonrpc": "2.0", "id": request["id"], "result": result}))
+    async def answer(self, connection: FakeConnection, method: str, params: Any) -> Any:
+        if method == "hang":
+            return NO_ANSWER
+        if method == "refuse":
+            raise RpcFailure(-32602, "Invalid params", {"field": "x"})
+        if method in ("fetch_nonce", "authenticate"):
+            return await super().answer(connection, method, params)
+        return {"connection": connection.number, "method": method}
 
 
 @pytest.fixture
@@ -111,14 +68,14 @@ async def test_reconnects_signs_in_and_redoes_its_steps_without_any_call(circle:
         await client.open()
         client._after_sign_in.add("subscription", resubscribe)
         in_flight = asyncio.create_task(client.call("hang"))
-        await until(lambda: (1, "hang") in circle.calls)
+        await until(lambda: "hang" in circle.methods(1))
         await circle.drop_all()
         with pytest.raises(ConnectionLost, match="may or may not have run"):
             await in_flight
         await until(lambda: client.reconnects == 1 and client.connected)  # nobody called anything
         assert circle.signed_in == [(1, KEY.pubkey), (2, KEY.pubkey)]
         # On the new connection: signing in again, then the step (and nothing else).
-        assert [method for number, method in circle.calls if number == 2] == [
+        assert circle.methods(2) == [
             "fetch_nonce",
             "authenticate",
             "whoami",
@@ -228,7 +185,7 @@ async def test_a_client_that_logged_out_reconnects_signed_out(circle: FakeCircle
         await circle.drop_all()
         await until(lambda: client.reconnects == 1)
         assert circle.signed_in == [(1, KEY.pubkey)]  # not again on connection 2
-        assert (2, "whoami") in circle.calls  # a signed-out connection checks the circle is there
+        assert "whoami" in circle.methods(2)  # a signed-out connection checks the circle is there
     finally:
         await client.close()
 
@@ -295,6 +252,6 @@ async def test_a_refused_step_does_not_fail_the_reconnection(circle: FakeCircle)
         client._after_sign_in.add("refused", lambda connection: connection.request("refuse"))
         await circle.drop_all()
         await until(lambda: client.reconnects == 1)
-        assert (2, "refuse") in circle.calls and client.connected
+        assert "refuse" in circle.methods(2) and client.connected
     finally:
         await client.close()

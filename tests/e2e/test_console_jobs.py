@@ -16,7 +16,8 @@ import pytest
 from selenium.webdriver.common.by import By
 
 from circles_client import SigningKey, connect
-from tests.client.test_console_jobs_panel import click, details, query, row_status, set_script
+from tests.client.console_page import query, set_script
+from tests.client.test_console_jobs_panel import click, details, row_status
 from tests.e2e.conftest import World
 from tests.e2e.test_console import WALLET, answer_sign_request, state, wait
 from tests.helpers.browser import CSP_WATCH, csp_violations, headless_chromium

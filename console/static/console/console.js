@@ -136,6 +136,9 @@
 
   ui.signOut.addEventListener("click", async () => {
     wantAddress = null;
+    // Unlike a dropped socket (circles:identity with null, then a sign-in again), the caller is gone:
+    // panels that keep state across a reconnect (records.js) forget it.
+    document.dispatchEvent(new CustomEvent("circles:sign-out"));
     try { await call("logout"); } catch { /* closed: signed out anyway */ }
     showIdentity(null);
   });
@@ -214,6 +217,20 @@
     return node;
   }
 
+  // A Rhai string literal: quotes and backslashes escaped, control characters as \xHH.
+  function rhaiString(text) {
+    let out = '"';
+    for (const char of String(text)) {
+      const code = char.codePointAt(0);
+      if (char === "\\" || char === '"') out += "\\" + char;
+      else if (char === "\n") out += "\\n";
+      else if (char === "\t") out += "\\t";
+      else if (code < 0x20 || code === 0x7f) out += "\\x" + code.toString(16).padStart(2, "0");
+      else out += char;
+    }
+    return out + '"';
+  }
+
   function describe(error) {
     const code = error && error.code !== undefined ? ` (${error.code})` : "";
     const data = error && error.data ? ` ${JSON.stringify(error.data)}` : "";
@@ -271,9 +288,10 @@
 
   // What other panels of the page use: the socket's JSON-RPC call, the identity check, the pushed
   // notifications (a subscription dies with its socket: panels subscribe again on circles:identity),
-  // the editor's script and its error mark.
+  // the editor's script and its error mark, and Rhai quoting for the scripts panels run.
   window.CirclesConsole = {
     call,
+    rhaiString,
     whoami: () => call("whoami").then((me) => { showIdentity(me, wantAddress); return me; }),
     onNotification: (listener) => { notificationListeners.push(listener); },
     script: () => ui.script.value,

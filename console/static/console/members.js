@@ -14,19 +14,7 @@
   const ROLES = ["admin", "member", "guest"];
   let me = null; // whoami of the signed-in key, while it is an owner or admin
 
-  // A Rhai string literal: quotes and backslashes escaped, control characters as \xHH.
-  function rhaiString(text) {
-    let out = '"';
-    for (const char of String(text)) {
-      const code = char.codePointAt(0);
-      if (char === "\\" || char === '"') out += "\\" + char;
-      else if (char === "\n") out += "\\n";
-      else if (char === "\t") out += "\\t";
-      else if (code < 0x20 || code === 0x7f) out += "\\x" + code.toString(16).padStart(2, "0");
-      else out += char;
-    }
-    return out + '"';
-  }
+  const rhaiString = (text) => window.CirclesConsole.rhaiString(text);
 
   async function run(script) {
     const result = await window.CirclesConsole.call("play", { script });
