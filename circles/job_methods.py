@@ -18,10 +18,9 @@ from django.conf import settings
 
 from circles import jsonrpc
 from circles.jsonrpc import RpcError
-from circles.lookups import standing_in_circle
-from circles.methods import rpc_method
+from circles.methods import check_player, rpc_method
 from circles.registry import Param
-from circles.roles import Role, may_play
+from circles.roles import Role
 from circles.session import CircleSession
 from circles.subscriptions import Notice, Topic, register_topic
 from executor import job_store
@@ -80,16 +79,9 @@ def job_errors() -> Iterator[None]:
 
 async def viewer_of(session: CircleSession) -> Viewer:
     """The caller as the store sees it, after the check `play` makes (-32001, -32003)."""
-    pubkey = session.pubkey
-    if pubkey is None:
-        raise RpcError(jsonrpc.AUTHENTICATION_REQUIRED)
-    if not session.may_play_without_lookup():
-        version = session.version_before_read()
-        role, guest_may_play = await standing_in_circle(session.circle.id, pubkey)
-        session.note_role_at(role, version)
-        if not may_play(role, allow_guests=guest_may_play):
-            raise RpcError(jsonrpc.FORBIDDEN, data={"role": role, "needs": "member"})
-    current = session.role
+    await check_player(session)
+    pubkey, current = session.pubkey, session.role
+    assert pubkey is not None  # check_player refuses a signed-out session
     if current is None:  # signed in without a role: refused by the check above
         raise RpcError(jsonrpc.FORBIDDEN, data={"role": None, "needs": "member"})
     return Viewer(session.circle.id, pubkey, str(current), sees_all=current.at_least(Role.ADMIN))

@@ -161,7 +161,16 @@ async def logout(session: CircleSession) -> bool:
 async def play(
     session: CircleSession, script: str, timeout_ms: int | None = None, *, request_id: str = ""
 ) -> dict[str, Any]:
-    if session.pubkey is None:  # not authenticated
+    await check_player(session)
+    limits = session.limits
+    timeout = min(timeout_ms or limits.play_timeout_ms, limits.play_max_timeout_ms)
+    return await session.play_runner.run(session, script, timeout, request_id)
+
+
+async def check_player(session: CircleSession) -> None:
+    """Raise unless the session may run scripts: signed in (-32001) with a role that may `play`
+    (-32003). The role is re-read only when the session's trust in it has lapsed."""
+    if session.pubkey is None:
         raise RpcError(jsonrpc.AUTHENTICATION_REQUIRED)
     if not session.may_play_without_lookup():
         version = session.version_before_read()
@@ -169,9 +178,6 @@ async def play(
         session.note_role_at(role, version)
         if not may_play(role, allow_guests=guest_may_play):
             raise RpcError(jsonrpc.FORBIDDEN, data={"role": role, "needs": "member"})
-    limits = session.limits
-    timeout = min(timeout_ms or limits.play_timeout_ms, limits.play_max_timeout_ms)
-    return await session.play_runner.run(session, script, timeout, request_id)
 
 
 @cache

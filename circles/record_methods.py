@@ -11,10 +11,9 @@ from circles import jsonrpc
 from circles.change_sources import DatabaseLog, process_hub
 from circles.changes import head_seq, oldest_seq
 from circles.jsonrpc import RpcError
-from circles.lookups import database_read, standing_in_circle
-from circles.methods import rpc_method
+from circles.lookups import database_read
+from circles.methods import check_player, rpc_method
 from circles.record_stream import RecordStream
-from circles.roles import may_play
 from circles.session import CircleSession
 from circles.subscriptions import Topic, register_topic
 from executor.dsl import COLLECTION
@@ -26,14 +25,7 @@ _log = DatabaseLog()
 
 async def check_reader(session: CircleSession) -> None:
     """Raise unless the session may read the circle's records: `play`'s check (-32001, -32003)."""
-    if session.pubkey is None:
-        raise RpcError(jsonrpc.AUTHENTICATION_REQUIRED)
-    if not session.may_play_without_lookup():
-        version = session.version_before_read()
-        role, guest_may_play = await standing_in_circle(session.circle.id, session.pubkey)
-        session.note_role_at(role, version)
-        if not may_play(role, allow_guests=guest_may_play):
-            raise RpcError(jsonrpc.FORBIDDEN, data={"role": role, "needs": "member"})
+    await check_player(session)
 
 
 @database_read
