@@ -301,6 +301,12 @@ CIRCLES_JOBS_RETENTION_DAYS = env.int("CIRCLES_JOBS_RETENTION_DAYS", default=30)
 CIRCLES_JOBS_STREAM = env.str("CIRCLES_JOBS_STREAM", default=CIRCLES_QUEUE_STREAM + ":long")
 # Embedded mode: threads of the in-process executor kept for jobs (beside the play threads).
 CIRCLES_LOCAL_JOB_THREADS = env.int("CIRCLES_LOCAL_JOB_THREADS", default=1)
+# Each caller's and circle's share of the job slots (executor/job_shares.py): most job runs one
+# caller has queued or running at once in a circle, and one circle; 0: no bound. A run over a
+# share is not refused: its job stays `dispatched` until a place frees. Keep the caller's below
+# the job slots (`rhai_worker --job-slots` over every worker host) so others always find one.
+CIRCLES_JOBS_MAX_RUNNING_PER_CALLER = env.int("CIRCLES_JOBS_MAX_RUNNING_PER_CALLER", default=2)
+CIRCLES_JOBS_MAX_RUNNING_PER_CIRCLE = env.int("CIRCLES_JOBS_MAX_RUNNING_PER_CIRCLE", default=8)
 # Live records (the change log, circles.changes): kept per circle by count and by age, pruned by
 # `manage.py prune_changes`; an ASGI process also checks the log of the circles its clients watch
 # this often, so a change whose pub/sub message was lost reaches them anyway.

@@ -8,7 +8,7 @@ from django.http import HttpRequest
 
 from executor import job_store
 from executor.job_dispatch import interrupt, settle
-from executor.job_rules import FINAL, JobError
+from executor.job_rules import ACTIVE, FINAL, JobError
 from executor.job_store import Viewer
 from executor.models import JobRecord, ScriptRun
 
@@ -98,3 +98,23 @@ class JobRecordAdmin(admin.ModelAdmin):
                 settle(result.change)
                 stopped += 1
         self.message_user(request, f"stopped {stopped} jobs")
+
+    def has_delete_permission(self, request: HttpRequest, obj: JobRecord | None = None) -> bool:
+        """A dispatched or started job is stopped first, as `delete_job` requires."""
+        return super().has_delete_permission(request, obj) and (obj is None or obj.status not in ACTIVE)
+
+    def delete_model(self, request: HttpRequest, obj: JobRecord) -> None:
+        """As `delete_job`: refused while it runs, and the jobs waiting on it are released."""
+        self.delete_queryset(request, JobRecord.objects.filter(id=obj.id))
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[JobRecord]) -> None:
+        """Delete the selected jobs that are not dispatched or started; the others are left (and said)."""
+        kept = 0
+        for record in queryset.select_related("circle"):
+            viewer = Viewer(record.circle_id, record.caller_id, record.caller_role, sees_all=True)
+            try:
+                settle(job_store.delete(viewer, str(record.id)))
+            except JobError:
+                kept += 1
+        if kept:
+            self.message_user(request, f"{kept} running jobs were not deleted: stop them first")

@@ -4,7 +4,9 @@ With REDIS_URL a job run goes on the jobs' own stream (`CIRCLES_JOBS_STREAM`), w
 workers' job slots read (`rhai_worker --job-slots`), so jobs never take the capacity `play`
 runs on; a stop reaches the slot that holds the run through the cancel notices of that stream
 (`executor.cancels`). Embedded, runs go to a pool of `CIRCLES_LOCAL_JOB_THREADS` threads of
-their own beside the `play` pool, and a stop cancels the run's token directly.
+their own beside the `play` pool, and a stop cancels the run's token directly. Either way a
+run over its caller's or its circle's share of the job slots waits for a place
+(`executor.job_shares`), its job `dispatched`.
 """
 
 import logging
@@ -21,6 +23,7 @@ from executor import job_store
 from executor.cancels import cancel_channel, cancel_key
 from executor.job_events import CircleEvent, publisher
 from executor.job_runs import job_for, run_record
+from executor.job_shares import JobShareLimits, LocalJobShares
 from executor.job_store import Change
 from executor.jobs import Job
 from executor.models import JobRecord
@@ -46,16 +49,18 @@ def _queue() -> JobQueue:
 class LocalJobs:
     """Embedded mode: job runs on threads of their own, each stoppable by its job id."""
 
-    def __init__(self, threads: int) -> None:
+    def __init__(self, threads: int, limits: JobShareLimits) -> None:
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="rhai-job")
+        self.shares = LocalJobShares(limits)
         self.tokens: dict[str, rhai.CancelToken] = {}
         self.lock = threading.Lock()
 
     def submit(self, job: Job) -> None:
-        """Queue `job` for a job thread."""
+        """Queue `job` for a job thread (once its shares have room for it)."""
         with self.lock:
             self.tokens[job.run_id] = rhai.CancelToken()
-        self.pool.submit(self._run, job)
+        if self.shares.take(job):
+            self.pool.submit(self._run, job)
 
     def cancel(self, run_id: str) -> None:
         """Interrupt run `run_id` if it is running (a queued one finds its job stopped and never runs)."""
@@ -75,13 +80,15 @@ class LocalJobs:
         finally:
             with self.lock:
                 self.tokens.pop(job.run_id, None)
+            for ready in self.shares.give_back(job):
+                self.pool.submit(self._run, ready)
             close_old_connections()
 
 
 @cache
 def local_jobs() -> LocalJobs:
     """This process's job threads (embedded mode), started on first use."""
-    return LocalJobs(settings.CIRCLES_LOCAL_JOB_THREADS)
+    return LocalJobs(settings.CIRCLES_LOCAL_JOB_THREADS, JobShareLimits.from_settings())
 
 
 def dispatch(records: list[JobRecord]) -> list[CircleEvent]:
@@ -93,7 +100,7 @@ def dispatch(records: list[JobRecord]) -> list[CircleEvent]:
             local_jobs().submit(job)
             continue
         try:
-            _queue().enqueue(job)
+            _queue().enqueue_job_run(job, JobShareLimits.from_settings())
         except (QueueFull, QueueUnavailable) as exc:
             logger.warning("job %s not queued: %s", record.id, exc)
             event = job_store.undispatch(record, script_error("host", f"the job queue refused it ({exc})"))

@@ -26,6 +26,7 @@ from executor.caps import ResultTooLarge, check_answer
 from executor.dsl import RunContext, current_run, running
 from executor.engine import job_engine
 from executor.job_events import circle_event, publisher
+from executor.job_logs import LiveLogs
 from executor.job_rules import DISPATCHED, ERROR, FINISHED, STARTED, joined_logs, stopped_error
 from executor.job_store import Change
 from executor.jobs import Job
@@ -95,12 +96,17 @@ def run_record(job: Job, cancel: rhai.CancelToken | None = None, *, deliveries: 
     }
     started_at = record.started_at
     error = None
+    # Flushed by a thread of its own, outside the run's transaction; stopped once that ended: a
+    # flush may wait on the locks the transaction holds (SQLite's write lock, the job's row).
+    live = LiveLogs(job_id_of(job), job.run_id, settings.CIRCLES_JOBS_MAX_LOG_BYTES).start()
     try:
         with running(RunContext.for_job(job)):
-            result = job_engine().run(job.script, constants, timeout_ms=job.timeout_ms, cancel=cancel)
+            result = job_engine().run(
+                job.script, constants, timeout_ms=job.timeout_ms, cancel=cancel, tap=live.tap
+            )
             value = to_json(result.value)
             check_answer(result.output, value, settings.CIRCLES_RESULT_MAX_BYTES)
-            logs = joined_logs(result.logs, settings.CIRCLES_JOBS_MAX_LOG_BYTES)
+            logs = joined_logs(result.logs, settings.CIRCLES_JOBS_MAX_LOG_BYTES)  # as the flushes cut it
             current_run()  # the run's transaction, open now if the script never touched the database
             changed = _final(
                 job,
@@ -125,12 +131,23 @@ def run_record(job: Job, cancel: rhai.CancelToken | None = None, *, deliveries: 
     except Exception:  # the server's fault (the commit failed): the job ends, the worker lives on
         logger.exception("job %s run %s failed inside the server", job.job_id, job.run_id)
         error = server_fault()
+    finally:
+        live.stop()
     if error is not None:
         if error.get("kind") == "cancelled":  # only a stop cancels a job's run
             error = stopped_error()
-        if not _final(job, started_at, status=ERROR, error=error):
+        logs = live.text()  # what it printed before it failed: the flushes' lines and the rest
+        if not _final(job, started_at, status=ERROR, error=error, logs=logs, logs_size=len(logs.encode())):
+            _keep_logs_of_stopped(job, logs)
             return change  # a stop (or another delivery) ended it first
     return change_after_end(change, job_id_of(job))
+
+
+def _keep_logs_of_stopped(job: Job, logs: str) -> None:
+    """A stop ended the job while it ran: its row gets every line the run printed, not only those flushed."""
+    JobRecord.objects.filter(
+        id=job_id_of(job), run_id=job.run_id, status=ERROR, error__kind="stopped"
+    ).update(logs=logs, logs_size=len(logs.encode()))
 
 
 def change_after_end(change: Change, job_id: str) -> Change:

@@ -287,6 +287,7 @@ def bump_delivery(record_id: str, run_id: str, deliveries: int) -> JobRecord | N
             return None
         now = timezone.now()
         record.status, record.deliveries = STARTED, F("deliveries") + 1
+        record.logs, record.logs_size = None, 0  # this run's lines only (a dead worker's run is redone)
         if record.started_at is None:
             record.started_at = now
         _touch(record, now)

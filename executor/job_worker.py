@@ -28,6 +28,10 @@ logger = logging.getLogger("executor.job_worker")
 class JobWorker(Worker):
     """Runs job runs from the jobs' stream until stopped."""
 
+    # One entry at a time: an entry read waits in this slot's hands behind a run that may last an
+    # hour, unkept (another slot would claim and run it again), while other slots sit idle.
+    read_batch = 1
+
     def drop(self, delivery: QueuedJob, job: Job) -> None:
         """A run stopped before it ran: its job already ended `error` (stopped); acknowledge it."""
         self.queue.finish(delivery.entry_id)

@@ -13,6 +13,7 @@ import redis
 from django.conf import settings
 
 from executor.held_connection import HeldConnection
+from executor.job_shares import JOB_ADD, PROMOTE_WAITING, JobShareLimits, add_args
 from executor.jobs import Job
 from executor.lua import LuaScript
 from executor.redis_clients import sync_client
@@ -28,18 +29,28 @@ return redis.call('XADD', KEYS[1], '*', 'job', ARGV[2])
 # The end of every job, in one step like MULTI/EXEC and in one command: copy it to the
 # dead-letter stream (when it is given up), answer (when someone waits), give the run's place
 # in its caller's and circle's shares back (executor/shares.py: the entry names them),
-# acknowledge and delete.
+# acknowledge and delete; a job run's entry also names its circle's waiting list, whose first
+# runs with room then go on the stream (executor/job_shares.py).
 # KEYS: stream, dead-letter stream. ARGV: group, entry id; the channel and payload to publish
 # ('': nothing); the dead-letter reason and the job as queued ('': not dead-lettered).
-FINISH = LuaScript("""
+FINISH = LuaScript(
+    """
 if ARGV[5] ~= '' then
     redis.call('XADD', KEYS[2], '*', 'job', ARGV[6], 'reason', ARGV[5], 'entry', ARGV[2])
 end
 if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
 local entry = redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[2])[1]
+local stream, waiting, circle_share, per_caller_text, per_circle_text = KEYS[1], nil, nil, nil, nil
 if entry then
     local fields, run = entry[2], nil
-    for i = 1, #fields, 2 do if fields[i] == 'run' then run = fields[i + 1] end end
+    for i = 1, #fields, 2 do
+        local name, value = fields[i], fields[i + 1]
+        if name == 'run' then run = value
+        elseif name == 'circle_share' then circle_share = value
+        elseif name == 'waiting' then waiting = value
+        elseif name == 'per_caller' then per_caller_text = value
+        elseif name == 'per_circle' then per_circle_text = value end
+    end
     for i = 1, #fields, 2 do
         if run and (fields[i] == 'caller_share' or fields[i] == 'circle_share') then
             redis.call('ZREM', fields[i + 1], run)
@@ -47,8 +58,13 @@ if entry then
     end
 end
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
-return redis.call('XDEL', KEYS[1], ARGV[2])
-""")
+local deleted = redis.call('XDEL', KEYS[1], ARGV[2])
+"""
+    + PROMOTE_WAITING
+    + """
+return deleted
+"""
+)
 NOTHING = ("", b"")  # FINISH's arguments for no publication, or for no dead letter
 
 
@@ -145,6 +161,20 @@ class JobQueue:
         if not entry_id:
             raise QueueFull(f"{self.config.max_length} jobs outstanding")
         return entry_id.decode()
+
+    def enqueue_job_run(self, job: Job, limits: JobShareLimits) -> str | None:
+        """Add job run `job` within its caller's and circle's shares: the entry id, or None when it
+        waits for a place (it goes on the stream once one frees); raises QueueFull or QueueUnavailable."""
+        keys, args = add_args(self.config.stream, self.config.max_length, job, limits)
+        try:
+            reply = JOB_ADD.run(self.redis.execute_command, keys, args)
+        except redis.RedisError as exc:
+            raise QueueUnavailable(str(exc)) from exc
+        if reply is None:
+            raise QueueFull(f"{self.config.max_length} jobs outstanding")
+        if isinstance(reply, int):
+            return None
+        return reply.decode()
 
     def read(self, consumer: str, *, count: int = 1, block_ms: int = 1000) -> list[QueuedJob]:
         """New jobs for `consumer`, waiting up to `block_ms` for one."""

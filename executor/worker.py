@@ -41,6 +41,8 @@ SAVE_RUNS_AFTER_SECONDS = 0.5
 class Worker:
     """Runs jobs until stopped."""
 
+    read_batch = READ_BATCH  # entries taken per read, and per claim of a dead worker's
+
     def __init__(self, config: QueueConfig, *, name: str | None = None, block_ms: int = 1000) -> None:
         self.config = config
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
@@ -77,11 +79,11 @@ class Worker:
                 self.heartbeat.tick()
                 if time.monotonic() - last_claim >= CLAIM_EVERY_SECONDS:
                     last_claim = time.monotonic()
-                    self.handle_batch(self.queue.claim_stale(self.name))
+                    self.handle_batch(self.queue.claim_stale(self.name, count=self.read_batch))
                 if time.monotonic() - last_periodic >= periodic_every:
                     last_periodic = time.monotonic()
                     hooks.run_periodic()  # e.g. the webhook sweep: retries and events left unqueued
-                batch = self.queue.read(self.name, count=READ_BATCH, block_ms=self.read_block_ms())
+                batch = self.queue.read(self.name, count=self.read_batch, block_ms=self.read_block_ms())
                 self.handle_batch(batch)
                 self.stop_if_bloated()
                 if not batch or self.runs_due():

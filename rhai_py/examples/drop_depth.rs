@@ -6,7 +6,7 @@
 //! run, which Rhai does recursively), on the stack the budget gives a run. Prints one JSON
 //! line with the run's peak heap and the stack it was given; crashes if the stack was too small.
 
-use rhai_py::{build_engine, run_script, Limits, ScriptCache};
+use rhai_py::{build_engine, run_script, Limits, RunControl, ScriptCache};
 use std::collections::HashMap;
 
 fn script(shape: &str, links: usize) -> String {
@@ -56,7 +56,15 @@ fn main() {
         println!("{{\"survived_on\": {stack}}}");
         return;
     }
-    let outcome = run_script(&engine, &cache, &limits, &script(shape, links), HashMap::new(), 64, None);
+    let outcome = run_script(
+        &engine,
+        &cache,
+        &limits,
+        &script(shape, links),
+        HashMap::new(),
+        64,
+        RunControl::default(),
+    );
     let status = match &outcome.result {
         Ok(_) => "ok".to_string(),
         Err(f) => f.kind.as_str().to_string(),

@@ -4,7 +4,7 @@
 //! Usage: cargo run --release --example fib_native -- ITERATIONS MAX_OPERATIONS TIMEOUT_MS [SCRIPT]
 //! Prints one JSON line: {"median_ms": .., "min_ms": .., "value": "..", "operations": .., "times_ms": [..]}
 
-use rhai_py::{build_engine, run_script, Limits, ScriptCache};
+use rhai_py::{build_engine, run_script, Limits, RunControl, ScriptCache};
 use std::collections::HashMap;
 
 const FIB: &str = "fn fib(n) { if n < 2 { n } else { fib(n - 1) + fib(n - 2) } } fib(20)";
@@ -25,7 +25,7 @@ fn main() {
     let mut times = Vec::with_capacity(iterations);
     let mut last = None;
     for _ in 0..iterations {
-        let outcome = run_script(&engine, &cache, &limits, script, HashMap::new(), 64, None);
+        let outcome = run_script(&engine, &cache, &limits, script, HashMap::new(), 64, RunControl::default());
         times.push(outcome.elapsed.as_secs_f64() * 1000.0);
         last = Some(outcome);
     }

@@ -17,6 +17,7 @@ pub mod reclaim;
 pub mod runner;
 pub mod sandbox;
 pub mod state;
+pub mod tap;
 
 #[cfg(feature = "python")]
 mod python;
@@ -26,6 +27,7 @@ pub use errors::{ErrorKind, ScriptFailure, Termination};
 pub use limits::Limits;
 pub use runner::{release_outcome, run_script, RunOutcome};
 pub use sandbox::build_engine;
+pub use tap::{LogTap, RunControl};
 
 /// Every allocation of the library is counted against the budget of the run in progress.
 #[global_allocator]

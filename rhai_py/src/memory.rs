@@ -144,6 +144,14 @@ pub fn live_bytes() -> usize {
     }
 }
 
+/// Run `f` with this thread's run account paused: what it allocates or frees is not counted.
+pub fn untracked<T>(f: impl FnOnce() -> T) -> T {
+    let tracking = TRACKING.replace(false);
+    let result = f();
+    TRACKING.set(tracking);
+    result
+}
+
 /// Give freed heap memory back to the operating system (glibc keeps it otherwise).
 pub fn release_to_os() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

@@ -3,8 +3,6 @@
 
 use rhai::{Array, Dynamic, Engine, Map, Position, Scope};
 use std::collections::HashMap;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::cache::ScriptCache;
@@ -13,6 +11,7 @@ use crate::limits::Limits;
 use crate::memory;
 use crate::reclaim;
 use crate::state::{RunScope, RunStats};
+use crate::tap::RunControl;
 
 /// The smallest stack a run gets (the evaluation's own share, `state::EVAL_STACK_BYTES`, and room).
 pub const MIN_RUN_STACK_BYTES: usize = 64 * 1024 * 1024;
@@ -42,7 +41,8 @@ pub struct RunOutcome {
     pub elapsed: Duration,
 }
 
-/// Run `source` on `engine` under `limits` with `constants` visible (read-only) to the script.
+/// Run `source` on `engine` under `limits` with `constants` visible (read-only) to the script,
+/// stopped by `control.cancel` and printing into `control.tap` too when given.
 ///
 /// Runs on the calling thread (state is per thread, see [`crate::state`]), on a stack of its
 /// own of [`run_stack_bytes`]. The value (or thrown value) it returns must be given back to
@@ -54,10 +54,10 @@ pub fn run_script(
     source: &str,
     constants: HashMap<String, Dynamic>,
     max_value_depth: usize,
-    cancel: Option<Arc<AtomicBool>>,
+    control: RunControl,
 ) -> RunOutcome {
     stacker::grow(run_stack_bytes(limits), || {
-        let mut outcome = run_on_this_stack(engine, cache, limits, source, constants, cancel);
+        let mut outcome = run_on_this_stack(engine, cache, limits, source, constants, control);
         // Values nested deeper than the caller can convert are refused here: walking a
         // 10,000-deep array recurses 10,000 times.
         match &mut outcome.result {
@@ -99,7 +99,7 @@ fn run_on_this_stack(
     limits: &Limits,
     source: &str,
     constants: HashMap<String, Dynamic>,
-    cancel: Option<Arc<AtomicBool>>,
+    control: RunControl,
 ) -> RunOutcome {
     let start = Instant::now();
     if source.len() > limits.max_source_size {
@@ -115,7 +115,8 @@ fn run_on_this_stack(
         return RunOutcome { result: Err(failure), stats: RunStats::default(), elapsed: start.elapsed() };
     }
     let deadline = start.checked_add(Duration::from_millis(limits.timeout_ms));
-    let scope = RunScope::enter(deadline, limits.max_output_size, limits.max_memory_bytes, constants, cancel);
+    let scope =
+        RunScope::enter(deadline, limits.max_output_size, limits.max_memory_bytes, constants, control);
     let result = match cache.get_or_compile(engine, source) {
         Err(err) => Err(ScriptFailure::from_parse_error(&err)),
         Ok(ast) => {

@@ -16,6 +16,7 @@ use std::time::Instant;
 use crate::errors::Termination;
 use crate::memory;
 use crate::priority::{self, Demotion};
+use crate::tap::{LogTap, RunControl};
 
 /// Marker appended to the logs once output has been cut at `max_output_size`.
 pub const TRUNCATION_MARKER: &str = "[output truncated: max_output_size reached]";
@@ -49,6 +50,7 @@ thread_local! {
     static STACK_FLOOR: Cell<usize> = const { Cell::new(STACK_GUARD_BYTES) };
     static OUTPUT: RefCell<Output> = RefCell::new(Output::default());
     static CANCEL: RefCell<Option<Arc<AtomicBool>>> = const { RefCell::new(None) };
+    static TAP: RefCell<Option<LogTap>> = const { RefCell::new(None) };
     static CONSTANTS: RefCell<HashMap<String, Dynamic>> = RefCell::new(HashMap::new());
 }
 
@@ -80,6 +82,7 @@ pub struct RunScope {
     saved_output: Output,
     saved_constants: HashMap<String, Dynamic>,
     saved_cancel: Option<Arc<AtomicBool>>,
+    saved_tap: Option<LogTap>,
     finished: bool,
 }
 
@@ -90,7 +93,7 @@ impl RunScope {
         max_output_bytes: usize,
         max_memory_bytes: usize,
         constants: HashMap<String, Dynamic>,
-        cancel: Option<Arc<AtomicBool>>,
+        control: RunControl,
     ) -> Self {
         let has_constants = !constants.is_empty();
         let fresh = Output { max_bytes: max_output_bytes, ..Output::default() };
@@ -106,7 +109,8 @@ impl RunScope {
             saved_account: memory::begin(),
             saved_output: OUTPUT.with(|o| o.replace(fresh)),
             saved_constants: CONSTANTS.with(|c| c.replace(constants)),
-            saved_cancel: CANCEL.with(|c| c.replace(cancel)),
+            saved_cancel: CANCEL.with(|c| c.replace(control.cancel)),
+            saved_tap: TAP.with(|t| t.replace(control.tap)),
             finished: false,
         }
     }
@@ -133,6 +137,8 @@ impl RunScope {
         let out = OUTPUT.with(|o| o.replace(std::mem::take(&mut self.saved_output)));
         CONSTANTS.with(|c| c.replace(std::mem::take(&mut self.saved_constants)));
         CANCEL.with(|c| c.replace(self.saved_cancel.take()));
+        // The tap's list may be freed here (its reader gone): not the run's memory either way.
+        memory::untracked(|| drop(TAP.with(|t| t.replace(self.saved_tap.take()))));
         let usage = memory::end(self.saved_account);
         RunStats {
             logs: out.logs,
@@ -202,30 +208,50 @@ pub fn deadline_passed() -> bool {
     DEADLINE.get().is_some_and(|d| Instant::now() >= d)
 }
 
-/// `print`/`debug` hook: append to the run's log, respecting the byte cap.
+/// `print`/`debug` hook: append to the run's log, respecting the byte cap, and to its tap.
 pub fn push_log(text: &str) {
+    let kept = keep_log(text);
+    if kept.is_empty() {
+        return;
+    }
+    TAP.with(|t| {
+        if let Some(tap) = t.borrow().as_ref() {
+            for line in kept {
+                tap.push(line);
+            }
+        }
+    });
+}
+
+/// Append `text` to the run's log within its byte cap; the lines kept (the text, a cut of it
+/// and the truncation marker, or nothing once cut).
+fn keep_log(text: &str) -> Vec<&str> {
     OUTPUT.with(|o| {
         let mut out = o.borrow_mut();
         if out.truncated {
-            return;
+            return Vec::new();
         }
         let room = out.max_bytes.saturating_sub(out.bytes);
         if text.len() <= room {
             out.bytes += text.len();
             out.logs.push(text.to_string());
-        } else {
-            let mut cut = room;
-            while cut > 0 && !text.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            if cut > 0 {
-                out.logs.push(text[..cut].to_string());
-            }
-            out.bytes += cut;
-            out.logs.push(TRUNCATION_MARKER.to_string());
-            out.truncated = true;
+            return vec![text];
         }
-    });
+        let mut cut = room;
+        while cut > 0 && !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let mut kept = Vec::with_capacity(2);
+        if cut > 0 {
+            out.logs.push(text[..cut].to_string());
+            kept.push(&text[..cut]);
+        }
+        out.bytes += cut;
+        out.logs.push(TRUNCATION_MARKER.to_string());
+        out.truncated = true;
+        kept.push(TRUNCATION_MARKER);
+        kept
+    })
 }
 
 /// Value of a per-run constant, if the run has one with this name.

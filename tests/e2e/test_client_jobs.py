@@ -137,11 +137,6 @@ async def test_a_failed_job_ends_error_with_its_position(server: str, world: Wor
         assert (await job.get())["error"]["line"] == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="not built yet (issue 12, open): the Rhai binding hands a run's printed lines over only when"
-    " the run ends, so no `logs` notification is pushed while a job runs (docs/PROTOCOL.md, get_job_logs)",
-)
 async def test_follow_shows_the_logs_while_it_runs(server: str, world: World) -> None:
     async with connect(f"{server}/{world.circle}", key_of(world.member)) as client:
         job = await client.create_job(printing(4), timeout=60)

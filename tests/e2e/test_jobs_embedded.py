@@ -25,11 +25,15 @@ async def test_the_lifecycle_and_a_stop_in_embedded_mode(start_server, sqlite_wo
         assert statuses == ["dispatched", "started", "finished"]
         assert await client.call("get_job_logs", [job_id]) == {"logs": "hi"}
         assert await client.call("run_job", ["6 * 7"], timeout=30) == "42"
-        looping = await client.call("create_job", {"script": "loop {}", "timeout": 600})
+        looping = await client.call("create_job", {"script": 'print("early"); loop {}', "timeout": 600})
         await client.call("start_job", [looping])
-        await client.until(subscription, lambda n: n["job_id"] == looping and n["status"] == "started")
+        notices = await client.until(subscription, lambda n: n["job_id"] == looping and n.get("logs"))
+        [live] = [n for n in notices if n["job_id"] == looping and n.get("logs")]
+        assert live["status"] == "started" and live["logs"] == "early"  # pushed while it runs
+        assert await client.call("get_job_logs", [looping]) == {"logs": "early"}
         began = time.monotonic()
         assert await client.call("stop_job", [looping]) == {"success": True}
         stopped = await client.final_of(subscription, looping)
         assert time.monotonic() - began < 0.5 and stopped["error"]["kind"] == "stopped"
+        assert (await client.call("get_job", [looping]))["logs_size"] == 5  # a stopped job keeps its logs
         assert await client.call("run_job", ["1"], timeout=30) == "1"

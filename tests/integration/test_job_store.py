@@ -1,11 +1,15 @@
 """The jobs' lifecycle on real rows: visibility, limits, prerequisites, runs, stops (executor.job_store)."""
 
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import rhai
 
 from circles.models import Record
 from executor import job_store
+from executor.job_logs import LiveLogs
 from executor.job_rules import (
     InvalidJobParams,
     JobLimits,
@@ -13,6 +17,7 @@ from executor.job_rules import (
     TooManyActiveJobs,
     WrongJobState,
     check_spec,
+    joined_logs,
 )
 from executor.job_runs import job_for, run_record
 from executor.job_store import Viewer
@@ -181,3 +186,60 @@ def test_pruning_deletes_old_ended_jobs(circle, member) -> None:
     job_store.stop(member, str(record.id))
     assert job_store.prune(1) == 0
     assert job_store.prune(-1) == 1
+
+
+def test_a_running_jobs_printed_lines_reach_its_row_before_it_ends(circle, member) -> None:
+    record = new(member, 'print("first"); print("second"); loop {}', timeout=60)
+    job = job_for(job_store.start(member, str(record.id), LIMITS).to_dispatch[0], circle.public_key)
+    cancel = rhai.CancelToken()
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(run_record, job, cancel)
+        deadline = time.monotonic() + 30
+        while JobRecord.objects.get(id=record.id).logs is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        live = JobRecord.objects.get(id=record.id)
+        job_store.stop(member, str(record.id))
+        cancel.cancel()
+        running.result()
+    assert (live.status, live.logs, live.logs_size) == ("started", "first\nsecond", 12)
+    record.refresh_from_db()
+    assert record.error["kind"] == "stopped" and record.logs == "first\nsecond"  # a stop keeps them
+
+
+def test_a_failed_job_keeps_what_it_printed(circle, member) -> None:
+    record = new(member, 'print("before"); throw "boom"')
+    run_dispatched(job_store.start(member, str(record.id), LIMITS), circle)
+    record.refresh_from_db()
+    assert (record.status, record.logs, record.logs_size) == ("error", "before", 6)
+
+
+def test_a_flush_appends_only_the_new_lines_then_stops_once_the_job_ended(circle, member) -> None:
+    record = new(member, "1")
+    started = job_store.start(member, str(record.id), LIMITS).to_dispatch[0]
+    job_store.bump_delivery(str(record.id), str(started.run_id), 1)
+    live = LiveLogs(str(record.id), str(started.run_id), max_bytes=1000)
+    engine = rhai.Engine()
+    engine.eval('print("a"); print("b")', tap=live.tap)
+    revision = JobRecord.objects.get(id=record.id).revision
+    assert live.flush() and not live.flush()  # nothing new the second time
+    engine.eval('print("c")', tap=live.tap)
+    assert live.flush()
+    row = JobRecord.objects.get(id=record.id)
+    assert (row.logs, row.logs_size, row.revision) == ("a\nb\nc", 5, revision + 2)
+    job_store.stop(member, str(record.id))
+    engine.eval('print("d")', tap=live.tap)
+    assert not live.flush() and live.stopping.is_set()
+    assert JobRecord.objects.get(id=record.id).logs == "a\nb\nc"
+
+
+def test_live_logs_are_cut_at_the_bound_like_the_final_ones(circle, member) -> None:
+    record = new(member, "1")
+    started = job_store.start(member, str(record.id), LIMITS).to_dispatch[0]
+    job_store.bump_delivery(str(record.id), str(started.run_id), 1)
+    live = LiveLogs(str(record.id), str(started.run_id), max_bytes=8)
+    rhai.Engine().eval('print("12345"); print("67890")', tap=live.tap)
+    assert live.flush()
+    row = JobRecord.objects.get(id=record.id)
+    assert row.logs == joined_logs(["12345", "67890"], 8) == "12345\n67\n[logs truncated at 8 bytes]"
+    rhai.Engine().eval('print("more")', tap=live.tap)
+    assert not live.flush()  # past the bound: the row's logs no longer change

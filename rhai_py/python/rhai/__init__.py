@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ._errors import KINDS, HostError, LimitError, ParseError, RhaiError, ScriptError
-from ._rhai import MAX_ARITY, RHAI_VERSION, CancelToken, RunResult
+from ._rhai import MAX_ARITY, RHAI_VERSION, CancelToken, LogTap, RunResult
 from ._rhai import Engine as _NativeEngine
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "Engine",
     "HostError",
     "LimitError",
+    "LogTap",
     "ParseError",
     "RhaiError",
     "RunResult",
@@ -144,6 +145,7 @@ class Engine(_NativeEngine):
         *,
         timeout_ms: int | None = None,
         cancel: CancelToken | None = None,
+        tap: LogTap | None = None,
     ) -> Any:
         """Run ``script`` and return its value as a Python object.
 
@@ -152,11 +154,13 @@ class Engine(_NativeEngine):
         and blobs come back as ``float`` and ``bytes``: the value's JSON form is the caller's
         concern. ``timeout_ms`` shortens the engine's timeout for this run only (a longer one is
         ignored: the engine's is the ceiling). ``cancel`` stops the run (kind ``cancelled``, a
-        :class:`LimitError`) once another thread calls its ``cancel()``. Raises a
+        :class:`LimitError`) once another thread calls its ``cancel()``. ``tap`` (a
+        :class:`LogTap`) receives the lines the script prints as it prints them, so another
+        thread can ``take()`` them while it runs (the same lines ``RunResult.logs`` keeps). Raises a
         :class:`RhaiError` subclass when the script fails. The GIL is released while the script
         runs.
         """
-        return super().eval(script, constants, timeout_ms=timeout_ms, cancel=cancel)
+        return super().eval(script, constants, timeout_ms=timeout_ms, cancel=cancel, tap=tap)
 
     def run(
         self,
@@ -165,9 +169,10 @@ class Engine(_NativeEngine):
         *,
         timeout_ms: int | None = None,
         cancel: CancelToken | None = None,
+        tap: LogTap | None = None,
     ) -> RunResult:
         """Like :meth:`eval`, but return a :class:`RunResult`: ``value``, ``output`` (the value
         as Rhai prints it), ``logs`` (print/debug lines, capped at ``max_output_size`` bytes,
         then ``truncated`` is true and the last line is a marker), ``operations``,
         ``peak_memory_bytes`` and ``elapsed_ms``."""
-        return super().run(script, constants, timeout_ms=timeout_ms, cancel=cancel)
+        return super().run(script, constants, timeout_ms=timeout_ms, cancel=cancel, tap=tap)

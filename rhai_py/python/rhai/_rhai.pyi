@@ -35,6 +35,7 @@ class Engine:
         *,
         timeout_ms: int | None = None,
         cancel: CancelToken | None = None,
+        tap: LogTap | None = None,
     ) -> Any: ...
     def run(
         self,
@@ -43,6 +44,7 @@ class Engine:
         *,
         timeout_ms: int | None = None,
         cancel: CancelToken | None = None,
+        tap: LogTap | None = None,
     ) -> RunResult: ...
     @staticmethod
     def left_behind_bytes() -> int: ...
@@ -76,3 +78,11 @@ class CancelToken:
     def cancel(self) -> None: ...
     @property
     def cancelled(self) -> bool: ...
+
+class LogTap:
+    """Receives the lines printed by the runs given it; `take()` them from any thread while they run."""
+
+    def __new__(cls) -> LogTap: ...
+    def take(self) -> list[str]: ...
+    @property
+    def pending(self) -> int: ...

@@ -17,6 +17,7 @@ use crate::python::errors::{failure_to_pyerr, stash_host_error, take_host_error}
 use crate::runner::{release_outcome, run_script, RunOutcome};
 use crate::sandbox::build_engine;
 use crate::state::{self, RunStats};
+use crate::tap::{LogTap as Tap, RunControl};
 
 /// Compiled scripts an engine keeps unless told otherwise (`cache_size`).
 pub const DEFAULT_CACHE_SIZE: usize = 256;
@@ -180,6 +181,7 @@ impl PyEngine {
         constants: Option<&Bound<'_, PyDict>>,
         timeout_ms: Option<u64>,
         cancel: Option<&CancelToken>,
+        tap: Option<&LogTap>,
     ) -> PyResult<RunOutcome> {
         let constants = self.constants_from(constants)?;
         let engine = self.current();
@@ -189,9 +191,12 @@ impl PyEngine {
             Some(ms) if ms < self.limits.timeout_ms => Limits { timeout_ms: ms, ..self.limits.clone() },
             _ => self.limits.clone(),
         };
-        let cancel = cancel.map(|token| Arc::clone(&token.flag));
+        let control = RunControl {
+            cancel: cancel.map(|token| Arc::clone(&token.flag)),
+            tap: tap.map(|t| t.tap.clone()),
+        };
         let outcome = py
-            .detach(|| run_script(&engine, &self.cache, &limits, script, constants, self.max_depth, cancel));
+            .detach(|| run_script(&engine, &self.cache, &limits, script, constants, self.max_depth, control));
         Ok(outcome)
     }
 
@@ -326,7 +331,7 @@ impl PyEngine {
     }
 
     /// Evaluate `script` and return its value (see the Python docstring).
-    #[pyo3(signature = (script, constants = None, *, timeout_ms = None, cancel = None))]
+    #[pyo3(signature = (script, constants = None, *, timeout_ms = None, cancel = None, tap = None))]
     fn eval(
         &self,
         py: Python<'_>,
@@ -334,13 +339,14 @@ impl PyEngine {
         constants: Option<&Bound<'_, PyDict>>,
         timeout_ms: Option<u64>,
         cancel: Option<PyRef<'_, CancelToken>>,
+        tap: Option<PyRef<'_, LogTap>>,
     ) -> PyResult<Py<PyAny>> {
-        let outcome = self.execute(py, script, constants, timeout_ms, cancel.as_deref())?;
+        let outcome = self.execute(py, script, constants, timeout_ms, cancel.as_deref(), tap.as_deref())?;
         self.value_or_raise(py, outcome.result, &outcome.stats).map(|(obj, _)| obj)
     }
 
     /// Run `script` and return a `RunResult` (see the Python docstring).
-    #[pyo3(signature = (script, constants = None, *, timeout_ms = None, cancel = None))]
+    #[pyo3(signature = (script, constants = None, *, timeout_ms = None, cancel = None, tap = None))]
     fn run(
         &self,
         py: Python<'_>,
@@ -348,8 +354,9 @@ impl PyEngine {
         constants: Option<&Bound<'_, PyDict>>,
         timeout_ms: Option<u64>,
         cancel: Option<PyRef<'_, CancelToken>>,
+        tap: Option<PyRef<'_, LogTap>>,
     ) -> PyResult<RunResult> {
-        let outcome = self.execute(py, script, constants, timeout_ms, cancel.as_deref())?;
+        let outcome = self.execute(py, script, constants, timeout_ms, cancel.as_deref(), tap.as_deref())?;
         let (value, output) = self.value_or_raise(py, outcome.result, &outcome.stats)?;
         Ok(RunResult {
             value,
@@ -421,6 +428,32 @@ impl CancelToken {
     #[getter]
     fn cancelled(&self) -> bool {
         self.flag.load(Ordering::Relaxed)
+    }
+}
+
+/// The printed lines of the runs given this tap, for another thread to take while they run.
+#[pyclass(frozen, module = "rhai._rhai", name = "LogTap")]
+pub struct LogTap {
+    tap: Tap,
+}
+
+#[pymethods]
+impl LogTap {
+    #[new]
+    fn new() -> Self {
+        LogTap { tap: Tap::new() }
+    }
+
+    /// The lines printed since the last `take()` (oldest first; empty when none came).
+    fn take(&self, py: Python<'_>) -> Vec<String> {
+        // The run holds the tap's lock only to append a line, never while waiting for the GIL.
+        py.detach(|| self.tap.take())
+    }
+
+    /// Lines waiting to be taken.
+    #[getter]
+    fn pending(&self) -> usize {
+        self.tap.pending()
     }
 }
 
