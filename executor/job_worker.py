@@ -3,18 +3,14 @@
 It is a `Worker` (the same loop, claims, cancel watcher and reconnects) whose jobs are job runs
 (`executor.job_runs.run_record`): the job's row, not a waiting connection, gets the outcome,
 and its change is published to the circle's group. While a run goes on (up to the jobs'
-timeout cap, far past the queue's claim idle time) a keeper thread re-claims its entry for
-this worker and beats the heartbeat, so no other worker takes a job that is still running;
+timeout cap, far past the queue's claim idle time) the worker's keeper thread
+(`Worker.keep_in_hand`) re-claims its entry for this worker and beats the heartbeat, so no
+other worker takes a job that is still running;
 a worker that dies stops re-claiming, and after the idle time another slot runs the job again,
 up to the queue's deliveries, then it ends `error` kind `host`.
 """
 
-import contextlib
 import logging
-import threading
-from collections.abc import Iterator
-
-import redis
 
 from executor.job_dispatch import settle
 from executor.job_runs import end_dead, run_record
@@ -51,32 +47,8 @@ class JobWorker(Worker):
             settle(end_dead(job, delivery.deliveries))
             self.queue.dead_letter(delivery, f"delivered {delivery.deliveries} times")
             return
-        with self.keeping(delivery.entry_id), self.cancels.watching(job.run_id) as cancel:
+        with self.holding(delivery.entry_id), self.cancels.watching(job.run_id) as cancel:
             change = run_record(job, cancel, deliveries=delivery.deliveries)
         settle(change)
         self.queue.finish(delivery.entry_id)
         self.jobs_done += 1
-
-    @contextlib.contextmanager
-    def keeping(self, entry_id: str) -> Iterator[None]:
-        """While the block runs: re-claim `entry_id` for this worker and beat, each third of the idle time."""
-        done = threading.Event()
-        every = max(self.config.claim_idle_ms / 3000, 0.1)
-
-        def keep() -> None:
-            while not done.wait(every):
-                try:
-                    self.queue.redis.xclaim(
-                        self.config.stream, self.config.group, self.name, 0, [entry_id], justid=True
-                    )
-                    self.heartbeat.tick()
-                except redis.RedisError as exc:
-                    logger.warning("job slot %s could not keep entry %s (%s)", self.name, entry_id, exc)
-
-        keeper = threading.Thread(target=keep, name="job-keeper", daemon=True)
-        keeper.start()
-        try:
-            yield
-        finally:
-            done.set()
-            keeper.join(1.0)

@@ -4,11 +4,13 @@ It survives Redis going away (reconnects with backoff and carries on) and stops 
 `stop()` (SIGTERM) lets the job in hand finish, be delivered and acknowledged, then exits.
 """
 
+import contextlib
 import logging
 import os
 import socket
 import threading
 import time
+from collections.abc import Iterator
 
 import redis
 import rhai
@@ -103,13 +105,14 @@ class Worker:
         """The keeper thread: while a run lasts past a third of the claim idle time, re-claim its
         entry for this worker and beat the heartbeat, each third of that time.
 
-        A `play` may run up to CIRCLES_PLAY_MAX_TIMEOUT_MS, longer than CIRCLES_QUEUE_CLAIM_IDLE_MS:
+        A `play` may run up to CIRCLES_PLAY_MAX_TIMEOUT_MS and a job far longer, past
+        CIRCLES_QUEUE_CLAIM_IDLE_MS:
         without this another worker would claim the entry of a run still going and run it a
         second time (its effects stay once, by the run's mark, but its CPU is spent twice), and
         the heartbeat, beaten from the loop the run holds, would lapse.
         """
         every = max(self.config.claim_idle_ms / 3000, 0.1)
-        while not self.stopping:
+        while not (self.stopping and self.in_hand is None):  # a stopping worker finishes its run
             time.sleep(every)
             in_hand = self.in_hand
             if in_hand is None or time.monotonic() - in_hand[1] < every:
@@ -121,6 +124,15 @@ class Worker:
                 self.heartbeat.tick()
             except redis.RedisError as exc:
                 logger.warning("worker %s could not keep entry %s (%s)", self.name, in_hand[0], exc)
+
+    @contextlib.contextmanager
+    def holding(self, entry_id: str) -> Iterator[None]:
+        """The block runs entry `entry_id`: the keeper keeps it this worker's while it lasts."""
+        self.in_hand = (entry_id, time.monotonic())
+        try:
+            yield
+        finally:
+            self.in_hand = None
 
     def stop_if_bloated(self) -> None:
         """Stop (to be replaced by the supervisor) once runs left too much memory behind.
@@ -209,12 +221,8 @@ class Worker:
             metrics.JOB_DEAD.observe(0)
             return
         started = time.perf_counter()
-        self.in_hand = (delivery.entry_id, time.monotonic())
-        try:
-            with self.cancels.watching(job.run_id) as cancel:
-                report = run_job(job, cancel=cancel, redelivered=delivery.deliveries > 1)
-        finally:
-            self.in_hand = None
+        with self.holding(delivery.entry_id), self.cancels.watching(job.run_id) as cancel:
+            report = run_job(job, cancel=cancel, redelivered=delivery.deliveries > 1)
         self.finish(delivery, report)
         outcome = report.outcome
         elapsed = time.perf_counter() - started
