@@ -5,6 +5,7 @@ docs/PROTOCOL.md, "Live records". Who may watch a circle's records is who may re
 """
 
 import re
+import time
 from typing import Any
 
 from circles import jsonrpc
@@ -16,6 +17,7 @@ from circles.methods import check_player, rpc_method
 from circles.record_stream import RecordStream
 from circles.session import CircleSession
 from circles.subscriptions import Topic, register_topic
+from executor import membership_notices
 from executor.dsl import COLLECTION
 
 RECORDS = "records"
@@ -32,6 +34,33 @@ async def check_reader(session: CircleSession) -> None:
 def window(circle_id: int) -> tuple[int, int]:
     """The circle's (head, oldest kept seq)."""
     return head_seq(circle_id), oldest_seq(circle_id)
+
+
+class ReaderGate:
+    """A records subscriber's standing, read again after a membership change of the circle and
+    at least every CIRCLES_ROLE_CACHE_SECONDS (`circles.record_stream.Gate`)."""
+
+    def __init__(self, session: CircleSession) -> None:
+        self.session = session
+        self.version = membership_notices.versions.current(session.circle.id)
+        self.checked_at = time.monotonic()
+
+    def trusted(self) -> bool:
+        """Whether no membership change was heard since the last read, and that read is recent."""
+        return (
+            membership_notices.versions.current(self.session.circle.id) == self.version
+            and time.monotonic() - self.checked_at < self.session.limits.role_cache_seconds
+        )
+
+    async def recheck(self) -> RpcError | None:
+        """`play`'s check again: None when the caller may still read, else its refusal."""
+        version = membership_notices.versions.current(self.session.circle.id)
+        try:
+            await check_reader(self.session)
+        except RpcError as error:
+            return error
+        self.version, self.checked_at = version, time.monotonic()
+        return None
 
 
 def invalid(field: str, reason: str) -> RpcError:
@@ -70,6 +99,7 @@ async def open_records(session: CircleSession, params: dict[str, Any]) -> Record
         prefix=prefix,
         since=since,
         buffer_limit=subscriptions.outbox.maxsize,
+        gate=ReaderGate(session),
     )
     await stream.open()
     if since is None:

@@ -13,6 +13,10 @@ A client that reads slowly while history is read only stops the catch-up; a buff
 grow past `buffer_limit` is dropped instead (the log still has all of it), `mark` moves up to
 the change that overflowed it, and the catch-up reads that stretch from the log too. Live, a
 change is pushed at once; the outbox bound then closes a connection that does not read (4408).
+
+Live, a change also waits while the caller's standing is read again (`Gate`: after a
+membership change of the circle, and at least every CIRCLES_ROLE_CACHE_SECONDS while changes
+flow): a caller who may no longer read gets one last frame with an `error` and nothing more.
 """
 
 import asyncio
@@ -20,6 +24,7 @@ import logging
 from typing import Protocol
 
 from circles.change_hub import Change, ChangeHub, Log
+from circles.jsonrpc import RpcError
 
 logger = logging.getLogger("circles.record_stream")
 
@@ -27,10 +32,23 @@ HISTORY_PAGE = 500  # changes per log read while catching up
 RETRY_SECONDS = 1.0  # after a failed log read, before trying again
 
 
+class Gate(Protocol):
+    """Whether a subscriber may still read: trusted as long as nothing says otherwise."""
+
+    def trusted(self) -> bool:
+        """Whether the standing read last still holds (no membership change, not too old)."""
+
+    async def recheck(self) -> RpcError | None:
+        """Read the standing again: None when the caller may still read, else the refusal."""
+
+
 class Outbox(Protocol):
     """Where a subscription's frames go (`circles.subscriptions.Subscriptions`)."""
 
     closed: bool
+
+    def revoke(self, subscription: str, error: RpcError) -> None:
+        """End `subscription` with `error` (its caller may no longer read)."""
 
     def push(self, frame: str) -> None:
         """Queue a frame; past the unread bound the connection is closed (4408)."""
@@ -59,6 +77,7 @@ class RecordStream:
         since: int | None = None,
         buffer_limit: int = 1000,
         page: int = HISTORY_PAGE,
+        gate: "Gate | None" = None,
     ) -> None:
         self.hub, self.log, self.outbox = hub, log, outbox
         self.circle_id, self.collection, self.prefix, self.since = circle_id, collection, prefix, since
@@ -71,6 +90,8 @@ class RecordStream:
         self.task: asyncio.Task[None] | None = None
         self.watching = False
         self.stopped = False
+        self.gate = gate
+        self.subscription = ""
 
     async def open(self) -> int:
         """Start watching the hub (before any history is read); returns the mark."""
@@ -84,6 +105,11 @@ class RecordStream:
         """The hub's next change of the collection."""
         if self.prefix and not change.key.startswith(self.prefix):
             return
+        if self.live and self.gate is not None and not self.gate.trusted():
+            # The caller's standing may have changed: hold live changes until it is read again.
+            self.live = False
+            self.since = self.mark = self.cursor
+            self.task = asyncio.get_running_loop().create_task(self.recheck())
         if self.live:
             if change.seq > self.cursor:
                 self.cursor = change.seq
@@ -97,6 +123,7 @@ class RecordStream:
 
     def start(self, subscription: str) -> None:
         """The subscribe answer went out: send history, then live changes, as `subscription`."""
+        self.subscription = subscription
         self.head = frame_head(subscription)
         self.task = asyncio.get_running_loop().create_task(self.catch_up())
 
@@ -131,8 +158,19 @@ class RecordStream:
         self.cursor = cursor
         self.live = True
 
+    async def recheck(self) -> None:
+        """Read the caller's standing again: revoked, or send what was held and go live again."""
+        assert self.gate is not None
+        error = await self.gate.recheck()
+        if error is not None:
+            logger.info("records subscription %s revoked: %s", self.subscription, error.message)
+            self.stop()
+            self.outbox.revoke(self.subscription, error)
+            return
+        await self.catch_up()
+
     def stop(self) -> None:
-        """Stop watching and catching up (unsubscribe, or the connection ended)."""
+        """Stop watching and catching up (unsubscribe, revoked, or the connection ended)."""
         self.stopped = True
         if self.task is not None:
             self.task.cancel()

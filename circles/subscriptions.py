@@ -208,6 +208,19 @@ class Subscriptions:
             del self.revisions[key]
         return True
 
+    def revoke(self, sub: str, error: RpcError) -> None:
+        """End stream `sub` because its caller may no longer read: one last frame carries `error`
+        where a notification carries `result`, then nothing more comes for `sub`."""
+        if self.streams.pop(sub, None) is None:
+            return
+        self.held.discard(sub)
+        frame = {
+            "jsonrpc": "2.0",
+            "method": NOTIFICATION_METHOD,
+            "params": {"subscription": sub, "error": error.to_dict()},
+        }
+        self.push(encode(frame))
+
     async def listen(self, name: str, session: Any, listener: Listener) -> Callable[[], None]:
         """Call `listener` with each event of topic `name` until the returned function is called."""
         await self.joined(TOPICS[name], session)

@@ -131,6 +131,12 @@ class Subscriptions:
         if subscription is None:
             logger.debug("ignoring a notification of an unknown subscription %r", params.get("subscription"))
             return
+        error = params.get("error")
+        if isinstance(error, dict):  # the server ended it (its caller may no longer read)
+            self._forget(subscription)
+            subscription.id = None
+            subscription.end(RpcError.from_response(error))
+            return
         subscription.push(params.get("result"))
 
     async def subscribe(

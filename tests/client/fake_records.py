@@ -11,6 +11,7 @@ The real server is in tests/e2e/test_client_watch.py.
 """
 
 import asyncio
+import json
 import re
 import secrets
 from typing import Any
@@ -79,6 +80,17 @@ class FakeLiveCircle(FakeJobsCircle):
                     if watch.get("topic") == "records" and self.matches(watch, change):
                         await self.notify(connection, sub_id, change)
             return self.head
+
+    async def revoke_all(self) -> None:
+        """End every records subscription as the server does when its caller may no longer read."""
+        error = {"code": -32003, "message": "Forbidden", "data": {"role": "guest", "needs": "member"}}
+        for connection in self.connections:
+            for sub_id, watch in list(connection.subscriptions.items()):
+                if watch.get("topic") == "records":
+                    del connection.subscriptions[sub_id]
+                    message = {"subscription": sub_id, "error": error}
+                    frame = {"jsonrpc": "2.0", "method": "subscription", "params": message}
+                    await connection.ws.send(json.dumps(frame))
 
     @staticmethod
     def matches(watch: dict[str, Any], change: dict[str, Any]) -> bool:

@@ -189,6 +189,18 @@ async def test_compacted_while_away_ends_the_watch_after_what_it_had(
         assert await seqs(again, 1) == [7]
 
 
+async def test_a_watch_the_server_ends_raises_its_error(client: CircleClient, circle: FakeLiveCircle) -> None:
+    watch = await client.watch("notes").start()
+    await circle.put("notes", "a", {"n": 1})
+    assert await seqs(watch, 1) == [1]
+    await circle.revoke_all()  # the caller was removed from the circle
+    with pytest.raises(Forbidden) as raised:
+        await watch.next(timeout=2)
+    assert raised.value.data == {"role": "guest", "needs": "member"}
+    with pytest.raises(Forbidden):  # ended for good
+        await watch.next(timeout=2)
+
+
 async def test_refusals_are_raised_by_start(client: CircleClient, circle: FakeLiveCircle) -> None:
     with pytest.raises(InvalidParams) as beyond:
         await client.watch("notes", since=5).start()

@@ -156,6 +156,31 @@ async def test_who_may_not_read_is_refused_and_bad_params_named(servers, world: 
         assert ahead["data"]["reason"].startswith("greater than the latest change ")
 
 
+async def test_a_member_removed_while_watching_gets_an_error_and_no_more_changes(
+    servers, world: World
+) -> None:
+    collection, newcomer = fresh(), WalletKey.named(fresh())
+    async with await signed_in(servers[1], world.circle, world.owner) as owner:
+        added = await owner.call("play", {"script": f'circle::add_member("{newcomer.pubkey}", "member")'})
+        assert added["value"] is True
+        async with await signed_in(servers[0], world.circle, newcomer) as watcher:
+            subscription = await watcher.call("subscribe", {"topic": "records", "collection": collection})
+            await put(owner, collection, "before")
+            [first] = await changes(watcher, subscription, 1)
+            assert first["key"] == "before"
+            await owner.call("play", {"script": f'circle::remove_member("{newcomer.pubkey}")'}, timeout=30)
+            await put(owner, collection, "after")
+            await put(owner, collection, "later")
+            found = await watcher.until(subscription, lambda frame: "error" in frame, 20)
+            *delivered, last = found
+            assert last["error"]["code"] == -32003
+            assert last["error"]["data"] == {"role": "guest", "needs": "member"}
+            assert "later" not in {change["key"] for change in delivered}
+            await put(owner, collection, "after-the-end")
+            assert (await watcher.call("whoami"))["authenticated"] is True  # the socket stays open
+            assert watcher.notifications[subscription] == found  # nothing came after the error
+
+
 async def test_a_script_that_throws_after_a_put_leaves_no_change(servers, world: World) -> None:
     collection = fresh()
     async with (

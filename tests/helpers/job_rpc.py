@@ -29,7 +29,9 @@ class NotifiedClient(RpcClient):
         if message.get("method") != "subscription":
             return message
         params = message["params"]
-        self.notifications.setdefault(params["subscription"], []).append(params["result"])
+        # A subscription the server ends (its caller may no longer read) ends with an `error`.
+        result = params["result"] if "result" in params else {"error": params["error"]}
+        self.notifications.setdefault(params["subscription"], []).append(result)
         return None
 
     async def until(self, subscription: str, predicate, timeout: float = 20.0) -> list[dict]:
