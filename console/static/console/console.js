@@ -210,11 +210,20 @@
 
   // --- running and showing results ---------------------------------------------------------------
 
+  // A DOM element with an optional class and text (the panels build their rows with it).
   function element(tag, className, text) {
     const node = document.createElement(tag);
     if (className) node.className = className;
     if (text !== undefined) node.textContent = text;
     return node;
+  }
+
+  // An RPC error as the panels show it: the script's message, or the error's message, code and reason.
+  function problem(error) {
+    if (!error) return "";
+    if (error.code === -32000 && error.data) return error.data.message;
+    const data = error.data && error.data.reason ? `: ${error.data.reason}` : "";
+    return `${error.message}${error.code !== undefined ? ` (${error.code})` : ""}${data}`;
   }
 
   // A Rhai string literal: quotes and backslashes escaped, control characters as \xHH.
@@ -291,6 +300,8 @@
   // the editor's script and its error mark, and Rhai quoting for the scripts panels run.
   window.CirclesConsole = {
     call,
+    element,
+    problem,
     rhaiString,
     whoami: () => call("whoami").then((me) => { showIdentity(me, wantAddress); return me; }),
     onNotification: (listener) => { notificationListeners.push(listener); },

@@ -6,6 +6,7 @@
 // changed while the page was disconnected shows its real status. No inline code.
 (() => {
   "use strict";
+  const { element, problem } = window.CirclesConsole;
 
   const $ = (id) => document.getElementById(id);
   const ui = {
@@ -25,20 +26,6 @@
   let reloadTimer = null;
 
   const call = (method, params) => window.CirclesConsole.call(method, params);
-
-  function element(tag, className, text) {
-    const node = document.createElement(tag);
-    if (className) node.className = className;
-    if (text !== undefined) node.textContent = text;
-    return node;
-  }
-
-  function problem(error) {
-    if (!error) return "";
-    if (error.code === -32000 && error.data) return error.data.message;
-    const data = error.data && error.data.reason ? `: ${error.data.reason}` : "";
-    return `${error.message}${error.code !== undefined ? ` (${error.code})` : ""}${data}`;
-  }
 
   function showError(error) {
     ui.error.hidden = !error;

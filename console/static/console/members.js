@@ -3,6 +3,7 @@
 // server's rules apply: an admin sees admins' rows read-only and cannot add one. No inline code.
 (() => {
   "use strict";
+  const { element, problem } = window.CirclesConsole;
 
   const $ = (id) => document.getElementById(id);
   const ui = {
@@ -21,22 +22,9 @@
     return result.value;
   }
 
-  function problem(error) {
-    if (!error) return "";
-    if (error.code === -32000 && error.data) return error.data.message;
-    return `${error.message}${error.code !== undefined ? ` (${error.code})` : ""}`;
-  }
-
   function showError(error) {
     ui.error.hidden = !error;
     ui.error.textContent = error ? problem(error) : "";
-  }
-
-  function element(tag, className, text) {
-    const node = document.createElement(tag);
-    if (className) node.className = className;
-    if (text !== undefined) node.textContent = text;
-    return node;
   }
 
   // Whether the signed-in key may change a row with this role (the server checks it again).

@@ -8,6 +8,7 @@
 // server no longer keeps those changes (-32006) it loads everything again. No inline code.
 (() => {
   "use strict";
+  const { element, problem } = window.CirclesConsole;
 
   const $ = (id) => document.getElementById(id);
   const ui = {
@@ -29,20 +30,6 @@
 
   const call = (method, params) => window.CirclesConsole.call(method, params);
   const quote = (text) => window.CirclesConsole.rhaiString(text);
-
-  function element(tag, className, text) {
-    const node = document.createElement(tag);
-    if (className) node.className = className;
-    if (text !== undefined) node.textContent = text;
-    return node;
-  }
-
-  function problem(error) {
-    if (!error) return "";
-    if (error.code === -32000 && error.data) return error.data.message;
-    const data = error.data && error.data.reason ? `: ${error.data.reason}` : "";
-    return `${error.message}${error.code !== undefined ? ` (${error.code})` : ""}${data}`;
-  }
 
   function showError(error) {
     ui.error.hidden = !error;
