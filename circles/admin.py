@@ -1,10 +1,12 @@
-"""Operators' view of circles, their members, and who changed membership when (from which run)."""
+"""Operators' view of circles, their members, who changed membership when (from which run), their
+records and the change log of those records."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.contrib import admin
+from django.db import transaction
 from django.db.models import Count, Exists, OuterRef, QuerySet, Subquery
 from django.forms import BaseInlineFormSet, ModelForm
 from django.http import HttpRequest
@@ -12,8 +14,12 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
 from circles import membership
-from circles.models import Circle, Member, MembershipChange, Record
+from circles.changes import PendingChange
+from circles.models import Circle, Member, MembershipChange, Record, RecordChange
+from executor.change_commit import commit_changes
 from executor.models import ScriptRun
+
+ADMIN_SOURCE = "admin"  # the source of changes an operator made in the admin
 
 
 def _operator(request: HttpRequest) -> membership.Actor:
@@ -239,7 +245,12 @@ class MembershipChangeAdmin(admin.ModelAdmin):
 
 @admin.register(Record)
 class RecordAdmin(admin.ModelAdmin):
-    """Circle data as scripts wrote it (read-only: scripts own it)."""
+    """Circle data as scripts wrote it: view-only (scripts own it), but an operator may delete.
+
+    Each deletion is a change of the circle's log (source `admin`, by `admin:<username>`),
+    numbered in the deleting transaction and published to the circle's watchers after it, as a
+    script's `db::delete` is.
+    """
 
     list_display = ("collection", "key", "circle", "version", "size", "updated_by", "updated_at")
     list_filter = ("collection", "circle")
@@ -248,4 +259,66 @@ class RecordAdmin(admin.ModelAdmin):
     readonly_fields = ("circle", "collection", "key", "data", "size", "version", "updated_by", "updated_at")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Record | None = None) -> bool:
+        return False  # an edit would bypass the scripts' rules (caps, versions); view and delete only
+
+    def delete_model(self, request: HttpRequest, obj: Record) -> None:
+        """Delete one record, and log the deletion as a change of its circle."""
+        delete_records(request, [obj])
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Record]) -> None:
+        """Delete the selected records, each deletion a change of its circle."""
+        delete_records(request, list(queryset))
+
+
+def delete_records(request: HttpRequest, records: list[Record]) -> None:
+    """Delete `records` in one transaction, with a change per record actually deleted (one that a
+    script deleted meanwhile is not deleted twice), published after the commit."""
+    by = f"admin:{request.user.get_username()}"[:120]
+    with transaction.atomic():
+        pending: dict[int, list[PendingChange]] = {}
+        for record in records:
+            deleted, _ = Record.objects.filter(id=record.id).delete()
+            if deleted:
+                change = PendingChange(
+                    record.collection, record.key, RecordChange.Op.DELETE, 0, None, by, ADMIN_SOURCE
+                )
+                pending.setdefault(record.circle_id, []).append(change)
+        for circle_id, changes in sorted(pending.items()):  # one order: two operators never deadlock
+            commit_changes(circle_id, changes)
+
+
+@admin.register(RecordChange)
+class RecordChangeAdmin(admin.ModelAdmin):
+    """The change log of circles' records (read-only; `manage.py prune_changes` trims it)."""
+
+    list_display = (
+        "seq",
+        "circle",
+        "op",
+        "collection",
+        "key",
+        "version",
+        "source",
+        "updated_by",
+        "updated_at",
+    )
+    list_filter = ("op", "source", "collection", "circle")
+    search_fields = ("key", "collection", "updated_by", "circle__public_key", "circle__name")
+    list_select_related = ("circle",)
+    date_hierarchy = "updated_at"
+    ordering = ("-updated_at", "-id")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: RecordChange | None = None) -> list[str]:
+        return [field.name for field in RecordChange._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: RecordChange | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: RecordChange | None = None) -> bool:
         return False

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Max, Min
+from django.db import connection
+from django.db.models import Max, Min
 
 from circles.models import ChangeCounter, RecordChange
 
@@ -40,19 +40,23 @@ class PendingChange:
     source: str
 
 
-def _locked_counter(circle_id: int) -> int:
-    """Lock the circle's counter row (creating it the first time) and return its last number."""
-    for _ in range(2):
-        counter = ChangeCounter.objects.select_for_update().filter(circle_id=circle_id)
-        found = counter.values_list("last_seq", flat=True).first()
-        if found is not None:
-            return found
-        try:
-            with transaction.atomic():  # a savepoint: another run may create it first
-                ChangeCounter.objects.create(circle_id=circle_id, last_seq=0)
-        except IntegrityError:
-            continue  # it exists now (and its creator has committed): lock it
-    raise RuntimeError(f"could not lock the change counter of circle {circle_id}")
+def _take_numbers(circle_id: int, count: int) -> int:
+    """Take the circle's next `count` numbers and return the last; its counter row stays locked.
+
+    One statement (an upsert, PostgreSQL and SQLite alike): the first change of a circle creates
+    its row, a concurrent first change waits for that insert and then adds to it.
+    """
+    table = connection.ops.quote_name(ChangeCounter._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (circle_id, last_seq) VALUES (%s, %s) ON CONFLICT (circle_id) "
+            f"DO UPDATE SET last_seq = {table}.last_seq + excluded.last_seq RETURNING last_seq",
+            [circle_id, count],
+        )
+        row = cursor.fetchone()
+    if row is None:  # cannot happen: the upsert always returns its row
+        raise RuntimeError(f"could not number the changes of circle {circle_id}")
+    return int(row[0])
 
 
 def append_changes(circle_id: int, pending: Sequence[PendingChange], at: datetime) -> list[RecordChange]:
@@ -61,8 +65,7 @@ def append_changes(circle_id: int, pending: Sequence[PendingChange], at: datetim
         return []
     if not connection.in_atomic_block:
         raise RuntimeError("append_changes runs inside the writing transaction")
-    last = _locked_counter(circle_id)
-    ChangeCounter.objects.filter(circle_id=circle_id).update(last_seq=F("last_seq") + len(pending))
+    last = _take_numbers(circle_id, len(pending)) - len(pending)
     rows = [
         RecordChange(
             circle_id=circle_id,

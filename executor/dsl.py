@@ -23,8 +23,10 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from auth_secp import ethereum_address, to_checksum_address
-from circles.models import Circle, Member, Record
+from circles.changes import PendingChange
+from circles.models import Circle, Member, Record, RecordChange
 from circles.roles import Role
+from executor.change_commit import commit_changes
 from executor.jobs import Job
 from executor.values import NotJsonSafe, to_json
 
@@ -46,7 +48,7 @@ class RunContext:
     caller_id: str
     caller_role: str
     run_id: str = ""  # the job's run id (membership changes name the run that made them)
-    source: str = ""  # ws, webhook:<provider>, init
+    source: str = ""  # ws, job, webhook:<provider>, init (what its changes say; "" counts as ws)
 
     @classmethod
     def for_job(cls, job: Job) -> "RunContext":
@@ -62,7 +64,7 @@ class RunContext:
 
 
 _current = threading.local()  # .context: the run in progress; .atomic: its transaction, once open;
-# .wrote: whether it has written
+# .wrote: whether it has written; .pending: its record changes so far (appended when it commits)
 
 
 @contextmanager
@@ -71,9 +73,11 @@ def running(context: RunContext) -> Iterator[None]:
 
     The transaction opens at the run's first DSL call, so a script that never touches the
     database costs no BEGIN and COMMIT (on SQLite a BEGIN IMMEDIATE takes the write lock).
-    It commits when the block finishes and rolls back when the block raises.
+    It commits when the block finishes and rolls back when the block raises. The run's
+    `db::put`/`db::delete`s become numbered changes just before the commit, and are published
+    after it (`executor.change_commit`); a run that rolls back leaves neither.
     """
-    _current.context, _current.atomic, _current.wrote = context, None, False
+    _current.context, _current.atomic, _current.wrote, _current.pending = context, None, False, []
     try:
         yield
     except BaseException as exc:
@@ -82,14 +86,31 @@ def running(context: RunContext) -> Iterator[None]:
     else:
         _end_transaction(None, None, None)
     finally:
-        _current.context, _current.atomic = None, None
+        _current.context, _current.atomic, _current.pending = None, None, []
 
 
 def _end_transaction(*exc_info: Any) -> None:
     atomic = _current.atomic
-    if atomic is not None:
-        _current.atomic = None
-        atomic.__exit__(*exc_info)
+    if atomic is None:
+        return
+    _current.atomic = None
+    pending, _current.pending = _current.pending, []
+    if exc_info[0] is None and pending:
+        try:
+            # Last in the transaction: the circle's counter stays locked only until the commit.
+            commit_changes(_current.context.circle_id, pending)
+        except BaseException as exc:
+            atomic.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+    atomic.__exit__(*exc_info)
+
+
+def _changed(run: RunContext, collection: str, key: str, version: int, data: dict | None) -> None:
+    """Note a write of the run in progress, to be numbered when it commits (version 0: a delete)."""
+    op = RecordChange.Op.PUT if data is not None else RecordChange.Op.DELETE
+    _current.pending.append(
+        PendingChange(collection, key, op, version, data, run.caller_id, run.source or "ws")
+    )
 
 
 def current_run() -> RunContext:
@@ -149,9 +170,11 @@ def db_put(collection: Any, key: Any, data: Any) -> int:
     if size > settings.CIRCLES_RECORD_MAX_BYTES:
         raise DslError(f"value of {size} bytes is over the {settings.CIRCLES_RECORD_MAX_BYTES}-byte cap")
     try:
-        return _store(run, collection, key, data, size)
+        version = _store(run, collection, key, data, size)
     except _CreatedConcurrently:
-        return _store(run, collection, key, data, size)  # now it exists, and is locked for us
+        version = _store(run, collection, key, data, size)  # now it exists, and is locked for us
+    _changed(run, collection, key, version, data)
+    return version
 
 
 class _CreatedConcurrently(Exception):
@@ -204,9 +227,10 @@ def db_get(collection: Any, key: Any) -> dict | None:
 def db_delete(collection: Any, key: Any) -> bool:
     """Remove collection/key; true when something was removed."""
     run = _writer()
-    deleted, _ = Record.objects.filter(
-        circle_id=run.circle_id, collection=_collection(collection), key=_key(key)
-    ).delete()
+    collection, key = _collection(collection), _key(key)
+    deleted, _ = Record.objects.filter(circle_id=run.circle_id, collection=collection, key=key).delete()
+    if deleted:  # deleting what is not there changes nothing, and says so to nobody
+        _changed(run, collection, key, 0, None)
     return deleted > 0
 
 

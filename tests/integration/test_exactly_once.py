@@ -5,7 +5,7 @@ import threading
 import pytest
 from django.db import close_old_connections
 
-from circles.models import Record
+from circles.models import Record, RecordChange
 from executor.applied import applied_key
 from executor.models import AppliedRun
 from executor.runner import run_job
@@ -32,13 +32,16 @@ def test_a_redelivered_job_answers_from_its_first_run_without_running_again(circ
     assert balance() == 10
     assert again.outcome == first.outcome and again.outcome["result"]["value"] == 10
     assert AppliedRun.objects.get(key=applied_key(job)).run_id.hex == job.run_id.replace("-", "")
+    assert list(RecordChange.objects.values_list("seq", "key")) == [(1, "alice")]  # one change, not two
 
 
 @pytest.mark.django_db(transaction=True)
 def test_a_run_that_only_reads_leaves_no_mark_and_a_failed_one_none_either(circle) -> None:
     run_job(make_job(circle, 'db::get("balances", "alice")'))
     run_job(make_job(circle, 'db::put("balances", "alice", #{balance: 1}); throw "no"'))
-    assert not AppliedRun.objects.exists() and not Record.objects.exists()
+    assert (
+        not AppliedRun.objects.exists() and not Record.objects.exists() and not RecordChange.objects.exists()
+    )
 
 
 @pytest.mark.django_db(transaction=True)
@@ -64,6 +67,8 @@ def test_two_deliveries_running_at_once_commit_once(circle) -> None:
     assert balance() == 10
     assert len(outcomes) == 2 and outcomes[0] == outcomes[1] and outcomes[0]["ok"]
     assert AppliedRun.objects.count() == 1
+    # The mark and the change commit together: the delivery that lost rolled both back.
+    assert list(RecordChange.objects.values_list("seq", "version")) == [(1, 1)]
 
 
 @pytest.mark.django_db(transaction=True)

@@ -11,7 +11,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from circles.models import Circle, Record
+from circles.models import Circle, Record, RecordChange
 from executor.models import ScriptRun
 from executor.queue import QueueConfig
 from executor.worker import Worker
@@ -260,10 +260,26 @@ def test_idenfy_approval_is_recorded_under_kyc(circle: Circle, worker: Worker) -
     kyc = record(circle, "kyc", "client-42")
     assert kyc["status"] == "APPROVED" and kyc["approved"] is True and kyc["firstName"] == "JOHN"
     assert kyc["nationality"] == "LT" and kyc["scanRef"] == "scan-42"
+    # What a member's page watches: the status alone, no personal data.
+    assert record(circle, "verifications", "client-42") == {
+        "scanRef": "scan-42",
+        "status": "APPROVED",
+        "final": True,
+        "approved": True,
+        "finishTime": kyc["finishTime"],
+    }
+    change = RecordChange.objects.get(circle=circle, collection="verifications")
+    assert (change.key, change.op, change.source, change.updated_by) == (
+        "client-42",
+        "put",
+        "webhook:idenfy",
+        "idenfy",
+    )
     later = idenfy_result("client-42", "scan-42", status={"overall": "SUSPECTED", "suspicionReasons": ["X"]})
     assert post_idenfy(circle, later).json()["status"] == "queued"  # a later status is a new event
     run_queued(worker)
     assert record(circle, "kyc", "client-42")["suspicionReasons"] == ["X"]
+    assert record(circle, "verifications", "client-42")["status"] == "SUSPECTED"
 
 
 def test_default_stripe_script_handles_the_four_types(circle: Circle, worker: Worker) -> None:
@@ -291,6 +307,26 @@ def test_default_stripe_script_handles_the_four_types(circle: Circle, worker: Wo
     assert payment["status"] == "partially_refunded" and payment["checkout_session"] == "cs_4"
     assert payment["amount_refunded"] == 500
     assert set(WebhookEvent.objects.values_list("status", flat=True)) == {"processed"}
+
+
+def test_a_payment_is_a_change_members_can_watch_with_the_members_key(circle: Circle, worker: Worker) -> None:
+    member = WalletKey.named("webhook-payer").pubkey
+    post_stripe(circle, stripe_event(obj=payment_intent("pi_m", metadata={"member": member})))
+    session = {"id": "cs_m", "payment_status": "paid", "amount_total": 900, "currency": "eur",
+               "client_reference_id": member}  # fmt: skip
+    post_stripe(circle, stripe_event("checkout.session.completed", session))
+    post_stripe(circle, stripe_event(obj=payment_intent("pi_anon", metadata={})))
+    assert run_queued(worker) == 3
+    changes = list(RecordChange.objects.filter(circle=circle).order_by("seq"))
+    assert [(c.seq, c.collection, c.op, c.source, c.updated_by) for c in changes] == [
+        (n, "payments", "put", "webhook:stripe", "stripe") for n in (1, 2, 3)
+    ]
+    by_key = {change.key: change for change in changes}
+    assert by_key["pi_m"].data == record(circle, "payments", "pi_m")
+    assert by_key["pi_m"].data["member"] == member and by_key["pi_m"].data["amount"] == 2000
+    assert by_key["pi_m"].data["status"] == "succeeded" and by_key["pi_m"].data["currency"] == "eur"
+    assert by_key["cs_m"].data["member"] == member and by_key["cs_m"].data["status"] == "succeeded"
+    assert "member" not in by_key["pi_anon"].data
 
 
 def test_custom_script_is_used_instead(circle: Circle, worker: Worker) -> None:
