@@ -16,7 +16,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from auth_secp import ChallengeBook
-from circles import job_methods, subscription_methods
+from circles import job_methods, record_methods, subscription_methods
 from circles.address_limits import AttemptWindows, connections
 from circles.answering import answer
 from circles.jsonrpc import (
@@ -48,7 +48,10 @@ CLOSE_TOO_MANY = 4429
 CLOSE_MESSAGE_TOO_BIG = 1009
 # After the grace, how long requests that were given up on may take to send that answer.
 GIVEN_UP_SECONDS = 1.0
-REGISTERED = (job_methods, subscription_methods)  # their methods join the registry on import
+# How long a 4408 close may wait for a client that does not read to take the close frame; after
+# that the connection is dropped (the server's send buffers would otherwise hold it forever).
+SLOW_READER_CLOSE_SECONDS = 10.0
+REGISTERED = (job_methods, record_methods, subscription_methods)  # their methods join the registry on import
 # One "refused: too many connections" line per address per minute, not one per refused socket.
 refusals_logged = AttemptWindows(60.0)
 
@@ -207,9 +210,26 @@ class CircleConsumer(AsyncWebsocketConsumer):
     def too_many_unread(self) -> None:
         """The outbox overflowed: close 4408 (in a task: the event handler must not wait on the socket)."""
         self.log.info("closing: %s", TOO_MANY_UNREAD_REASON)
-        task = asyncio.ensure_future(self.shut(CLOSE_TOO_MANY_UNREAD, TOO_MANY_UNREAD_REASON))
+        task = asyncio.ensure_future(self.close_slow_reader())
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+
+    async def close_slow_reader(self) -> None:
+        """Close 4408; a client that takes not even the close frame in time is dropped.
+
+        The close frame queues behind what the client left unread, and uvicorn's send waits
+        while its write buffer is over the high-water mark: a peer that never reads would keep
+        the connection (and this consumer) forever. Aborting the transport ends both.
+        """
+        try:
+            await asyncio.wait_for(
+                self.shut(CLOSE_TOO_MANY_UNREAD, TOO_MANY_UNREAD_REASON), SLOW_READER_CLOSE_SECONDS
+            )
+        except TimeoutError:
+            transport = getattr(getattr(self.base_send, "__self__", None), "transport", None)
+            if transport is not None and hasattr(transport, "abort"):  # uvicorn's protocols
+                self.log.info("dropped: the client read nothing for %.0fs", SLOW_READER_CLOSE_SECONDS)
+                transport.abort()
 
     async def script_result(self, event: dict[str, Any]) -> None:
         """A worker's outcome for one of this connection's `play` requests (channel-layer event)."""
@@ -352,6 +372,8 @@ class CircleConsumer(AsyncWebsocketConsumer):
         if not message or self.closing:
             return
         await self.send(text_data=encode(message))
+        if self.session is not None:
+            self.session.subscriptions.answered(message)  # streams start once their answer is out
         if self.session is not None and self.session.failed_auth >= self.session.limits.max_failed_auth:
             self.log.warning("closing: %s failed authentications", self.session.failed_auth)
             await self.shut(CLOSE_TOO_MANY, "too many failed authentications")

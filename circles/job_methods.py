@@ -348,4 +348,11 @@ async def open_jobs(session: CircleSession, params: dict[str, Any]) -> Any:
     return job_filter(await wanting_all(session, want_all), None)
 
 
-register_topic(Topic(TOPIC, group=lambda session: group_name(session.circle.id), open=open_jobs))
+register_topic(
+    Topic(
+        TOPIC,
+        group=lambda session: group_name(session.circle.id),
+        open=open_jobs,
+        params=frozenset({"job_id", "all"}),
+    )
+)

@@ -22,6 +22,7 @@ INVALID_CREDENTIALS = -32002
 FORBIDDEN = -32003
 JOB_NOT_FOUND = -32004
 WRONG_JOB_STATE = -32005
+CHANGES_COMPACTED = -32006
 EXECUTOR_UNAVAILABLE = -32012
 RATE_LIMITED = -32029
 
@@ -39,6 +40,7 @@ MESSAGES: dict[int, str] = {
     FORBIDDEN: "Forbidden",
     JOB_NOT_FOUND: "Job not found",
     WRONG_JOB_STATE: "Wrong job state",
+    CHANGES_COMPACTED: "Changes compacted",
     EXECUTOR_UNAVAILABLE: "Executor unavailable",
     RATE_LIMITED: "Rate limited",
 }

@@ -11,21 +11,60 @@ from circles.subscriptions import NOTIFICATION_METHOD
 registry.add_notification(
     NOTIFICATION_METHOD,
     "A subscription's event: params {subscription, result}; for topic jobs the result is "
-    "{job_id, caller_id, status, revision, updated_at} (and output, value, error once final).",
+    "{job_id, caller_id, status, revision, updated_at} (and output, value, error once final); "
+    "for topic records it is a change {seq, collection, key, op, version, data, updated_by, "
+    "updated_at, source}, strictly increasing seq per subscription.",
     {
         "type": "object",
-        "properties": {"subscription": {"type": "string"}, "result": {"type": "object"}},
+        "properties": {
+            "subscription": {"type": "string"},
+            "result": {
+                "oneOf": [
+                    {
+                        "title": "job event",
+                        "type": "object",
+                        "required": ["job_id", "caller_id", "status", "revision", "updated_at"],
+                    },
+                    {
+                        "title": "record change",
+                        "type": "object",
+                        "required": ["seq", "collection", "key", "op", "version", "data"],
+                        "properties": {
+                            "seq": {"type": "integer"},
+                            "collection": {"type": "string"},
+                            "key": {"type": "string"},
+                            "op": {"enum": ["put", "delete"]},
+                            "version": {"type": "integer"},
+                            "data": {"type": ["object", "null"]},
+                            "updated_by": {"type": "string"},
+                            "updated_at": {"type": "string"},
+                            "source": {"type": "string"},
+                        },
+                    },
+                ]
+            },
+        },
     },
 )
 
 
 @rpc_method(
     "subscribe",
-    "Subscribe to a topic's events (jobs: one job, your jobs, or with all every job of the circle).",
+    "Subscribe to a topic's events (jobs: one job, your jobs, or with all every job of the circle; "
+    "records: the changes of one collection, live, or from since on).",
     params=(
-        Param("topic", "string", "the topic: jobs", max_length=40),
+        Param("topic", "string", "the topic: jobs or records", max_length=40),
         Param("job_id", "string", "jobs: only this job", required=False, max_length=64),
         Param("all", "boolean", "jobs: every job of the circle (owner and admins)", required=False),
+        Param("collection", "string", "records: the collection (required)", required=False, max_length=64),
+        Param("prefix", "string", "records: only keys starting with this", required=False, max_length=200),
+        Param(
+            "since",
+            "integer",
+            "records: the last seq you saw; first the kept changes after it",
+            required=False,
+            minimum=0,
+        ),
     ),
     result={"type": "string"},
     errors=(
@@ -33,12 +72,18 @@ registry.add_notification(
         jsonrpc.AUTHENTICATION_REQUIRED,
         jsonrpc.FORBIDDEN,
         jsonrpc.JOB_NOT_FOUND,
+        jsonrpc.CHANGES_COMPACTED,
         jsonrpc.RATE_LIMITED,
     ),
     inline=True,  # answered before any of its notifications can be sent (the consumer's order)
+    takes_request_id=True,
 )
-async def subscribe(session: CircleSession, topic: str, **params: Any) -> str:
-    return await session.subscriptions.subscribe(topic, session, params)
+async def subscribe(session: CircleSession, topic: str, *, request_id: str = "", **params: Any) -> str:
+    subscriptions = session.subscriptions
+    sub = await subscriptions.subscribe(topic, session, params)
+    if not request_id:  # sent as a notification: no answer will go out to wait for
+        subscriptions.release(sub)
+    return sub
 
 
 @rpc_method(

@@ -1,11 +1,18 @@
 """Subscriptions of one connection: topics by name, notifications through one bounded outbox.
 
-A topic (`Topic`, registered with `register_topic`: "jobs" by `circles.job_methods`, live circle
-data next) says which channel-layer group carries its events for a session's circle and how a
-`subscribe` call's params become a `Notice` filter. The consumer joins the group on the first
-subscription to it and hands each `subscription.event` message to `Subscriptions.deliver`,
-which turns it into one notification per matching subscription, in the Ethereum
-`eth_subscribe` shape:
+A topic (`Topic`, registered with `register_topic`) is one of two kinds:
+
+* a **group topic** ("jobs", `circles.job_methods`) says which channel-layer group carries its
+  events for a session's circle and how a `subscribe` call's params become a `Notice` filter.
+  The consumer joins the group on the first subscription to it and hands each
+  `subscription.event` message to `Subscriptions.deliver`, which turns it into one notification
+  per matching subscription;
+* a **stream topic** ("records", `circles.record_methods`) opens a `Stream` per subscription that
+  feeds the outbox itself (`circles.record_stream`: history, then the process's change hub).
+  A stream is started only once the subscribe answer has been sent (`answered`), so its first
+  notification never overtakes the answer that names it.
+
+Either way a notification has the Ethereum `eth_subscribe` shape:
 
     {"jsonrpc": "2.0", "method": "subscription", "params": {"subscription": id, "result": ...}}
 
@@ -13,7 +20,8 @@ Per subscription and key (a job id), a notice older than one already sent (its `
 is dropped, so a client never sees a key go backwards. Notifications wait in one outbox per
 connection, bounded by CIRCLES_MAX_UNREAD_NOTIFICATIONS and drained by one task: a client that
 does not read stops the drain (the socket's send waits), the outbox fills, and the connection
-is closed with 4408, so no reader can grow the server's memory.
+is closed with 4408, so no reader can grow the server's memory. Streams that send much at
+once (a history) wait for `room` between frames instead of tripping the bound.
 """
 
 import asyncio
@@ -23,7 +31,7 @@ import secrets
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from circles.jsonrpc import INVALID_PARAMS, RATE_LIMITED, RpcError, encode
 
@@ -47,17 +55,30 @@ class Notice:
 Filter = Callable[[dict[str, Any]], Notice | None]  # an event -> its notice, or None: not for us
 
 
+class Stream(Protocol):
+    """A subscription that feeds the outbox itself (a stream topic's)."""
+
+    def start(self, subscription: str) -> None:
+        """Its subscribe answer went out: begin sending, as `subscription`."""
+
+    def stop(self) -> None:
+        """Unsubscribed, or the connection ended: stop for good."""
+
+
 @dataclass(frozen=True, slots=True)
 class Topic:
     """A topic clients subscribe to by name.
 
-    `group(session)`: the channel-layer group of the session's circle; `open(session, params)`:
-    check the `subscribe` params (raise RpcError) and return the subscription's filter.
+    `group(session)`: the channel-layer group of the session's circle, or None for a stream
+    topic; `open(session, params)`: check the `subscribe` params (raise RpcError) and return the
+    subscription's filter (a group topic) or its `Stream`. `params`: the params it takes besides
+    `topic` (others are -32602).
     """
 
     name: str
-    group: Callable[[Any], str]
-    open: Callable[[Any, dict[str, Any]], Awaitable[Filter]]
+    group: Callable[[Any], str] | None
+    open: Callable[[Any, dict[str, Any]], Awaitable[Any]]
+    params: frozenset[str] = frozenset()
 
 
 TOPICS: dict[str, Topic] = {}
@@ -109,15 +130,24 @@ class Subscriptions:
         self.join = join
         self.overflow = overflow
         self.filters: dict[str, tuple[str, Filter]] = {}  # subscription id -> (topic, filter)
+        self.streams: dict[str, Stream] = {}  # subscription id -> its stream
+        self.held: set[str] = set()  # streams whose subscribe answer has not been sent yet
         self.listeners: dict[str, set[Listener]] = {}
         self.groups: set[str] = set()
         self.revisions: OrderedDict[tuple[str, str], int] = OrderedDict()
         self.outbox: asyncio.Queue[str] = asyncio.Queue(max(1, max_unread))
         self.drainer: asyncio.Task | None = None
+        self.roomy = asyncio.Event()
         self.closed = False
 
+    def count(self) -> int:
+        """How many subscriptions are open."""
+        return len(self.filters) + len(self.streams)
+
     async def joined(self, topic: Topic, session: Any) -> None:
-        """Be in `topic`'s group of the session's circle (once)."""
+        """Be in `topic`'s group of the session's circle (once; a group topic's)."""
+        if topic.group is None:
+            return
         group = topic.group(session)
         if group not in self.groups:
             await self.join(group)
@@ -130,18 +160,48 @@ class Subscriptions:
             raise RpcError(
                 INVALID_PARAMS, data={"field": "topic", "reason": f"unknown topic; one of {sorted(TOPICS)}"}
             )
-        if len(self.filters) >= self.max_subscriptions:
+        unknown = sorted(set(params) - topic.params)
+        if unknown:
+            reason = f"is not a parameter of topic {name}"
+            raise RpcError(INVALID_PARAMS, data={"field": unknown[0], "reason": reason})
+        if self.count() >= self.max_subscriptions:
             raise too_many_subscriptions()
-        matcher = await topic.open(session, params)
+        opened = await topic.open(session, params)
+        if topic.group is None:
+            if self.count() >= self.max_subscriptions or self.closed:  # another subscribe won meanwhile
+                opened.stop()
+                raise too_many_subscriptions()
+            sub = subscription_id()
+            self.streams[sub] = opened
+            self.held.add(sub)
+            return sub
         await self.joined(topic, session)
-        if len(self.filters) >= self.max_subscriptions:  # another subscribe won while we waited
+        if self.count() >= self.max_subscriptions:  # another subscribe won while we waited
             raise too_many_subscriptions()
         sub = subscription_id()
-        self.filters[sub] = (name, matcher)
+        self.filters[sub] = (name, opened)
         return sub
+
+    def answered(self, message: dict[str, Any] | list[dict[str, Any]]) -> None:
+        """A response frame went out: start the streams it named (their subscribe answers)."""
+        if not self.held:
+            return
+        for response in message if isinstance(message, list) else (message,):
+            self.release(response.get("result"))
+
+    def release(self, sub: Any) -> None:
+        """Start held stream `sub` (its answer is out, or none will be sent)."""
+        if isinstance(sub, str) and sub in self.held:
+            self.held.discard(sub)
+            self.streams[sub].start(sub)
 
     def unsubscribe(self, sub: str) -> bool:
         """Close subscription `sub`; False when there is no such subscription."""
+        stream = self.streams.pop(sub, None)
+        if stream is not None:
+            self.held.discard(sub)
+            stream.stop()
+            return True
         if self.filters.pop(sub, None) is None:
             return False
         for key in [key for key in self.revisions if key[0] == sub]:
@@ -186,21 +246,39 @@ class Subscriptions:
             self.outbox.put_nowait(frame)
         except asyncio.QueueFull:
             self.closed = True
+            self.roomy.set()
+            for stream in self.streams.values():  # nothing more will be sent: let the hub go now
+                stream.stop()
             logger.info("closing: %s notifications unread", self.outbox.maxsize)
             self.overflow()
             return
         if self.drainer is None:
             self.drainer = asyncio.ensure_future(self.drain())
 
+    async def room(self) -> None:
+        """Wait until the outbox is at most half full (a stream sending much at once)."""
+        if self.drainer is None and not self.closed:
+            self.drainer = asyncio.ensure_future(self.drain())
+        while self.outbox.qsize() > self.outbox.maxsize // 2 and not self.closed:
+            self.roomy.clear()
+            await self.roomy.wait()
+
     async def drain(self) -> None:
         """Send queued notifications one by one, for the connection's life."""
         while not self.closed:
             frame = await self.outbox.get()
+            if self.outbox.qsize() <= self.outbox.maxsize // 2:
+                self.roomy.set()
             await self.send(frame)
 
     async def close(self) -> None:
-        """The connection ended: stop the drain, drop everything."""
+        """The connection ended: stop the drain and the streams, drop everything."""
         self.closed = True
+        self.roomy.set()
+        for stream in self.streams.values():
+            stream.stop()
+        self.streams.clear()
+        self.held.clear()
         self.filters.clear()
         self.listeners.clear()
         if self.drainer is not None:

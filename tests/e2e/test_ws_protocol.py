@@ -287,7 +287,7 @@ async def test_rpc_discover_lists_every_method(server: str, world: World) -> Non
         names = {m["name"] for m in document["methods"]}
         jobs = {"create_job", "start_job", "run_job", "get_job_status", "get_job_output", "get_job_logs"}
         jobs |= {"get_job", "list_jobs", "stop_job", "delete_job", "clear_all_jobs"}
-        subscriptions = {"subscribe", "unsubscribe"}
+        subscriptions = {"subscribe", "unsubscribe", "records_head"}
         sign_in_and_play = {"fetch_nonce", "authenticate", "whoami", "logout", "play", "rpc.discover"}
         assert names == sign_in_and_play | jobs | subscriptions
         assert [n["name"] for n in document["x-notifications"]] == ["subscription"]
