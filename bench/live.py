@@ -48,6 +48,7 @@ import asyncio
 import contextlib
 import json
 import multiprocessing
+import signal
 import statistics
 import subprocess
 import sys
@@ -64,6 +65,7 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 
 from bench.helpers import (
+    CLOCK_TICKS,
     REPO,
     BenchError,
     cpu_seconds,
@@ -291,6 +293,15 @@ class Subscribers:
                 process.join(5)
 
 
+def kernel_seconds(pid: int) -> float:
+    """stime of process `pid` (all threads), seconds: the kernel's share (socket writes, TCP)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return int(fields[12]) / CLOCK_TICKS
+
+
 # --- systems ------------------------------------------------------------------------------------
 
 
@@ -338,8 +349,11 @@ def start_ours(
     )
     system.processes.append(worker)
     port = free_port()
+    argv = uvicorn("circleproject.asgi:application", port)
+    if args.profile_asgi and name == "head":
+        argv[1:3] = ["-m", "bench.profiled_asgi", str(args.profile_asgi.resolve())]
     server = ManagedProcess(
-        uvicorn("circleproject.asgi:application", port),
+        argv,
         env=env,
         log_path=workdir / f"{name}-asgi.log",
         cwd=code_root,
@@ -376,8 +390,9 @@ def start_channels(workdir: Path, redis_url: str) -> System:
 class Publisher:
     """A `bench.live_publish` child: `request(n)` asks for n more changes; `published` counts the done."""
 
-    def __init__(self, mode: str, env: dict[str, str], log: Path) -> None:
+    def __init__(self, mode: str, env: dict[str, str], log: Path, per_commit: int) -> None:
         argv = [PYTHON, "-m", "bench.live_publish", mode, "--circle-key", named_key(OWNER).pubkey]
+        argv += ["--per-commit", str(per_commit)]
         self.log = open(log, "ab")  # noqa: SIM115 - lives as long as the process
         self.process = subprocess.Popen(
             argv, env=env, cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True
@@ -470,7 +485,7 @@ def fanout_phase(system: System, args: argparse.Namespace, repeat: int) -> dict[
     open_seconds = time.monotonic() - opened
     sent: dict[str, float] = {}
     answered: dict[str, float] = {}
-    asgi_before = system.cpu("asgi")
+    asgi_before, kernel_before = system.cpu("asgi"), kernel_seconds(system.roles["asgi"][0])
 
     async def write() -> None:
         writer = await Rpc.open(system.url, named_key(OWNER))
@@ -493,6 +508,7 @@ def fanout_phase(system: System, args: argparse.Namespace, repeat: int) -> dict[
     finally:
         results = subscribers.stop()
     asgi_cpu = system.cpu("asgi") - asgi_before
+    asgi_kernel = kernel_seconds(system.roles["asgi"][0]) - kernel_before
     errors = [r["error"] for r in results if "error" in r]
     if errors:
         raise BenchError(f"fan-out subscribers failed: {errors}")
@@ -513,6 +529,7 @@ def fanout_phase(system: System, args: argparse.Namespace, repeat: int) -> dict[
         "missing_deliveries": missing,
         "closed_early": sum(len(r["closed_early"]) for r in results),
         "asgi_us_per_notification": 1e6 * asgi_cpu / max(1, len(sent) * args.fanout_subscribers - missing),
+        "asgi_kernel_share": asgi_kernel / asgi_cpu if asgi_cpu else float("nan"),
     }
 
 
@@ -520,7 +537,7 @@ def rate_phase(system: System, mode: str, args: argparse.Namespace, workdir: Pat
     subscribers = Subscribers.start(
         system.url, args.rate_subscribers, args.processes, sign_in=mode == "ours", record=False
     )
-    publisher = Publisher(mode, system.env, workdir / f"publisher-{mode}.log")
+    publisher = Publisher(mode, system.env, workdir / f"publisher-{mode}.log", args.per_commit)
     count = args.rate_subscribers
     requested = 0
     batch = max(1, args.window // 4)
@@ -541,6 +558,7 @@ def rate_phase(system: System, mode: str, args: argparse.Namespace, workdir: Pat
             "delivered": subscribers.delivered(),
             "published": publisher.published,
             "asgi": system.cpu("asgi"),
+            "asgi_kernel": kernel_seconds(system.roles["asgi"][0]),
             "redis": cpu_seconds(redis_pid),
             "publisher": cpu_seconds(publisher.process.pid),
             "clients": subscribers.cpu(),
@@ -551,6 +569,7 @@ def rate_phase(system: System, mode: str, args: argparse.Namespace, workdir: Pat
             "delivered": subscribers.delivered(),
             "published": publisher.published,
             "asgi": system.cpu("asgi"),
+            "asgi_kernel": kernel_seconds(system.roles["asgi"][0]),
             "redis": cpu_seconds(redis_pid),
             "publisher": cpu_seconds(publisher.process.pid),
             "clients": subscribers.cpu(),
@@ -569,6 +588,7 @@ def rate_phase(system: System, mode: str, args: argparse.Namespace, workdir: Pat
     seconds = after["at"] - before["at"]
     delivered = after["delivered"] - before["delivered"]
     cpu = {role: after[role] - before[role] for role in ("asgi", "redis", "publisher", "clients")}
+    asgi_kernel = after["asgi_kernel"] - before["asgi_kernel"]
     return {
         "subscribers": count,
         "seconds": seconds,
@@ -576,6 +596,7 @@ def rate_phase(system: System, mode: str, args: argparse.Namespace, workdir: Pat
         "notifications": delivered,
         "notifications_per_s": delivered / seconds,
         "asgi_busy": cpu["asgi"] / seconds,
+        "asgi_kernel_share": asgi_kernel / cpu["asgi"] if cpu["asgi"] else float("nan"),
         "us_per_notification": {role: 1e6 * value / max(1, delivered) for role, value in cpu.items()},
         "notifications_per_asgi_cpu_s": delivered / cpu["asgi"] if cpu["asgi"] else float("nan"),
         "lost": requested * count - final,
@@ -720,6 +741,7 @@ def print_sample(name: str, repeat: int, repeats: int, sample: dict[str, Any]) -
             f"max {sample['to_last_max_ms']:.1f} ms"
             f"  missing {sample['missing_deliveries']}  closed {sample['closed_early']}"
             f"  asgi {sample['asgi_us_per_notification']:.0f} µs/notif"
+            f" ({sample['asgi_kernel_share']:.0%} kernel)"
             f"  (opened in {sample['open_and_subscribe_s']:.1f} s)"
         )
     elif phase == "rate":
@@ -727,6 +749,7 @@ def print_sample(name: str, repeat: int, repeats: int, sample: dict[str, Any]) -
         line = (
             f"{sample['notifications_per_s']:>8.0f} notif/s ({sample['changes_per_s']:.0f} changes/s to "
             f"{sample['subscribers']})  asgi busy {sample['asgi_busy']:.0%}  µs/notif asgi {cpu['asgi']:.1f} "
+            f"({sample['asgi_kernel_share']:.0%} kernel) "
             f"redis {cpu['redis']:.1f} publisher {cpu['publisher']:.1f} clients {cpu['clients']:.1f}"
             f"  lost {sample['lost']}  closed {sample['closed_early']}"
         )
@@ -766,7 +789,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--fanout-interval", type=float, default=0.1, help="seconds between fan-out writes")
     parser.add_argument("--rate-subscribers", type=int, default=100)
     parser.add_argument(
-        "--window", type=int, default=40, help="rate phase: most changes published but not yet everywhere"
+        "--window", type=int, default=80, help="rate phase: most changes published but not yet everywhere"
+    )
+    parser.add_argument(
+        "--per-commit", type=int, default=10, help="rate phase: changes per transaction of our publisher"
     )
     parser.add_argument("--put-clients", type=int, default=16)
     parser.add_argument("--processes", type=int, default=2, help="subscriber processes of the load generator")
@@ -777,6 +803,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--keep-logs", type=Path, help="copy the process logs into this directory")
     parser.add_argument(
         "--ours-env", action="append", default=[], metavar="KEY=VALUE", help="extra env for head and base"
+    )
+    parser.add_argument(
+        "--profile-asgi", type=Path, help="run head's uvicorn under cProfile, writing the stats here"
     )
     args = parser.parse_args(argv)
     args.phase_names = [p.strip() for p in args.phases.split(",") if p.strip()]
@@ -850,6 +879,9 @@ def main(argv: list[str] | None = None) -> int:
                     samples.setdefault(name, []).append(sample)
                     print_sample(name, repeat, args.repeats, sample)
         finally:
+            if args.profile_asgi and "head" in systems:
+                systems["head"].processes[-1].signal(signal.SIGUSR1)
+                time.sleep(3)
             for system in systems.values():
                 for process in reversed(system.processes):
                     process.stop()

@@ -1,8 +1,8 @@
-"""The publishers of `bench.live`'s fan-out phase: ours (real change rows, real publish) and Channels'.
+"""The publishers of `bench.live`'s rate phase: ours (real change rows, real publish) and Channels'.
 
 Run by `bench.live` as a child process, commanded on stdin, one line per command:
 
-* `N`: make N changes, one per commit, then print `ok <total so far>`;
+* `N`: make N changes (`--per-commit` per transaction), then print `ok <total so far>`;
 * `quit`: exit.
 
 It prints `ready` once set up (Django imported, the circle found).
@@ -10,11 +10,14 @@ It prints `ready` once set up (Django imported, the circle found).
 Modes:
 
 * `ours` (env: the server's, so DATABASE_URL, REDIS_URL and CIRCLES_QUEUE_STREAM are ours'):
-  each change is a transaction that numbers a `PendingChange` with the circle's counter and
-  inserts its `RecordChange` row (`executor.change_commit.commit_changes`, the path of every
-  script's write), and is published after the commit (`executor.change_feed.publish`, one
-  PUBLISH on the circle's channel). Only the script run is skipped: the server's hub gets real
-  rows with gap-free numbers, exactly as from a `play`, so it never has to fill a gap from the log.
+  each transaction (`--per-commit` changes: a run that writes that many records; on SQLite the
+  publisher's own connection does not wait for the disk, `PRAGMA synchronous=OFF`, as a commit
+  waiting for a shared disk would make the publisher, not the server, the limit) numbers
+  its `PendingChange`s with the circle's counter and inserts their `RecordChange` rows
+  (`executor.change_commit.commit_changes`, the path of every script's write), and publishes
+  them after the commit (`executor.change_feed.publish`: one PUBLISH per change on the circle's
+  channel, pipelined). Only the script run is skipped: the server's hub gets real rows with
+  gap-free numbers, exactly as from a `play`, so it never has to fill a gap from the log.
 * `channels` (env BENCH_REDIS_URL): `group_send(group, {"type": "record.change", "change": ...})`
   per change on `channels_redis.core.RedisChannelLayer`, the consumers of `bench.live_channels`
   forwarding each to their socket. The change object has the same shape and size as ours.
@@ -51,34 +54,42 @@ def commands():
             yield int(line)
 
 
-def run_ours(circle_key: str, updated_by: str) -> None:
+def run_ours(circle_key: str, updated_by: str, per_commit: int) -> None:
     import django
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "circleproject.settings")
     django.setup()
-    from django.db import transaction
+    from django.db import connection, transaction
 
     from circles.changes import PendingChange
     from circles.models import Circle
     from executor.change_commit import commit_changes
 
     circle_id = Circle.objects.get(public_key=circle_key).pk
+    if connection.vendor == "sqlite":
+        with connection.cursor() as cursor:  # this connection's commits only: no wait for the disk
+            cursor.execute("PRAGMA synchronous=OFF")
     reply("ready")
     total = 0
     for count in commands():
-        for _ in range(count):
-            total += 1
-            change = PendingChange(
-                collection=COLLECTION,
-                key=f"p{total}",
-                op="put",
-                version=1,
-                data={"i": total},
-                updated_by=updated_by,
-                source=SOURCE,
-            )
+        while count > 0:
+            batch = []
+            for _ in range(min(count, per_commit)):
+                total += 1
+                batch.append(
+                    PendingChange(
+                        collection=COLLECTION,
+                        key=f"p{total}",
+                        op="put",
+                        version=1,
+                        data={"i": total},
+                        updated_by=updated_by,
+                        source=SOURCE,
+                    )
+                )
             with transaction.atomic():
-                commit_changes(circle_id, [change])
+                commit_changes(circle_id, batch)
+            count -= len(batch)
         reply(f"ok {total}")
 
 
@@ -124,10 +135,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("mode", choices=("ours", "channels"))
     parser.add_argument("--circle-key", required=True, help="the circle's public key (hex)")
+    parser.add_argument(
+        "--per-commit", type=int, default=1, help="ours: changes per transaction (a run writing that many)"
+    )
     parser.add_argument("--updated-by", default="02" + "ab" * 32, help="the caller id the changes carry")
     args = parser.parse_args()
     if args.mode == "ours":
-        run_ours(args.circle_key, args.updated_by)
+        run_ours(args.circle_key, args.updated_by, max(1, args.per_commit))
     else:
         asyncio.run(run_channels(args.circle_key, args.updated_by))
 
