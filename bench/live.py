@@ -349,7 +349,7 @@ def start_ours(
     )
     system.processes.append(worker)
     port = free_port()
-    argv = uvicorn("circleproject.asgi:application", port)
+    argv = uvicorn("circleproject.asgi:application", port) + list(args.uvicorn_arg)
     if args.profile_asgi and name == "head":
         argv[1:3] = ["-m", "bench.profiled_asgi", str(args.profile_asgi.resolve())]
     server = ManagedProcess(
@@ -803,6 +803,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--keep-logs", type=Path, help="copy the process logs into this directory")
     parser.add_argument(
         "--ours-env", action="append", default=[], metavar="KEY=VALUE", help="extra env for head and base"
+    )
+    parser.add_argument(
+        "--uvicorn-arg", action="append", default=[], help="extra uvicorn argument for head and base"
     )
     parser.add_argument(
         "--profile-asgi", type=Path, help="run head's uvicorn under cProfile, writing the stats here"
