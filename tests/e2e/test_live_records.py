@@ -3,6 +3,7 @@
 Each test writes to a collection of its own (the e2e database is shared by the session).
 """
 
+import asyncio
 import uuid
 
 import pytest
@@ -11,9 +12,12 @@ from tests.e2e.conftest import World
 from tests.helpers.job_rpc import NotifiedClient
 from tests.helpers.keys import WalletKey
 from tests.helpers.processes import manage, server_env
+from tests.helpers.raw_ws import StallingClient
 from tests.helpers.redis_server import RedisServer
 
 pytestmark = pytest.mark.e2e
+TOO_MANY_UNREAD = "closing: too many unread notifications"
+DROPPED = "dropped: the client read nothing"
 
 
 @pytest.fixture(scope="module")
@@ -246,3 +250,44 @@ async def test_embedded_mode_the_same_basic_flow(start_server, sqlite_world: Wor
         )
         history = await changes(writer, resumed, 2)
         assert [c["key"] for c in history] == ["b", "c"]
+
+
+BIG = 'let s = "xxxxxxxx"; for i in 0..12 { s += s; }'  # 32 KiB of text
+
+
+async def test_a_subscriber_that_does_not_read_is_closed_4408_and_one_that_never_reads_is_dropped(
+    start_server, queue_settings, workers, world: World
+) -> None:
+    """The outbox fills only once the kernel's and uvicorn's buffers are full: big changes do it."""
+    limits = {"CIRCLES_MAX_UNREAD_NOTIFICATIONS": "20", "CIRCLES_MAX_CONNECTIONS_PER_ADDRESS": "500"}
+    server = start_server(**queue_settings, **limits)
+    log = start_server.started[-1]
+    collection = fresh()
+    late, never = StallingClient(f"{server}/{world.circle}"), StallingClient(f"{server}/{world.circle}")
+    try:
+        for client in (late, never):
+            client.sign_in(world.member)
+            client.call("subscribe", {"topic": "records", "collection": collection})
+        async with await signed_in(server, world.circle, world.owner) as writer:
+            script = BIG + f'; for i in 0..20 {{ db::put("{collection}", `k${{i}}`, #{{s: s}}); }} 0'
+            written = 0
+            while log.output().count(TOO_MANY_UNREAD) < 2:
+                assert written < 2000, "the outbox never filled"
+                await writer.call("play", {"script": script}, timeout=30)
+                written += 20
+        # The one that reads again gets what was buffered, then the close frame with its code.
+        late.read_to_the_end()
+        assert late.close is not None and late.close.code == 4408
+        assert late.close.reason == "too many unread notifications"
+        assert late.notifications < written  # the server stopped sending: its memory stayed bounded
+        # The one that never reads cannot take the close frame: the server drops it.
+        for _ in range(300):
+            if DROPPED in log.output():
+                break
+            await asyncio.sleep(0.1)
+        assert DROPPED in log.output()
+        never.read_to_the_end()
+        assert never.close is None or never.close.code == 4408
+    finally:
+        late.shut()
+        never.shut()
