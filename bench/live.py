@@ -352,6 +352,8 @@ def start_ours(
     argv = uvicorn("circleproject.asgi:application", port) + list(args.uvicorn_arg)
     if args.profile_asgi and name == "head":
         argv[1:3] = ["-m", "bench.profiled_asgi", str(args.profile_asgi.resolve())]
+    elif args.trace_gc and name == "head":
+        argv[1:3] = ["-m", "bench.gc_traced_asgi"]
     server = ManagedProcess(
         argv,
         env=env,
@@ -512,13 +514,14 @@ def fanout_phase(system: System, args: argparse.Namespace, repeat: int) -> dict[
     errors = [r["error"] for r in results if "error" in r]
     if errors:
         raise BenchError(f"fan-out subscribers failed: {errors}")
-    to_last, missing = [], 0
+    to_last, missing, slowest = [], 0, (0.0, 0.0)
     for change_key, at in sent.items():
         last = max((r["last_arrival"].get(change_key, float("nan")) for r in results), default=float("nan"))
         got = sum(r["counts"].get(change_key, 0) for r in results)
         missing += args.fanout_subscribers - got
         if got == args.fanout_subscribers:
             to_last.append(1000 * (last - at))
+            slowest = max(slowest, (to_last[-1], at))
     return {
         "subscribers": args.fanout_subscribers,
         "writes": len(sent),
@@ -526,6 +529,8 @@ def fanout_phase(system: System, args: argparse.Namespace, repeat: int) -> dict[
         "to_last_p50_ms": percentile(to_last, 0.5),
         "to_last_p99_ms": percentile(to_last, 0.99),
         "to_last_max_ms": max(to_last, default=float("nan")),
+        "to_last_ms": [round(value, 2) for value in to_last],
+        "slowest_sent_at": slowest[1],  # perf_counter (CLOCK_MONOTONIC): matches --trace-gc's `at=`
         "missing_deliveries": missing,
         "closed_early": sum(len(r["closed_early"]) for r in results),
         "asgi_us_per_notification": 1e6 * asgi_cpu / max(1, len(sent) * args.fanout_subscribers - missing),
@@ -806,6 +811,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--uvicorn-arg", action="append", default=[], help="extra uvicorn argument for head and base"
+    )
+    parser.add_argument(
+        "--trace-gc", action="store_true", help="log head's garbage collections over 2 ms (its log)"
     )
     parser.add_argument(
         "--profile-asgi", type=Path, help="run head's uvicorn under cProfile, writing the stats here"
