@@ -1,0 +1,44 @@
+"""uvicorn with its garbage collections timed, for `bench.live --trace-gc`: a fan-out's tail suspect.
+
+Every collection that takes at least 2 ms is printed to stderr (the server's log) as
+`gc gen=<generation> ms=<duration> collected=<objects>`, with the time (perf_counter) it ended.
+With BENCH_GC_FREEZE=1 the app is imported first and `gc.freeze()` called (a what-if).
+
+    python -m bench.gc_traced_asgi <uvicorn arguments>
+"""
+
+import gc
+import os
+import sys
+import time
+from typing import Any
+
+import uvicorn
+
+_started = [0.0]
+
+
+def _timed(phase: str, info: dict[str, Any]) -> None:
+    if phase == "start":
+        _started[0] = time.perf_counter()
+        return
+    took = time.perf_counter() - _started[0]
+    if took >= 0.002:
+        sys.stderr.write(
+            f"gc gen={info['generation']} ms={1000 * took:.1f} collected={info['collected']} "
+            f"at={time.perf_counter():.3f}\n"
+        )
+
+
+def main() -> None:
+    if os.environ.get("BENCH_GC_FREEZE"):  # what-if: the app's startup heap out of every collection
+        import circleproject.asgi  # noqa: F401  (Django set up, the app built)
+
+        gc.freeze()
+    gc.callbacks.append(_timed)
+    sys.argv = ["uvicorn", *sys.argv[1:]]
+    uvicorn.main()
+
+
+if __name__ == "__main__":
+    main()
