@@ -37,8 +37,8 @@ def window(circle_id: int) -> tuple[int, int]:
 
 
 class ReaderGate:
-    """A records subscriber's standing, read again after a membership change of the circle and
-    at least every CIRCLES_ROLE_CACHE_SECONDS (`circles.record_stream.Gate`)."""
+    """A records subscriber's standing, read again after a membership change of the circle (and,
+    without Redis notices, at least every CIRCLES_ROLE_CACHE_SECONDS) (`circles.record_stream.Gate`)."""
 
     def __init__(self, session: CircleSession) -> None:
         self.session = session
@@ -46,11 +46,17 @@ class ReaderGate:
         self.checked_at = time.monotonic()
 
     def trusted(self) -> bool:
-        """Whether no membership change was heard since the last read, and that read is recent."""
-        return (
-            membership_notices.versions.current(self.session.circle.id) == self.version
-            and time.monotonic() - self.checked_at < self.session.limits.role_cache_seconds
-        )
+        """Whether no membership change was heard since the last read; where changes may go
+        unheard (no Redis notices: embedded mode, Redis away), also that the read is recent.
+
+        Heard notices need no time bound: re-reading every subscriber's role every few seconds
+        would put a database read per subscriber on the fan-out of a busy circle.
+        """
+        if membership_notices.versions.current(self.session.circle.id) != self.version:
+            return False
+        if membership_notices.trusted():
+            return True
+        return time.monotonic() - self.checked_at < self.session.limits.role_cache_seconds
 
     async def recheck(self) -> RpcError | None:
         """`play`'s check again: None when the caller may still read, else its refusal."""

@@ -15,8 +15,9 @@ the change that overflowed it, and the catch-up reads that stretch from the log 
 change is pushed at once; the outbox bound then closes a connection that does not read (4408).
 
 Live, a change also waits while the caller's standing is read again (`Gate`: after a
-membership change of the circle, and at least every CIRCLES_ROLE_CACHE_SECONDS while changes
-flow): a caller who may no longer read gets one last frame with an `error` and nothing more.
+membership change of the circle, and without Redis notices at least every
+CIRCLES_ROLE_CACHE_SECONDS while changes flow): a caller who may no longer read gets one last
+frame with an `error` and nothing more.
 """
 
 import asyncio
