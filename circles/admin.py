@@ -20,6 +20,19 @@ from executor.change_commit import commit_changes
 from executor.models import ScriptRun
 
 ADMIN_SOURCE = "admin"  # the source of changes an operator made in the admin
+# The admin views that delete whole circles: the delete page and the list's delete action.
+CIRCLE_DELETE_VIEWS = frozenset({"circles_circle_delete", "circles_circle_changelist"})
+
+
+def deleting_circles(request: HttpRequest) -> bool:
+    """Whether `request` is an operator deleting whole circles, whose logs must go with them.
+
+    The logs (membership changes, record changes) are never deleted on their own, but Django's
+    cascade asks each related row's admin for delete permission: refused everywhere, no circle
+    that has a log could be deleted at all.
+    """
+    match = request.resolver_match
+    return match is not None and match.url_name in CIRCLE_DELETE_VIEWS
 
 
 def _operator(request: HttpRequest) -> membership.Actor:
@@ -240,7 +253,7 @@ class MembershipChangeAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: MembershipChange | None = None) -> bool:
-        return False
+        return deleting_circles(request)
 
 
 @admin.register(Record)
@@ -321,4 +334,4 @@ class RecordChangeAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: RecordChange | None = None) -> bool:
-        return False
+        return deleting_circles(request)

@@ -1,4 +1,4 @@
-"""The circle admin list: member counts come with the list's own query, not one query per circle."""
+"""The circle admin: member counts come with the list's own query, and a circle is deleted with its logs."""
 
 import pytest
 from django.contrib.auth.models import User
@@ -33,3 +33,51 @@ def test_member_counts_do_not_cost_a_query_per_circle() -> None:
     page, with_six = circles_page_queries(client)
     assert with_six == with_one
     assert '<td class="field-member_count">3</td>' in page
+
+
+def circle_with_history() -> Circle:
+    """A circle whose membership and records have logged changes (rows the admin shows read-only)."""
+    from circles.changes import PendingChange
+    from circles.models import MembershipChange, RecordChange
+    from executor.change_commit import commit_changes
+
+    circle = Circle.objects.create(public_key=WalletKey.named("admin-gone").pubkey, name="gone")
+    Member.objects.create(circle=circle, public_key=WalletKey.named("admin-gone-m").pubkey, role="member")
+    added = MembershipChange.Action.ADDED
+    MembershipChange.objects.create(circle=circle, action=added, subject="x", changed_by="op", source="admin")
+    deletion = PendingChange("notes", "a", RecordChange.Op.DELETE, 0, None, "admin:op", "admin")
+    commit_changes(circle.id, [deletion])
+    assert RecordChange.objects.filter(circle=circle).exists()
+    return circle
+
+
+def test_an_operator_deletes_a_circle_with_its_logs(operator: Client) -> None:
+    circle = circle_with_history()
+    url = reverse("admin:circles_circle_delete", args=[circle.id])
+    confirm = operator.get(url)
+    assert confirm.status_code == 200
+    assert b"would require deleting the following protected" not in confirm.content
+    assert b"your account doesn't have permission" not in confirm.content
+    assert operator.post(url, {"post": "yes"}).status_code == 302
+    assert not Circle.objects.filter(id=circle.id).exists()
+
+
+def test_the_selected_circles_action_deletes_them_with_their_logs(operator: Client) -> None:
+    circle = circle_with_history()
+    changelist = reverse("admin:circles_circle_changelist")
+    form = {"action": "delete_selected", "_selected_action": [circle.id], "post": "yes"}
+    assert operator.post(changelist, form).status_code == 302
+    assert not Circle.objects.filter(id=circle.id).exists()
+
+
+@pytest.mark.parametrize("model", ["recordchange", "membershipchange"])
+def test_a_log_row_alone_cannot_be_deleted(operator: Client, model: str) -> None:
+    from circles.models import MembershipChange, RecordChange
+
+    circle_with_history()
+    row = (RecordChange if model == "recordchange" else MembershipChange).objects.first()
+    assert row is not None
+    assert operator.get(reverse(f"admin:circles_{model}_delete", args=[row.id])).status_code == 403
+    changelist = reverse(f"admin:circles_{model}_changelist")
+    operator.post(changelist, {"action": "delete_selected", "_selected_action": [row.id], "post": "yes"})
+    assert type(row).objects.filter(id=row.id).exists()
