@@ -12,7 +12,7 @@
 use std::time::{Duration, Instant};
 
 /// How long a run goes at normal priority.
-pub const DEMOTE_AFTER: Duration = Duration::from_millis(200);
+pub const DEMOTE_AFTER: Duration = Duration::from_millis(25);
 /// How many nice steps a long run gives up.
 pub const DEMOTE_BY: i32 = 10;
 

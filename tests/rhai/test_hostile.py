@@ -195,7 +195,7 @@ def test_an_uncancelled_token_changes_nothing():
 
 
 def test_a_long_run_gives_way_and_gets_its_priority_back():
-    """Past 200 ms a run lowers its own thread's priority (nice +10), restored when it ends."""
+    """Past 25 ms a run lowers its own thread's priority (nice +10), restored when it ends."""
     import os
     import threading
     import time
