@@ -320,7 +320,12 @@ def per_second(plays: list[Play], killed: float, start: float, end: float) -> li
         sent = [p for p in plays if second <= p.sent - killed < second + 1]
         ok = [p.answered - p.sent for p in sent if p.outcome == "ok"]
         rows.append(
-            {"s": second, "sent": len(sent), "ok": len(ok), "p50_ms": round(1000 * percentile(ok, 0.5), 1)}
+            {
+                "s": second,
+                "sent": len(sent),
+                "ok": len(ok),
+                "p50_ms": round(1000 * percentile(ok, 0.5), 1) if ok else None,  # JSON has no NaN
+            }
         )
     return rows
 
