@@ -5,7 +5,7 @@
 - `CIRCLES_WORKER_PERIODIC`: callables `()` every worker runs every
   `CIRCLES_WORKER_PERIODIC_SECONDS` (they must be safe with several workers at once).
 
-A hook that raises is logged and never stops the worker.
+A hook that raises is logged and never stops the worker (Redis away: one warning line, no traceback).
 """
 
 import logging
@@ -18,6 +18,7 @@ from django.db import close_old_connections
 from django.utils.module_loading import import_string
 
 from executor.jobs import Job
+from executor.redis_clients import REDIS_DOWN
 
 logger = logging.getLogger("executor.hooks")
 
@@ -49,5 +50,7 @@ def run_periodic() -> None:
         close_old_connections()
         try:
             task()
+        except REDIS_DOWN as exc:  # an outage or a failover: one line, the next round runs it again
+            logger.warning("periodic task %s: Redis away (%s); runs again next round", task.__qualname__, exc)
         except Exception:
             logger.exception("periodic task %s failed", task.__qualname__)

@@ -41,6 +41,7 @@ class Play:
     answered: float
     outcome: str  # "ok", "timeout" (-32000 kind timeout), "-32012", "-32029", other codes, "closed", "silent"
     server: str
+    client: int = 0  # which of the load's connections sent it (bench/failover.py's per-client gaps)
 
 
 def outcome_of(response: dict) -> str:
@@ -72,7 +73,7 @@ class PlayLoad:
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set (every client finishes the play it has in flight)."""
         await asyncio.gather(
-            *(self._client(self.urls[i % len(self.urls)], stop) for i in range(self.clients))
+            *(self._client(i, self.urls[i % len(self.urls)], stop) for i in range(self.clients))
         )
 
     async def _connect(self, url: str) -> RpcClient:
@@ -80,7 +81,7 @@ class PlayLoad:
         await client.sign_in(self.key)
         return client
 
-    async def _client(self, url: str, stop: asyncio.Event) -> None:
+    async def _client(self, number: int, url: str, stop: asyncio.Event) -> None:
         client: RpcClient | None = None
         while not stop.is_set():
             if client is None:
@@ -100,7 +101,7 @@ class PlayLoad:
                 outcome = "silent"
             except websockets.WebSocketException:
                 outcome, client = "closed", None
-            self.plays.append(Play(sent, time.monotonic(), outcome, url))
+            self.plays.append(Play(sent, time.monotonic(), outcome, url, number))
             await asyncio.sleep(self.pause)
         if client is not None:
             await client.close()
