@@ -1,5 +1,6 @@
 """ASGI entry point: HTTP goes to Django, WebSockets through the origin check to the circles."""
 
+import gc
 import os
 
 from django.core.asgi import get_asgi_application
@@ -35,3 +36,9 @@ application = ProtocolTypeRouter(
         ),
     }
 )
+
+# What is loaded by now lives as long as the process: frozen out of the collector's sight, a full
+# collection scans only what connections made since (it cost a fifth of a sign-in in the URL's
+# server CPU, docs/benchmarks/ws_rpc.md).
+gc.collect()
+gc.freeze()

@@ -10,7 +10,9 @@ uvicorn's loggers at `LOG_LEVEL` unless `CIRCLES_UVICORN_LOG_LEVEL` says otherwi
 `CirclesServer` drains every WebSocket before uvicorn's own shutdown (which would close them
 with 1012 at once): `circles.shutdown` answers in-flight requests, then closes with 1001.
 With `--workers N` (N > 1) a small supervisor binds the socket once and runs N server
-processes on it; SIGTERM to the supervisor is forwarded to each, which drains the same way.
+processes on it; SIGTERM to the supervisor is forwarded to each, which drains the same way, and
+the supervisor closes its own copy of the socket: while they drain, new connections are refused
+(not queued where nothing accepts them, to be reset when the supervisor exits).
 """
 
 from __future__ import annotations
@@ -149,6 +151,10 @@ def run_supervised(config: uvicorn.Config, workers: int) -> int:
         for child in children:
             if child.is_alive() and child.pid:
                 os.kill(child.pid, signal.SIGTERM)
+        # Each draining process closes its own copy of the listening socket; this one must go
+        # too, or the kernel keeps queueing connections that nobody will accept and resets them
+        # all when the supervisor exits. Closed, new clients are refused at once and retry.
+        sock.close()
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)

@@ -6,7 +6,9 @@ TTL as expiry, and a sorted set `<prefix>:auth-nonces` scores each nonce by its 
 redeeming the same nonce at once exactly one gets the ticket and the others get nothing. Without
 Redis (embedded mode) a dict in this process does the same (one event loop: no interleaving).
 A Redis that cannot be reached is :class:`NonceStoreUnavailable`, never a silent local fallback,
-which would let a nonce be redeemed once per process.
+which would let a nonce be redeemed once per process. Nor is a command retried: a redemption
+whose answer is lost is unavailable (the nonce may be spent; the client fetches another), never
+"unknown nonce" from a second GETDEL.
 """
 
 from __future__ import annotations
@@ -72,7 +74,9 @@ class RedisNonceStore:
         self.prefix = prefix
         self.index = f"{prefix}:auth-nonces"
         self._clock = clock
-        self._redis = PerLoopClient(redis_url, timeout=1, connect_timeout=1)
+        # No retries: a GETDEL whose answer timed out may have run, and sent again it finds
+        # nothing, so a fresh nonce was refused as spent (4401) instead of "try again" (1013).
+        self._redis = PerLoopClient(redis_url, timeout=1, connect_timeout=1, retries=0)
 
     def key(self, nonce: str) -> str:
         """The Redis key holding the ticket of `nonce`."""

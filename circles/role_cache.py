@@ -4,8 +4,12 @@ A role read for (circle, key) is reused by the next sign-in of that key in that 
 circle's membership version (`executor.membership_notices`) is the one taken before the read, and
 for at most `CIRCLES_ROLE_CACHE_SECONDS`: the same trust a connection already gives its own role
 (`CircleSession.may_play_without_lookup`), so no membership change is missed for longer. Only
-with Redis notices subscribed: without them (Redis away, or embedded mode, where a management
-command in another process changes membership unannounced) every sign-in reads its role.
+while a change made in any process is heard here (`membership_notices.heard_from_every_process`:
+Redis notices subscribed, or embedded mode on SQLite with its notice file): otherwise (Redis away,
+or an embedded database without that file) every sign-in reads its role.
+
+A sign-in that reads costs a database hop on the thread pool: over half of a WebSocket sign-in's
+server CPU (docs/benchmarks/ws_rpc.md), hence the sharing.
 """
 
 import time
@@ -26,7 +30,7 @@ async def role_at_sign_in(circle: CircleInfo, key: str) -> tuple[Role, membershi
     now = time.monotonic()
     ttl = settings.CIRCLES_ROLE_CACHE_SECONDS
     entry = _roles.get((circle.id, key))
-    shared = bool(settings.REDIS_URL) and membership_notices.trusted()
+    shared = membership_notices.heard_from_every_process()
     if entry is not None and entry[1] == version and now - entry[2] < ttl and shared:
         return entry[0], version
     role = await role_in_circle(circle, key)

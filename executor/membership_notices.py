@@ -17,13 +17,21 @@ still the circle's current one (`current`).
   only while the listener is subscribed (`trusted`), and each (re)subscription bumps every
   circle's version at once (the epoch): until then every `play` reads the role from the
   database, which is always right, only slower.
+* Embedded mode on SQLite (no Redis): every process using the database runs on this machine, so a
+  change is also told by appending a byte to a file beside the database (`<db>-membership`,
+  `notice_file`); `current` stats it (a syscall, no database read) and bumps the epoch when it
+  grew. A management command in another process (`load_circles`, `add_member`) or the other
+  server process of `serve --workers 2` is then heard like a Redis notice. Other embedded
+  databases have no such file: there nothing is shared between sign-ins (`circles.role_cache`).
 """
 
 import asyncio
 import contextlib
 import logging
+import os
 import threading
 from functools import cache
+from pathlib import Path
 
 import redis
 from django.conf import settings
@@ -47,10 +55,28 @@ class MembershipVersions:
         self._counts: dict[int, int] = {}
         self._epoch = 0
         self.subscribed = False  # a listener is subscribed now (only matters with REDIS_URL)
+        self._file_seen: tuple[int, int, int] | None = None  # the notice file's (inode, size, mtime)
 
     def current(self, circle_id: int) -> Version:
         """The version a role read now is valid at."""
+        path = notice_file()
+        if path is not None:
+            self._hear_file(path)
         return self._epoch, self._counts.get(circle_id, 0)
+
+    def _hear_file(self, path: str) -> None:
+        """Bump every circle when the notice file changed since last looked at (another process told)."""
+        try:
+            stat = os.stat(path)
+            seen = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        except FileNotFoundError:
+            seen = (0, 0, 0)
+        except OSError:
+            seen = None  # unreadable: never trusted as unchanged
+        if seen is None or seen != self._file_seen:
+            if self._file_seen is not None or seen is None:
+                self.bump_all()
+            self._file_seen = seen
 
     def bump(self, circle_id: int) -> None:
         """The circle's membership changed: every cached role in it is stale."""
@@ -69,6 +95,32 @@ def trusted() -> bool:
     return not settings.REDIS_URL or versions.subscribed
 
 
+def heard_from_every_process() -> bool:
+    """Whether a membership change made in any process reaches this one's versions.
+
+    With Redis: while the listener is subscribed. Embedded: when there is a notice file (SQLite).
+    A role may be shared across connections (`circles.role_cache`) only then.
+    """
+    if settings.REDIS_URL:
+        return versions.subscribed
+    return notice_file() is not None
+
+
+def notice_file() -> str | None:
+    """Embedded mode on a SQLite file: the file beside it that membership changes are appended to."""
+    database = settings.DATABASES["default"]
+    return _notice_file(settings.REDIS_URL, database["ENGINE"], str(database.get("NAME") or ""))
+
+
+@cache
+def _notice_file(redis_url: str, engine: str, name: str) -> str | None:
+    if redis_url or engine != "django.db.backends.sqlite3":
+        return None
+    if not name or name == ":memory:" or name.startswith("file:") or "mode=memory" in name:
+        return None
+    return str(Path(name).resolve()) + "-membership"
+
+
 # --- telling (any process: a worker, the embedded pool, a management command, the admin) ---------
 
 
@@ -85,6 +137,7 @@ def changed(circle_id: int) -> None:
     """
     versions.bump(circle_id)
     if not settings.REDIS_URL:
+        _append_to_notice_file(circle_id)
         return
     try:
         _publisher().publish(membership_channel(settings.CIRCLES_QUEUE_STREAM), str(circle_id))
@@ -93,6 +146,27 @@ def changed(circle_id: int) -> None:
             "could not announce the membership change of circle %s (%s): other processes' cached "
             "roles expire within CIRCLES_ROLE_CACHE_SECONDS",
             circle_id,
+            exc,
+        )
+
+
+def _append_to_notice_file(circle_id: int) -> None:
+    path = notice_file()
+    if path is None:
+        return
+    try:
+        # One byte per change, O_APPEND: concurrent writers never lose each other's growth.
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, b".")
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        logger.warning(
+            "could not announce the membership change of circle %s in %s (%s): other processes' "
+            "cached roles expire within CIRCLES_ROLE_CACHE_SECONDS",
+            circle_id,
+            path,
             exc,
         )
 

@@ -109,13 +109,22 @@ class RedisTarget:
         return urlparse(self.url).scheme == "redis"
 
     def connection_kwargs(
-        self, *, timeout: float | None, connect_timeout: float, asyncio: bool = False
+        self,
+        *,
+        timeout: float | None,
+        connect_timeout: float,
+        asyncio: bool = False,
+        retries: int = COMMAND_RETRIES,
     ) -> dict[str, Any]:
-        """A connection's keyword arguments: db/password (Sentinel), timeouts, keepalive, one retry."""
+        """A connection's keyword arguments: db/password (Sentinel), timeouts, keepalive, `retries`.
+
+        A retry sends a command again after a timeout, when Redis may have run it already: a
+        client of commands that must not run twice (GETDEL) asks for `retries=0`.
+        """
         kwargs: dict[str, Any] = {
             "socket_timeout": timeout,
             "socket_connect_timeout": connect_timeout,
-            "retry": _retry(COMMAND_RETRIES, asyncio),
+            "retry": _retry(retries, asyncio),
         }
         if self.uses_sentinel or urlparse(self.url).scheme in ("redis", "rediss"):  # TCP, not a Unix socket
             kwargs.update(socket_keepalive=True, socket_keepalive_options=DEAD_PEER_OPTIONS)
@@ -156,9 +165,13 @@ class RedisTarget:
             kwargs["connection_class"] = CountedConnection
         return redis.ConnectionPool.from_url(self.url, **kwargs)
 
-    def async_pool(self, *, timeout: float | None, connect_timeout: float) -> aioredis.ConnectionPool:
+    def async_pool(
+        self, *, timeout: float | None, connect_timeout: float, retries: int = COMMAND_RETRIES
+    ) -> aioredis.ConnectionPool:
         """An asyncio-client pool of its own (bound to the loop it is first used on)."""
-        kwargs = self.connection_kwargs(timeout=timeout, connect_timeout=connect_timeout, asyncio=True)
+        kwargs = self.connection_kwargs(
+            timeout=timeout, connect_timeout=connect_timeout, asyncio=True, retries=retries
+        )
         if self.uses_sentinel:
             sentinel_kwargs = self.sentinel_kwargs(asyncio=True)
             manager = async_sentinel.Sentinel(list(self.sentinels), sentinel_kwargs=sentinel_kwargs)
@@ -194,10 +207,17 @@ def sync_client(
     return redis.Redis(connection_pool=pool)
 
 
-def async_client(url: str | None = None, *, timeout: float | None, connect_timeout: float) -> aioredis.Redis:
+def async_client(
+    url: str | None = None,
+    *,
+    timeout: float | None,
+    connect_timeout: float,
+    retries: int = COMMAND_RETRIES,
+) -> aioredis.Redis:
     """An asyncio client on a pool of its own, for REDIS_URL (or `url`) as the settings reach it."""
     target = RedisTarget.from_settings(url)
-    return aioredis.Redis(connection_pool=target.async_pool(timeout=timeout, connect_timeout=connect_timeout))
+    pool = target.async_pool(timeout=timeout, connect_timeout=connect_timeout, retries=retries)
+    return aioredis.Redis(connection_pool=pool)
 
 
 class PerLoopClient:
@@ -207,10 +227,18 @@ class PerLoopClient:
     run more than one loop over its life (tests, `async_to_sync`).
     """
 
-    def __init__(self, url: str | None = None, *, timeout: float | None, connect_timeout: float) -> None:
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        timeout: float | None,
+        connect_timeout: float,
+        retries: int = COMMAND_RETRIES,
+    ) -> None:
         self.url = url
         self.timeout = timeout
         self.connect_timeout = connect_timeout
+        self.retries = retries
         self._client: aioredis.Redis | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -218,7 +246,9 @@ class PerLoopClient:
         """The client of the running loop."""
         loop = asyncio.get_running_loop()
         if self._client is None or self._loop is not loop:
-            self._client = async_client(self.url, timeout=self.timeout, connect_timeout=self.connect_timeout)
+            self._client = async_client(
+                self.url, timeout=self.timeout, connect_timeout=self.connect_timeout, retries=self.retries
+            )
             self._loop = loop
         return self._client
 

@@ -81,3 +81,40 @@ async def test_embedded_mode_answers_a_play_still_running_after_the_grace(world:
         assert process.process.wait(15) == 0, process.output()
     finally:
         process.stop()
+
+
+async def test_while_its_processes_drain_the_supervisor_refuses_new_connections(
+    world: World, tmp_path
+) -> None:
+    """`serve --workers 2` under SIGTERM: nothing accepts on the port any more, so a connection the
+    kernel queued there would be reset when the supervisor exits. New clients are refused at once."""
+    env = server_env(
+        world.database_url,
+        CIRCLES_WORKERS="2",
+        CIRCLES_SHUTDOWN_GRACE_SECONDS="3",
+        CIRCLES_SCRIPT_MAX_OPERATIONS="1000000000000",
+    )  # embedded: the play runs in the server process, which drains until the grace ends
+    process, port = start_asgi_server("serve", env, tmp_path / "s.log")
+    try:
+        client = await RpcClient.connect(f"ws://127.0.0.1:{port}/{world.circle}")
+        await client.sign_in(world.member)
+        play = {"script": "loop {}", "timeout_ms": 6000}
+        await client.send_json({"jsonrpc": "2.0", "method": "play", "params": play, "id": "long"})
+        await asyncio.sleep(0.3)
+        process.signal(signal.SIGTERM)
+        long = asyncio.ensure_future(client.response_to("long", timeout=10))
+        refused = False
+        while not long.done() and not refused:  # the drain lasts until the play is answered
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+            except ConnectionRefusedError:
+                refused = True
+            else:
+                writer.close()  # accepted by a process that had not closed its socket yet
+                await asyncio.sleep(0.05)
+        assert refused, "a new connection was accepted into the queue while the processes drained"
+        assert not long.done()
+        assert (await long)["error"]["code"] == -32012
+        assert process.process.wait(15) == 0, process.output()
+    finally:
+        process.stop()

@@ -212,3 +212,21 @@ async def test_embedded_mode_invalidates_the_role_cache_too(start_server, sqlite
         assert await value(member, "CALLER_ROLE") == "member"
         assert await value(owner, f'circle::remove_member("{circle.member.pubkey}")') is True
         assert (await play(member, "1"))["error"]["code"] == FORBIDDEN
+
+
+async def test_embedded_mode_hears_a_change_a_management_command_makes(
+    start_server, sqlite_world: World
+) -> None:
+    """On SQLite an embedded server shares the role read at sign-in across its connections; a
+    change made in another process (`manage.py add_member`) reaches it through the notice file
+    beside the database, so the next sign-in has the new role (cached for an hour otherwise)."""
+    server = start_server(world=sqlite_world, CIRCLES_ROLE_CACHE_SECONDS="3600")
+    circle = Circle(sqlite_world)
+    for _ in range(2):  # the second sign-in reuses the first one's read
+        async with await circle.client(server, circle.other) as other:
+            assert (await other.call("whoami"))["role"] == "guest"
+    env = server_env(sqlite_world.database_url)
+    manage(env, "add_member", circle.key, circle.other.pubkey, "--role", "member")
+    async with await circle.client(server, circle.other) as other:
+        assert (await other.call("whoami"))["role"] == "member"
+        assert await value(other, "CALLER_ROLE") == "member"

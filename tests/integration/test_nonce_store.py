@@ -5,10 +5,13 @@ import multiprocessing
 import time
 import uuid
 
+import pytest
+
 from auth_secp import Ticket
 from circles.nonce_store import MemoryNonceStore, NonceStoreUnavailable, RedisNonceStore
 from tests.helpers.processes import free_port
 from tests.helpers.redis_server import RedisServer
+from tests.helpers.reply_holding_proxy import ReplyHoldingProxy
 
 
 def prefix() -> str:
@@ -71,6 +74,24 @@ async def test_an_expired_ticket_is_not_redeemed_nor_counted(redis_server: Redis
     now[0] += 31
     assert await store.active() == 0
     assert await store.take(issued.nonce) is None
+
+
+async def test_a_redemption_whose_answer_is_lost_is_unavailable_not_an_unknown_nonce(
+    redis_server: RedisServer,
+) -> None:
+    """GETDEL ran in Redis but its answer never came (a loaded machine, the 1 s timeout): sending
+    it again would find nothing and refuse a fresh nonce as spent, closing a URL sign-in 4401."""
+    proxy = await ReplyHoldingProxy(redis_server.port).start()
+    try:
+        store = RedisNonceStore(f"redis://127.0.0.1:{proxy.port}/0", prefix())
+        issued = ticket()
+        await store.put(issued)
+        proxy.hold_replies()  # the pooled connection's next answer is lost
+        with pytest.raises(NonceStoreUnavailable):
+            await store.take(issued.nonce)
+        assert redis_server.client().exists(store.key(issued.nonce)) == 0  # it ran: the nonce is spent
+    finally:
+        await proxy.close()
 
 
 async def test_an_unreachable_redis_is_unavailable_not_a_local_fallback() -> None:

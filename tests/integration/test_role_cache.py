@@ -36,8 +36,9 @@ async def test_a_membership_change_is_seen_by_the_next_sign_in(circle: Circle, n
     assert role == Role.MEMBER and version == membership_notices.versions.current(circle.id)
 
 
-async def test_embedded_mode_reads_every_sign_in(circle: Circle, settings) -> None:
-    """No notices reach an embedded server from a management command in another process."""
+async def test_embedded_mode_without_a_notice_file_reads_every_sign_in(circle: Circle, settings) -> None:
+    """Embedded on PostgreSQL (as here) no notice reaches a server from another process's change;
+    only a SQLite file has the notice file beside it (tests/e2e/test_membership.py)."""
     settings.REDIS_URL = ""
     role_cache._roles.clear()
     assert (await role_cache.role_at_sign_in(info(circle), KEY))[0] == Role.GUEST

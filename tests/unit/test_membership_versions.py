@@ -57,3 +57,38 @@ def test_with_redis_roles_are_trusted_only_while_subscribed(settings) -> None:
         assert session.may_play_without_lookup()
     finally:
         membership_notices.versions.subscribed = False
+
+
+SQLITE = "django.db.backends.sqlite3"
+
+
+def test_only_an_embedded_sqlite_file_has_a_notice_file(tmp_path) -> None:
+    database = str(tmp_path / "circles.sqlite3")
+    assert membership_notices._notice_file("", SQLITE, database) == database + "-membership"
+    assert membership_notices._notice_file("redis://127.0.0.1:1/0", SQLITE, database) is None
+    assert membership_notices._notice_file("", "django.db.backends.postgresql", "circles") is None
+    for in_memory in (":memory:", "file:memorydb_default?mode=memory&cache=shared", ""):
+        assert membership_notices._notice_file("", SQLITE, in_memory) is None
+
+
+def test_a_change_another_process_appends_ends_every_trust(tmp_path, monkeypatch) -> None:
+    notices = tmp_path / "circles.sqlite3-membership"
+    monkeypatch.setattr(membership_notices, "notice_file", lambda: str(notices))
+    session = session_in(9006)  # signed in before the file existed
+    assert session.may_play_without_lookup()
+    notices.write_bytes(b".")  # what `changed` appends in the process that made the change
+    assert not session.may_play_without_lookup()
+    session.note_role_at(Role.MEMBER, session.version_before_read())
+    assert session.may_play_without_lookup()
+    with notices.open("ab") as file:
+        file.write(b".")
+    assert not session.may_play_without_lookup()
+
+
+def test_changed_appends_to_the_notice_file(tmp_path, monkeypatch, settings) -> None:
+    settings.REDIS_URL = ""
+    notices = tmp_path / "circles.sqlite3-membership"
+    monkeypatch.setattr(membership_notices, "notice_file", lambda: str(notices))
+    membership_notices.changed(9007)
+    membership_notices.changed(9007)
+    assert notices.read_bytes() == b".."
