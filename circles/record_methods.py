@@ -10,11 +10,9 @@ from typing import Any
 
 from circles import jsonrpc
 from circles.change_sources import DatabaseLog, process_hub
-from circles.changes import head_seq, oldest_seq
 from circles.jsonrpc import RpcError
-from circles.lookups import database_read
 from circles.methods import check_player, rpc_method
-from circles.record_stream import RecordStream
+from circles.record_stream import RecordStream, compacted
 from circles.session import CircleSession
 from circles.subscriptions import Topic, register_topic
 from executor import membership_notices
@@ -30,10 +28,6 @@ async def check_reader(session: CircleSession) -> None:
     await check_player(session)
 
 
-@database_read
-def window(circle_id: int) -> tuple[int, int]:
-    """The circle's (head, oldest kept seq)."""
-    return head_seq(circle_id), oldest_seq(circle_id)
 
 
 class ReaderGate:
@@ -111,7 +105,7 @@ async def open_records(session: CircleSession, params: dict[str, Any]) -> Record
     if since is None:
         return stream
     try:
-        head, oldest = await window(session.circle.id)
+        head, oldest = await _log.window(session.circle.id)
     except BaseException:
         stream.stop()
         raise
@@ -120,7 +114,7 @@ async def open_records(session: CircleSession, params: dict[str, Any]) -> Record
         raise invalid("since", f"greater than the latest change {head}")
     if since < oldest - 1:
         stream.stop()
-        raise RpcError(jsonrpc.CHANGES_COMPACTED, data={"oldest": oldest, "head": head})
+        raise compacted(head, oldest)
     return stream
 
 
@@ -140,5 +134,5 @@ register_topic(
 )
 async def records_head(session: CircleSession) -> dict[str, int]:
     await check_reader(session)
-    head, oldest = await window(session.circle.id)
+    head, oldest = await _log.window(session.circle.id)
     return {"seq": head, "oldest": oldest}

@@ -13,6 +13,7 @@ import orjson
 import pytest
 
 from circles.change_hub import Change, ChangeHub
+from circles.jsonrpc import CHANGES_COMPACTED, RpcError
 from circles.record_stream import RecordStream, frame_head
 
 
@@ -53,6 +54,11 @@ class MemoryLog:
         await asyncio.sleep(0)
         return {circle_id: len(self.rows.get(circle_id, [])) for circle_id in circle_ids}
 
+    async def window(self, circle_id: int) -> tuple[int, int]:
+        await asyncio.sleep(0)
+        head = len(self.rows.get(circle_id, []))
+        return head, min(max(self.pruned_below.get(circle_id, 0), 1), head + 1)
+
 
 class Recorder:
     """A watcher that keeps what it was given."""
@@ -72,6 +78,7 @@ class Outbox:
         self.maxsize = maxsize
         self.closed = False
         self.unread = 0
+        self.ended: dict[str, RpcError] = {}
 
     def push(self, frame: str) -> None:
         if self.closed:
@@ -84,6 +91,9 @@ class Outbox:
     async def room(self) -> None:
         while self.unread > self.maxsize // 2:
             await asyncio.sleep(0)
+
+    def revoke(self, subscription: str, error: RpcError) -> None:
+        self.ended[subscription] = error
 
     def read_all(self) -> None:
         self.unread = 0
@@ -285,6 +295,40 @@ async def test_history_then_live_with_no_gap_and_no_duplicate(hub: ChangeHub, lo
     hub.heard(1, log.commit(1))  # live
     assert stream.live
     assert outbox.seqs("0xs") == list(range(11, 42))
+
+
+async def test_a_prune_after_the_since_check_ends_the_subscription_with_compacted(
+    hub: ChangeHub, log: MemoryLog
+) -> None:
+    """`since` was inside the window when checked; pruned before the history read: -32006, not a
+    silent skip of what was pruned."""
+    for _ in range(10):
+        log.commit(1)
+    outbox = Outbox()
+    stream = RecordStream(hub, log, outbox, circle_id=1, collection="c", since=2)
+    await stream.open()  # the subscribe checked `since` here: 2 >= oldest - 1
+    log.pruned_below[1] = 6  # the housekeeping runs before the catch-up reads
+    stream.start("0xs")
+    await settle()
+    assert outbox.seqs("0xs") == []
+    error = outbox.ended["0xs"]
+    assert error.code == CHANGES_COMPACTED and error.data == {"oldest": 6, "head": 10}
+    assert stream.stopped and not hub.feeds  # the stream let its feed go
+    hub.heard(1, log.commit(1))
+    await settle()
+    assert outbox.seqs("0xs") == []
+
+
+async def test_a_prune_below_since_is_no_loss(hub: ChangeHub, log: MemoryLog) -> None:
+    for _ in range(10):
+        log.commit(1)
+    outbox = Outbox()
+    stream = RecordStream(hub, log, outbox, circle_id=1, collection="c", since=5)
+    await stream.open()
+    log.pruned_below[1] = 6  # only what the client already has
+    stream.start("0xs")
+    await settle()
+    assert outbox.seqs("0xs") == [6, 7, 8, 9, 10] and not outbox.ended
 
 
 async def test_without_since_only_later_changes_and_no_read(hub: ChangeHub, log: MemoryLog) -> None:
