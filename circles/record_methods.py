@@ -28,8 +28,6 @@ async def check_reader(session: CircleSession) -> None:
     await check_player(session)
 
 
-
-
 class ReaderGate:
     """A records subscriber's standing, read again after a membership change of the circle (and,
     without Redis notices, at least every CIRCLES_ROLE_CACHE_SECONDS) (`circles.record_stream.Gate`)."""
