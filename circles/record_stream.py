@@ -29,6 +29,7 @@ import asyncio
 import logging
 from typing import Protocol
 
+from circles import metrics
 from circles.change_hub import Change, ChangeHub, Log
 from circles.jsonrpc import CHANGES_COMPACTED, RpcError
 
@@ -116,6 +117,7 @@ class RecordStream:
         """Start watching the hub (before any history is read); returns the mark."""
         self.mark = await self.hub.watch(self.circle_id, self.collection, self)
         self.watching = True
+        metrics.RECORD_SUBSCRIBERS.inc()
         if self.stopped:  # stopped while the hub read its baseline
             self.stop()
         return self.mark
@@ -203,4 +205,5 @@ class RecordStream:
             self.task.cancel()
         if self.watching:
             self.watching = False
+            metrics.RECORD_SUBSCRIBERS.dec()
             self.hub.unwatch(self.circle_id, self.collection, self)

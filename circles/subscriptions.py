@@ -33,6 +33,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from circles import metrics
 from circles.jsonrpc import INVALID_PARAMS, RATE_LIMITED, RpcError, encode
 
 logger = logging.getLogger("circles.subscriptions")
@@ -308,6 +309,7 @@ class Subscriptions:
             for stream in self.streams.values():  # nothing more will be sent: let the hub go now
                 stream.stop()
             logger.info("closing: %s notifications unread", self.outbox.maxsize)
+            metrics.SLOW_READER_CLOSES.inc()
             self.overflow()
             return
         if self.drainer is None:

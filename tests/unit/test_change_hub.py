@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import orjson
 import pytest
+from prometheus_client import REGISTRY
 
 from circles.change_hub import Change, ChangeHub
 from circles.jsonrpc import CHANGES_COMPACTED, RpcError
@@ -396,3 +397,32 @@ async def test_many_subscribers_all_changes_in_order_under_loss(hub: ChangeHub, 
     await settle(200)
     for index, (outbox, stream) in enumerate(zip(outboxes, streams, strict=True)):
         assert outbox.seqs(f"0x{index}") == list(range(stream.since + 1, 211))
+
+
+# --- metrics ---------------------------------------------------------------------------------------
+
+
+def sample(name: str) -> float:
+    return REGISTRY.get_sample_value(name) or 0.0
+
+
+async def test_subscribers_deliveries_and_gap_fills_are_counted(hub: ChangeHub, log: MemoryLog) -> None:
+    subscribers, deliveries, fills = (
+        sample("circles_record_subscribers"),
+        sample("circles_record_deliveries_total"),
+        sample("circles_record_gap_fills_total"),
+    )
+    outboxes = [Outbox(), Outbox()]
+    streams = [await opened(hub, log, outbox, f"0x{index}") for index, outbox in enumerate(outboxes)]
+    assert sample("circles_record_subscribers") == subscribers + 2
+    hub.heard(1, log.commit(1))
+    log.commit(1)  # lost: read from the log
+    hub.heard(1, log.commit(1))
+    await settle()
+    assert [outbox.seqs(f"0x{index}") for index, outbox in enumerate(outboxes)] == [[1, 2, 3]] * 2
+    assert sample("circles_record_deliveries_total") == deliveries + 6
+    assert sample("circles_record_gap_fills_total") == fills + 1
+    for stream in streams:
+        stream.stop()
+        stream.stop()  # twice: counted once
+    assert sample("circles_record_subscribers") == subscribers
