@@ -19,10 +19,10 @@ from django.conf import settings
 from circles import jsonrpc
 from circles.jsonrpc import RpcError
 from circles.methods import check_player, rpc_method
-from circles.record_methods import ReaderGate
 from circles.registry import Param
 from circles.roles import Role
 from circles.session import CircleSession
+from circles.standing import ReaderGate
 from circles.subscriptions import Notice, Topic, register_topic
 from executor import job_store
 from executor.job_dispatch import dispatch, interrupt
@@ -344,7 +344,7 @@ async def jobs_viewer(session: CircleSession, params: dict[str, Any]) -> tuple[V
 
 class JobsFilter:
     """A "jobs" subscription's filter that re-reads its caller's standing as a records one does
-    (`circles.record_methods.ReaderGate`): after a membership change of the circle, the next event
+    (`circles.standing.ReaderGate`): after a membership change of the circle, the next event
     waits until the subscribe's checks pass again (`circles.subscriptions.GatedFilter`); an admin
     demoted to a member loses an `all` subscription, a removed member every one."""
 
