@@ -150,6 +150,7 @@ class Subscriptions:
         self.groups: set[str] = set()
         self.revisions: OrderedDict[tuple[str, str], int] = OrderedDict()
         self.rechecking: dict[str, list[dict[str, Any]]] = {}  # gated subscription -> events held
+        self.rechecks: set[asyncio.Task[None]] = set()  # their re-reads in progress (kept referenced)
         self.outbox: asyncio.Queue[str] = asyncio.Queue(max(1, max_unread))
         self.drainer: asyncio.Task | None = None
         self.roomy = asyncio.Event()
@@ -230,6 +231,8 @@ class Subscriptions:
             return
         self.held.discard(sub)
         self.rechecking.pop(sub, None)
+        for key in [key for key in self.revisions if key[0] == sub]:
+            del self.revisions[key]
         frame = {
             "jsonrpc": "2.0",
             "method": NOTIFICATION_METHOD,
@@ -257,7 +260,9 @@ class Subscriptions:
             trusted = getattr(matcher, "trusted", None)
             if trusted is not None and not trusted():
                 self.rechecking[sub] = [event]
-                asyncio.get_running_loop().create_task(self.recheck(sub, matcher))  # type: ignore[arg-type]
+                task = asyncio.get_running_loop().create_task(self.recheck(sub, matcher))  # type: ignore[arg-type]
+                self.rechecks.add(task)
+                task.add_done_callback(self.rechecks.discard)
                 continue
             self.notify(sub, matcher, event)
 
@@ -341,6 +346,9 @@ class Subscriptions:
         self.held.clear()
         self.filters.clear()
         self.listeners.clear()
+        self.rechecking.clear()
+        for task in list(self.rechecks):
+            task.cancel()
         if self.drainer is not None:
             self.drainer.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
