@@ -2,6 +2,7 @@
 
 Every collection that takes at least 2 ms is printed to stderr (the server's log) as
 `gc gen=<generation> ms=<duration> collected=<objects>`, with the time (perf_counter) it ended.
+The collector is set as production sets it first (`circleproject.gc_tuning`, CIRCLES_GC_THRESHOLDS).
 With BENCH_GC_FREEZE=1 the app is imported first and `gc.freeze()` called (a what-if).
 
     python -m bench.gc_traced_asgi <uvicorn arguments>
@@ -31,6 +32,10 @@ def _timed(phase: str, info: dict[str, Any]) -> None:
 
 
 def main() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "circleproject.settings")
+    from circleproject.gc_tuning import tune_gc
+
+    tune_gc()  # as production (circleproject.serve) and bench.tuned_asgi do
     if os.environ.get("BENCH_GC_FREEZE"):  # what-if: the app's startup heap out of every collection
         import circleproject.asgi  # noqa: F401  (Django set up, the app built)
 

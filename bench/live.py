@@ -354,6 +354,8 @@ def start_ours(
         argv[1:3] = ["-m", "bench.profiled_asgi", str(args.profile_asgi.resolve())]
     elif args.trace_gc and name == "head":
         argv[1:3] = ["-m", "bench.gc_traced_asgi"]
+    elif name == "head":  # the collector as circleproject.serve sets it (base predates the setting)
+        argv[1:3] = ["-m", "bench.tuned_asgi"]
     server = ManagedProcess(
         argv,
         env=env,

@@ -30,6 +30,7 @@ from typing import Any
 import uvicorn
 from uvicorn.logging import TRACE_LOG_LEVEL
 
+from circleproject.gc_tuning import tune_gc
 from circleproject.header_timeout import HeaderTimeoutProtocol
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "circleproject.settings")
@@ -123,6 +124,7 @@ def run_single(config: uvicorn.Config, sockets: list[socket.socket] | None = Non
     # process "killed by SIGTERM"; with these no-op handlers restored instead, it exits 0.
     signal.signal(signal.SIGTERM, _ignore)
     signal.signal(signal.SIGINT, _ignore)
+    tune_gc()  # here: each supervised child is a process of its own
     server = CirclesServer(config)
     server.run(sockets=sockets)
     if config.uds and sockets is None and os.path.exists(config.uds):

@@ -313,6 +313,11 @@ CIRCLES_JOBS_MAX_RUNNING_PER_CIRCLE = env.int("CIRCLES_JOBS_MAX_RUNNING_PER_CIRC
 CIRCLES_CHANGES_KEEP_PER_CIRCLE = env.int("CIRCLES_CHANGES_KEEP_PER_CIRCLE", default=10_000)
 CIRCLES_CHANGES_KEEP_DAYS = env.int("CIRCLES_CHANGES_KEEP_DAYS", default=7)
 CIRCLES_CHANGES_CHECK_SECONDS = env.float("CIRCLES_CHANGES_CHECK_SECONDS", default=2.0)
+# The garbage collector's thresholds in every server process (`gc.set_threshold`; "" keeps
+# CPython's 700,10,10): young collections rarer, so a fan-out to many connections does not
+# promote its short-lived objects into the old generation and trigger full collections
+# (circleproject/gc_tuning.py, docs/benchmarks/live.md).
+CIRCLES_GC_THRESHOLDS = env.str("CIRCLES_GC_THRESHOLDS", default="10000,20,10")
 # Subscriptions (the `subscribe` method): per connection, and the notifications a connection may
 # leave unsent before it is closed with 4408.
 CIRCLES_MAX_SUBSCRIPTIONS_PER_CONNECTION = env.int("CIRCLES_MAX_SUBSCRIPTIONS_PER_CONNECTION", default=32)

@@ -31,6 +31,8 @@ from typing import Any, Protocol
 
 import orjson
 
+from circles import metrics
+
 logger = logging.getLogger("circles.change_hub")
 
 FILL_PAGE = 1000  # changes read from the log per query when filling a gap
@@ -214,11 +216,14 @@ class ChangeHub:
 
     def _hand_on(self, feed: Feed, change: Change) -> None:
         feed.last = change.seq
-        for watcher in tuple(feed.watchers.get(change.collection, ())):
+        watchers = tuple(feed.watchers.get(change.collection, ()))
+        for watcher in watchers:
             try:
                 watcher.changed(change)
             except Exception:
                 logger.exception("a change watcher failed")
+        if watchers:
+            metrics.RECORD_DELIVERIES.inc(len(watchers))
 
     def _release(self, feed: Feed) -> None:
         """Hand on what was held back, as far as it runs without a gap."""
@@ -237,6 +242,7 @@ class ChangeHub:
     def _fill(self, feed: Feed) -> None:
         if feed.filling is None and feed.known and self.feeds.get(feed.circle_id) is feed:
             self.fills += 1
+            metrics.RECORD_GAP_FILLS.inc()
             feed.filling = self.loop.create_task(self._filling(feed))
 
     def _lagging(self, feed: Feed) -> bool:

@@ -24,7 +24,7 @@ import redis
 from django.conf import settings
 
 from circles.change_hub import Change, ChangeHub
-from circles.changes import change_object, changes_after, head_seqs
+from circles.changes import change_object, changes_after, head_seq, head_seqs, oldest_seq
 from circles.lookups import database_read
 from executor import change_feed
 from executor.redis_clients import async_client
@@ -43,6 +43,11 @@ def _read_heads(circle_ids: list[int]) -> dict[int, int]:
     return head_seqs(circle_ids)
 
 
+@database_read
+def _read_window(circle_id: int) -> tuple[int, int]:
+    return head_seq(circle_id), oldest_seq(circle_id)
+
+
 class DatabaseLog:
     """The hub's `Log`: the change log in the database, read on the database thread pool."""
 
@@ -55,6 +60,10 @@ class DatabaseLog:
     async def heads(self, circle_ids: Sequence[int]) -> dict[int, int]:
         """The last committed seq of each circle."""
         return await _read_heads(list(circle_ids))
+
+    async def window(self, circle_id: int) -> tuple[int, int]:
+        """The circle's (head, oldest kept seq)."""
+        return await _read_window(circle_id)
 
 
 class RedisChanges:

@@ -22,6 +22,7 @@ from circles.methods import check_player, rpc_method
 from circles.registry import Param
 from circles.roles import Role
 from circles.session import CircleSession
+from circles.standing import ReaderGate
 from circles.subscriptions import Notice, Topic, register_topic
 from executor import job_store
 from executor.job_dispatch import dispatch, interrupt
@@ -329,15 +330,53 @@ def job_filter(viewer: Viewer, job_id: str | None) -> Any:
     return matches
 
 
-async def open_jobs(session: CircleSession, params: dict[str, Any]) -> Any:
-    """Check a "jobs" subscription's params: `job_id` (visible to the caller) or `all` (owner, admin)."""
+async def jobs_viewer(session: CircleSession, params: dict[str, Any]) -> tuple[Viewer, str | None]:
+    """The viewer and job id of a "jobs" subscription's params, checked: `job_id` (visible to the
+    caller) or `all` (owner, admin); raises the refusal."""
     job_id, want_all = params.get("job_id"), params.get("all")
     if job_id is not None:
         viewer = await viewer_of(session)
         with job_errors():
             record = await db(job_store.get)(viewer, job_id)
-        return job_filter(viewer, str(record.id))
-    return job_filter(await wanting_all(session, want_all), None)
+        return viewer, str(record.id)
+    return await wanting_all(session, want_all), None
+
+
+class JobsFilter:
+    """A "jobs" subscription's filter that re-reads its caller's standing as a records one does
+    (`circles.standing.ReaderGate`): after a membership change of the circle, the next event
+    waits until the subscribe's checks pass again (`circles.subscriptions.GatedFilter`); an admin
+    demoted to a member loses an `all` subscription, a removed member every one."""
+
+    def __init__(self, session: CircleSession, params: dict[str, Any], viewer: Viewer, job_id: str | None):
+        self.session, self.params = session, params
+        self.gate = ReaderGate(session)
+        self.matches = job_filter(viewer, job_id)
+
+    def __call__(self, event: dict[str, Any]) -> Notice | None:
+        return self.matches(event)
+
+    def trusted(self) -> bool:
+        """Whether the standing read last still holds."""
+        return self.gate.trusted()
+
+    async def recheck(self) -> RpcError | None:
+        """The subscribe's checks again: None (and the filter follows the new role), else the refusal."""
+        error = await self.gate.recheck()
+        if error is not None:
+            return error
+        try:
+            viewer, job_id = await jobs_viewer(self.session, self.params)
+        except RpcError as refusal:
+            return refusal
+        self.matches = job_filter(viewer, job_id)
+        return None
+
+
+async def open_jobs(session: CircleSession, params: dict[str, Any]) -> Any:
+    """Check a "jobs" subscription's params: `job_id` (visible to the caller) or `all` (owner, admin)."""
+    viewer, job_id = await jobs_viewer(session, params)
+    return JobsFilter(session, params, viewer, job_id)
 
 
 register_topic(

@@ -1,4 +1,4 @@
-"""The WebSocket face's Prometheus metrics: connections, sign-ins, RPC calls, `play` durations.
+"""The WebSocket face's Prometheus metrics: connections, sign-ins, RPC calls, `play` durations, live records.
 
 Defined here, beside what they measure; the callers pass the labels in (this module knows
 neither the method registry nor the consumer). `circleproject.metrics` serves them.
@@ -24,6 +24,27 @@ PLAY_SECONDS = Histogram(
     "circles_play_seconds",
     "Time from a play reaching the executor to its answer (queue, run, delivery).",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+
+# Live records (circles.change_hub, circles.record_stream, circles.subscriptions). Counted per
+# change and per subscription, never per frame on the fan-out's path.
+RECORD_SUBSCRIBERS = Gauge(
+    "circles_record_subscribers",
+    "Open records subscriptions (watching a circle's change hub).",
+    multiprocess_mode="livesum",
+)
+RECORD_DELIVERIES = Counter(
+    "circles_record_deliveries_total",
+    "Changes handed to records subscriptions by the change hub (one per change per subscription "
+    "of its collection, before a key prefix filter).",
+)
+RECORD_GAP_FILLS = Counter(
+    "circles_record_gap_fills_total",
+    "Reads of the change log to fill a gap in a circle's changes (a lost or late pub/sub message).",
+)
+SLOW_READER_CLOSES = Counter(
+    "circles_slow_reader_closes_total",
+    "Connections closed 4408 because their notifications went unread past the bound.",
 )
 
 _rpc_children: dict[tuple[str, int], Any] = {}

@@ -5,68 +5,21 @@ docs/PROTOCOL.md, "Live records". Who may watch a circle's records is who may re
 """
 
 import re
-import time
 from typing import Any
 
 from circles import jsonrpc
 from circles.change_sources import DatabaseLog, process_hub
-from circles.changes import head_seq, oldest_seq
 from circles.jsonrpc import RpcError
-from circles.lookups import database_read
-from circles.methods import check_player, rpc_method
-from circles.record_stream import RecordStream
+from circles.methods import rpc_method
+from circles.record_stream import RecordStream, compacted
 from circles.session import CircleSession
+from circles.standing import ReaderGate, check_reader
 from circles.subscriptions import Topic, register_topic
-from executor import membership_notices
 from executor.dsl import COLLECTION
 
 RECORDS = "records"
 PREFIX = re.compile(r"[A-Za-z0-9_.:@-]{0,200}\Z")  # what keys are made of (executor.dsl.NAME), maybe empty
 _log = DatabaseLog()
-
-
-async def check_reader(session: CircleSession) -> None:
-    """Raise unless the session may read the circle's records: `play`'s check (-32001, -32003)."""
-    await check_player(session)
-
-
-@database_read
-def window(circle_id: int) -> tuple[int, int]:
-    """The circle's (head, oldest kept seq)."""
-    return head_seq(circle_id), oldest_seq(circle_id)
-
-
-class ReaderGate:
-    """A records subscriber's standing, read again after a membership change of the circle (and,
-    without Redis notices, at least every CIRCLES_ROLE_CACHE_SECONDS) (`circles.record_stream.Gate`)."""
-
-    def __init__(self, session: CircleSession) -> None:
-        self.session = session
-        self.version = membership_notices.versions.current(session.circle.id)
-        self.checked_at = time.monotonic()
-
-    def trusted(self) -> bool:
-        """Whether no membership change was heard since the last read; where changes may go
-        unheard (no Redis notices: embedded mode, Redis away), also that the read is recent.
-
-        Heard notices need no time bound: re-reading every subscriber's role every few seconds
-        would put a database read per subscriber on the fan-out of a busy circle.
-        """
-        if membership_notices.versions.current(self.session.circle.id) != self.version:
-            return False
-        if membership_notices.trusted():
-            return True
-        return time.monotonic() - self.checked_at < self.session.limits.role_cache_seconds
-
-    async def recheck(self) -> RpcError | None:
-        """`play`'s check again: None when the caller may still read, else its refusal."""
-        version = membership_notices.versions.current(self.session.circle.id)
-        try:
-            await check_reader(self.session)
-        except RpcError as error:
-            return error
-        self.version, self.checked_at = version, time.monotonic()
-        return None
 
 
 def invalid(field: str, reason: str) -> RpcError:
@@ -111,7 +64,7 @@ async def open_records(session: CircleSession, params: dict[str, Any]) -> Record
     if since is None:
         return stream
     try:
-        head, oldest = await window(session.circle.id)
+        head, oldest = await _log.window(session.circle.id)
     except BaseException:
         stream.stop()
         raise
@@ -120,7 +73,7 @@ async def open_records(session: CircleSession, params: dict[str, Any]) -> Record
         raise invalid("since", f"greater than the latest change {head}")
     if since < oldest - 1:
         stream.stop()
-        raise RpcError(jsonrpc.CHANGES_COMPACTED, data={"oldest": oldest, "head": head})
+        raise compacted(head, oldest)
     return stream
 
 
@@ -140,5 +93,5 @@ register_topic(
 )
 async def records_head(session: CircleSession) -> dict[str, int]:
     await check_reader(session)
-    head, oldest = await window(session.circle.id)
+    head, oldest = await _log.window(session.circle.id)
     return {"seq": head, "oldest": oldest}

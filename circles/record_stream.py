@@ -9,6 +9,11 @@ is out (`start`), the catch-up reads the log after `since` up to at least `mark`
 unread bound), then sends the buffered changes above what it sent, and goes live. Every
 notification carries a seq above the last one sent (`cursor`), which makes the order strict.
 
+Each history page is checked against the log's window *after* it was read: a prune between the
+`since` check and the read (or between pages) would otherwise skip its stretch silently. When the
+oldest change still kept is above the page's start, the subscription ends with -32006 (one last
+frame with `error`, as a revoked one), and the client re-reads as it would have at subscribe.
+
 A client that reads slowly while history is read only stops the catch-up; a buffer that would
 grow past `buffer_limit` is dropped instead (the log still has all of it), `mark` moves up to
 the change that overflowed it, and the catch-up reads that stretch from the log too. Live, a
@@ -24,13 +29,27 @@ import asyncio
 import logging
 from typing import Protocol
 
+from circles import metrics
 from circles.change_hub import Change, ChangeHub, Log
-from circles.jsonrpc import RpcError
+from circles.jsonrpc import CHANGES_COMPACTED, RpcError
 
 logger = logging.getLogger("circles.record_stream")
 
 HISTORY_PAGE = 500  # changes per log read while catching up
 RETRY_SECONDS = 1.0  # after a failed log read, before trying again
+
+
+class HistoryLog(Log, Protocol):
+    """The log as a stream reads it: the hub's reads, and the circle's kept window."""
+
+    async def window(self, circle_id: int) -> tuple[int, int]:
+        """The circle's (head, oldest kept seq); oldest is head + 1 when nothing is kept."""
+        ...
+
+
+def compacted(head: int, oldest: int) -> RpcError:
+    """The -32006 of a history that is no longer kept (data: where the log starts, and its head)."""
+    return RpcError(CHANGES_COMPACTED, data={"oldest": oldest, "head": head})
 
 
 class Gate(Protocol):
@@ -69,7 +88,7 @@ class RecordStream:
     def __init__(
         self,
         hub: ChangeHub,
-        log: Log,
+        log: HistoryLog,
         outbox: Outbox,
         *,
         circle_id: int,
@@ -98,6 +117,7 @@ class RecordStream:
         """Start watching the hub (before any history is read); returns the mark."""
         self.mark = await self.hub.watch(self.circle_id, self.collection, self)
         self.watching = True
+        metrics.RECORD_SUBSCRIBERS.inc()
         if self.stopped:  # stopped while the hub read its baseline
             self.stop()
         return self.mark
@@ -137,10 +157,14 @@ class RecordStream:
                 rows = await self.log.after(
                     self.circle_id, cursor, limit=self.page, collection=self.collection, prefix=self.prefix
                 )
+                head, oldest = await self.log.window(self.circle_id)  # after the read: see above
             except Exception as exc:
                 logger.warning("could not read the change log of circle %s: %s", self.circle_id, exc)
                 await asyncio.sleep(RETRY_SECONDS)
                 continue
+            if oldest > cursor + 1:  # pruned past `cursor` since it was checked: this page may lack some
+                self.end(compacted(head, oldest))
+                return
             for change in rows:
                 await self.outbox.room()
                 if self.outbox.closed:
@@ -164,11 +188,15 @@ class RecordStream:
         assert self.gate is not None
         error = await self.gate.recheck()
         if error is not None:
-            logger.info("records subscription %s revoked: %s", self.subscription, error.message)
-            self.stop()
-            self.outbox.revoke(self.subscription, error)
+            self.end(error)
             return
         await self.catch_up()
+
+    def end(self, error: RpcError) -> None:
+        """End the subscription with `error` in its last frame (revoked, or its history is gone)."""
+        logger.info("records subscription %s ended: %s", self.subscription, error.message)
+        self.stop()
+        self.outbox.revoke(self.subscription, error)
 
     def stop(self) -> None:
         """Stop watching and catching up (unsubscribe, revoked, or the connection ended)."""
@@ -177,4 +205,5 @@ class RecordStream:
             self.task.cancel()
         if self.watching:
             self.watching = False
+            metrics.RECORD_SUBSCRIBERS.dec()
             self.hub.unwatch(self.circle_id, self.collection, self)

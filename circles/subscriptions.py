@@ -33,6 +33,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from circles import metrics
 from circles.jsonrpc import INVALID_PARAMS, RATE_LIMITED, RpcError, encode
 
 logger = logging.getLogger("circles.subscriptions")
@@ -53,6 +54,19 @@ class Notice:
 
 
 Filter = Callable[[dict[str, Any]], Notice | None]  # an event -> its notice, or None: not for us
+
+
+class GatedFilter(Protocol):
+    """A filter whose caller's standing may change (a jobs subscription): while it is not
+    `trusted`, its events wait for `recheck`, which ends the subscription with its refusal."""
+
+    def __call__(self, event: dict[str, Any]) -> Notice | None: ...
+
+    def trusted(self) -> bool:
+        """Whether the standing read last still holds."""
+
+    async def recheck(self) -> RpcError | None:
+        """Read the standing again: None when the caller may still watch, else the refusal."""
 
 
 class Stream(Protocol):
@@ -135,6 +149,8 @@ class Subscriptions:
         self.listeners: dict[str, set[Listener]] = {}
         self.groups: set[str] = set()
         self.revisions: OrderedDict[tuple[str, str], int] = OrderedDict()
+        self.rechecking: dict[str, list[dict[str, Any]]] = {}  # gated subscription -> events held
+        self.rechecks: set[asyncio.Task[None]] = set()  # their re-reads in progress (kept referenced)
         self.outbox: asyncio.Queue[str] = asyncio.Queue(max(1, max_unread))
         self.drainer: asyncio.Task | None = None
         self.roomy = asyncio.Event()
@@ -209,11 +225,14 @@ class Subscriptions:
         return True
 
     def revoke(self, sub: str, error: RpcError) -> None:
-        """End stream `sub` because its caller may no longer read: one last frame carries `error`
-        where a notification carries `result`, then nothing more comes for `sub`."""
-        if self.streams.pop(sub, None) is None:
+        """End subscription `sub` because its caller may no longer read: one last frame carries
+        `error` where a notification carries `result`, then nothing more comes for `sub`."""
+        if self.streams.pop(sub, None) is None and self.filters.pop(sub, None) is None:
             return
         self.held.discard(sub)
+        self.rechecking.pop(sub, None)
+        for key in [key for key in self.revisions if key[0] == sub]:
+            del self.revisions[key]
         frame = {
             "jsonrpc": "2.0",
             "method": NOTIFICATION_METHOD,
@@ -234,10 +253,42 @@ class Subscriptions:
         for sub, (topic, matcher) in list(self.filters.items()):
             if topic != name:
                 continue
-            notice = matcher(event)
-            if notice is None or not self.in_order(sub, notice):
+            held = self.rechecking.get(sub)
+            if held is not None:
+                held.append(event)
                 continue
-            self.push(encode(notification(sub, notice.result)))
+            trusted = getattr(matcher, "trusted", None)
+            if trusted is not None and not trusted():
+                self.rechecking[sub] = [event]
+                task = asyncio.get_running_loop().create_task(self.recheck(sub, matcher))  # type: ignore[arg-type]
+                self.rechecks.add(task)
+                task.add_done_callback(self.rechecks.discard)
+                continue
+            self.notify(sub, matcher, event)
+
+    def notify(self, sub: str, matcher: Filter, event: dict[str, Any]) -> None:
+        """Push `event`'s notification for `sub`, if it matches and is newer than what `sub` got."""
+        notice = matcher(event)
+        if notice is None or not self.in_order(sub, notice):
+            return
+        self.push(encode(notification(sub, notice.result)))
+
+    async def recheck(self, sub: str, matcher: GatedFilter) -> None:
+        """Read `sub`'s caller's standing again: revoke it, or send the events held meanwhile."""
+        try:
+            error = await matcher.recheck()
+        except Exception:
+            logger.exception("could not re-read the standing of subscription %s", sub)
+            error = None  # the next event tries again (the gate is still not trusted)
+        held = self.rechecking.pop(sub, [])
+        if self.filters.get(sub, (None, None))[1] is not matcher:
+            return  # unsubscribed meanwhile
+        if error is not None:
+            logger.info("subscription %s revoked: %s", sub, error.message)
+            self.revoke(sub, error)
+            return
+        for event in held:
+            self.notify(sub, matcher, event)
 
     def in_order(self, sub: str, notice: Notice) -> bool:
         """Whether `notice` is newer than what `sub` already got for its key (and remember it)."""
@@ -263,6 +314,7 @@ class Subscriptions:
             for stream in self.streams.values():  # nothing more will be sent: let the hub go now
                 stream.stop()
             logger.info("closing: %s notifications unread", self.outbox.maxsize)
+            metrics.SLOW_READER_CLOSES.inc()
             self.overflow()
             return
         if self.drainer is None:
@@ -294,6 +346,9 @@ class Subscriptions:
         self.held.clear()
         self.filters.clear()
         self.listeners.clear()
+        self.rechecking.clear()
+        for task in list(self.rechecks):
+            task.cancel()
         if self.drainer is not None:
             self.drainer.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

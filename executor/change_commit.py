@@ -3,7 +3,9 @@
 Script runs (`executor.dsl`, at the end of `running`) and the admin's record deletions both
 call `commit_changes` inside the transaction that wrote, as its last statements: the circle's
 counter row is locked from there to the commit only. The changes are published
-(`executor.change_feed.publish`) after the commit, never for a transaction that rolls back.
+(`executor.change_feed.publish`) after the commit, never for a transaction that rolls back; a
+queue worker's run hands them to the worker instead (`change_feed.collected`), which sends them
+in the command that answers the job.
 """
 
 from collections.abc import Sequence

@@ -10,13 +10,18 @@ circle (not once per subscriber):
 * embedded (no `REDIS_URL`), to the sinks this process registered (`add_sink`), called on the
   committing thread, which hand the changes to their event loop.
 
+A queue worker's run does not pay a Redis round trip of its own for this: inside `collected()`
+the messages are kept instead of sent, and the worker sends them in the one command that also
+answers and acknowledges the job (`executor.queue.JobQueue.finish`), changes first.
+
 A lost message (a Redis restart, a listener reconnecting) is not a lost change: a process
 that sees a gap in a circle's numbers, or reconnects, reads what it missed from the log.
 """
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from functools import cache
 from typing import Any
 
@@ -30,9 +35,11 @@ logger = logging.getLogger("executor.change_feed")
 
 Change = dict[str, Any]  # circles.changes.change_object
 Sink = Callable[[int, Sequence[Change]], None]  # (circle id, its changes in seq order)
+Message = tuple[str, bytes]  # (pub/sub channel, the change as JSON)
 
 _sinks: list[Sink] = []
 _sinks_lock = threading.Lock()
+_held = threading.local()  # .messages: the list `collected()` fills on this thread, or None
 
 
 def changes_channel(stream: str, circle_id: int) -> str:
@@ -58,11 +65,48 @@ def _publisher() -> redis.Redis:
     return sync_client(timeout=2, connect_timeout=1)
 
 
+@contextmanager
+def collected() -> Iterator[list[Message]]:
+    """While the block runs, keep this thread's published changes (with `REDIS_URL`) in the list
+    it yields instead of sending them; the caller sends them (a worker: with the job's answer).
+
+    Embedded mode is unaffected (its sinks are called at once). A block that raises sends what
+    it kept before the exception goes on: a committed change is never left unannounced.
+    """
+    previous = getattr(_held, "messages", None)
+    messages: list[Message] = []
+    _held.messages = messages
+    try:
+        yield messages
+    except BaseException:
+        _held.messages = previous
+        send(messages)
+        raise
+    finally:
+        _held.messages = previous
+
+
+def send(messages: Sequence[Message]) -> None:
+    """PUBLISH `messages` in one round trip (a pipeline). Never raises: see `publish`."""
+    if not messages:
+        return
+    try:
+        with _publisher().pipeline(transaction=False) as pipe:
+            for channel, body in messages:
+                pipe.publish(channel, body)
+            pipe.execute()
+    except (redis.RedisError, OSError) as exc:
+        logger.warning(
+            "could not publish %d change(s) (%s): listeners read them from the log", len(messages), exc
+        )
+
+
 def publish(circle_id: int, changes: Sequence[Change]) -> None:
     """Announce `changes` of circle `circle_id` (committed, in seq order). Never raises.
 
     A failed publish is logged and costs only latency: listeners find the gap at the circle's
-    next change or at their next check of the log (CIRCLES_CHANGES_CHECK_SECONDS).
+    next change or at their next check of the log (CIRCLES_CHANGES_CHECK_SECONDS). Inside
+    `collected()` the messages are kept for the caller to send instead.
     """
     if not changes:
         return
@@ -76,15 +120,9 @@ def publish(circle_id: int, changes: Sequence[Change]) -> None:
                 logger.exception("a change sink failed")
         return
     channel = changes_channel(settings.CIRCLES_QUEUE_STREAM, circle_id)
-    try:
-        with _publisher().pipeline(transaction=False) as pipe:
-            for change in changes:
-                pipe.publish(channel, orjson.dumps(change))
-            pipe.execute()
-    except (redis.RedisError, OSError) as exc:
-        logger.warning(
-            "could not publish %d change(s) of circle %s (%s): listeners read them from the log",
-            len(changes),
-            circle_id,
-            exc,
-        )
+    messages = [(channel, orjson.dumps(change)) for change in changes]
+    held = getattr(_held, "messages", None)
+    if held is not None:
+        held.extend(messages)
+        return
+    send(messages)

@@ -6,6 +6,7 @@ the stream length is the work outstanding), claim jobs a dead worker left pendin
 XAUTOCLAIM, and move a job delivered too often to the dead-letter stream.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypedDict, cast
 
@@ -31,13 +32,18 @@ return redis.call('XADD', KEYS[1], '*', 'job', ARGV[2])
 # in its caller's and circle's shares back (executor/shares.py: the entry names them),
 # acknowledge and delete; a job run's entry also names its circle's waiting list, whose first
 # runs with room then go on the stream (executor/job_shares.py).
+# The run's record changes (executor.change_feed) are published here too, before the answer,
+# so a worker pays one round trip per job, not two, and a watcher hears a change no later than
+# its writer hears the answer.
 # KEYS: stream, dead-letter stream. ARGV: group, entry id; the channel and payload to publish
-# ('': nothing); the dead-letter reason and the job as queued ('': not dead-lettered).
+# ('': nothing); the dead-letter reason and the job as queued ('': not dead-lettered); then
+# channel, payload of each change to publish (none: nothing more).
 FINISH = LuaScript(
     """
 if ARGV[5] ~= '' then
     redis.call('XADD', KEYS[2], '*', 'job', ARGV[6], 'reason', ARGV[5], 'entry', ARGV[2])
 end
+for i = 7, #ARGV - 1, 2 do redis.call('PUBLISH', ARGV[i], ARGV[i + 1]) end
 if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
 local entry = redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[2])[1]
 local stream, waiting, circle_share, per_caller_text, per_circle_text = KEYS[1], nil, nil, nil, nil
@@ -211,14 +217,17 @@ class JobQueue:
             if fields is not None  # deleted while pending
         ]
 
-    def finish(self, entry_id: str, publication: Publication | None = None) -> None:
-        """Publish the job's answer (if given), then acknowledge and delete the job, in one step.
+    def finish(
+        self, entry_id: str, publication: Publication | None = None, changes: Sequence[Publication] = ()
+    ) -> None:
+        """Publish the run's `changes` and the job's answer (if given), then acknowledge and delete
+        the job, in one step.
 
-        A Lua script makes the three atomic and one command: a worker that dies before it
-        leaves the job pending (to be claimed and run again), never answered-but-queued or
+        A Lua script makes them atomic and one command: a worker that dies before it leaves the
+        job pending (to be claimed and run again), never answered-but-queued or
         acknowledged-but-unanswered.
         """
-        self._finish(entry_id, publication, dead_letter=NOTHING)
+        self._finish(entry_id, publication, dead_letter=NOTHING, changes=changes)
 
     def dead_letter(self, queued: QueuedJob, reason: str, publication: Publication | None = None) -> None:
         """Move a job to the dead-letter stream (kept for operators) and off the queue, in one step.
@@ -227,9 +236,17 @@ class JobQueue:
         """
         self._finish(queued.entry_id, publication, dead_letter=(reason, queued.raw))
 
-    def _finish(self, entry_id: str, publication: Publication | None, dead_letter: tuple[str, bytes]) -> None:
+    def _finish(
+        self,
+        entry_id: str,
+        publication: Publication | None,
+        dead_letter: tuple[str, bytes],
+        changes: Sequence[Publication] = (),
+    ) -> None:
         keys = [self.config.stream, self.config.dead_stream]
         args = [self.config.group, entry_id, *(publication or NOTHING), *dead_letter]
+        for channel, payload in changes:
+            args += (channel, payload)
         FINISH.run(self.connection.call, keys, args)
 
     def length(self) -> int:

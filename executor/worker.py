@@ -10,14 +10,14 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import redis
 import rhai
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections
 
-from executor import hooks, metrics
+from executor import change_feed, hooks, metrics
 from executor.cancels import CancelWatcher
 from executor.delivery import ResultDelivery
 from executor.heartbeat import Heartbeat
@@ -221,9 +221,14 @@ class Worker:
             metrics.JOB_DEAD.observe(0)
             return
         started = time.perf_counter()
-        with self.holding(delivery.entry_id), self.cancels.watching(job.run_id) as cancel:
+        # The run's record changes go out with its answer, in `finish`'s one command.
+        with (
+            change_feed.collected() as changes,
+            self.holding(delivery.entry_id),
+            self.cancels.watching(job.run_id) as cancel,
+        ):
             report = run_job(job, cancel=cancel, redelivered=delivery.deliveries > 1)
-        self.finish(delivery, report)
+        self.finish(delivery, report, changes=changes)
         outcome = report.outcome
         elapsed = time.perf_counter() - started
         metrics.observe_job(outcome["ok"], elapsed)
@@ -239,23 +244,36 @@ class Worker:
                 job.request_id or "-",
             )
 
-    def finish(self, delivery: QueuedJob, report: RunReport, *, dead_letter: str = "") -> None:
-        """The one finish sequence of a job: its row, its hooks, then its answer and acknowledgement.
+    def finish(
+        self,
+        delivery: QueuedJob,
+        report: RunReport,
+        *,
+        dead_letter: str = "",
+        changes: Sequence[change_feed.Message] = (),
+    ) -> None:
+        """The one finish sequence of a job: its row, its hooks, then its record changes, answer and
+        acknowledgement (one command).
 
         A webhook event's row is saved first, because its hook links the event to it; a
         dead-lettered job's is saved at once too, for operators. Any other row is held and saved
         with others (`save_runs`), after its answer went out. `dead_letter` (the reason) moves
-        the job to the dead-letter stream instead of acknowledging it.
+        the job to the dead-letter stream instead of acknowledging it (a job that was not run:
+        it has no `changes`).
         """
         job, outcome = report.job, report.outcome
         save_first = job.event_id is not None or bool(dead_letter)
-        if save_first:
-            save_runs([report.run_row(worker=self.name, attempts=delivery.deliveries)])
-        hooks.job_finished(job, outcome)  # only a job with an `event_id` has hooks
-        publication = self.delivery.publication(job, outcome)
+        try:
+            if save_first:
+                save_runs([report.run_row(worker=self.name, attempts=delivery.deliveries)])
+            hooks.job_finished(job, outcome)  # only a job with an `event_id` has hooks
+            publication = self.delivery.publication(job, outcome)
+        except BaseException:
+            change_feed.send(changes)  # committed: announced even if the answer never goes out
+            raise
         if dead_letter:
             self.queue.dead_letter(delivery, dead_letter, publication)
         else:
-            self.queue.finish(delivery.entry_id, publication)
+            self.queue.finish(delivery.entry_id, publication, changes)
         if not save_first:  # built after the answer went out: the caller does not wait for it
             self.keep_run(report.run_row(worker=self.name, attempts=delivery.deliveries))

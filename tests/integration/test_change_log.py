@@ -21,11 +21,14 @@ from executor import change_feed, job_store
 from executor.job_rules import JobLimits, check_spec
 from executor.job_runs import job_for, run_record
 from executor.job_store import Viewer
+from executor.queue import JobQueue, QueueConfig
 from executor.runner import run_job
+from executor.worker import Worker
 from tests.helpers.keys import WalletKey
 from tests.helpers.processes import manage, server_env
 from tests.helpers.redis_server import RedisServer
 from tests.integration import change_log_checks as checks
+from tests.integration.conftest import make_job
 
 MEMBER = WalletKey.named("changes-member")
 
@@ -137,6 +140,55 @@ def test_each_committed_change_is_published_once_on_the_circles_channel(
             and messages[0]["updated_by"] == WalletKey.named("integration-member").pubkey
         )
         assert heard(pubsub, 1) == []  # the failed run published nothing
+    finally:
+        pubsub.close()
+        client.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_workers_run_publishes_its_changes_with_its_answer(circle, on_redis, redis_server) -> None:
+    """A queue worker sends a run's changes in the command that answers and acknowledges the job
+    (executor.queue FINISH), not in a round trip of its own; a failed run sends none."""
+    config = QueueConfig.from_settings()
+    queue = JobQueue(config)
+    queue.ensure_group()
+    client = redis_server.client()
+    pubsub = client.pubsub()
+    pubsub.subscribe(change_feed.changes_channel(on_redis.CIRCLES_QUEUE_STREAM, circle.id))
+    assert pubsub.get_message(timeout=5)["type"] == "subscribe"
+    worker = Worker(config, name="changes-worker")
+    try:
+        queue.enqueue(make_job(circle, 'db::put("notes", "a", #{n: 1}); db::put("notes", "b", #{n: 2})'))
+        queue.enqueue(make_job(circle, 'db::put("notes", "c", #{n: 3}); throw "no"'))
+        worker.handle_batch(queue.read("w", count=2, block_ms=1000))
+        assert queue.length() == 0
+        messages = heard(pubsub, 2)
+        assert messages == [change_object(change) for change in checks.changes(circle)]
+        assert [m["key"] for m in messages] == ["a", "b"]
+        assert heard(pubsub, 1) == []  # the failed run published nothing
+        assert change_feed._publisher.cache_info().currsize == 0  # no publish of its own
+    finally:
+        worker.delivery.close()
+        pubsub.close()
+        client.delete(config.stream)
+        client.close()
+        queue.redis.close()
+
+
+def test_collected_changes_are_sent_when_the_block_raises(on_redis, redis_server) -> None:
+    client = redis_server.client()
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe("collected")
+    time.sleep(0.1)
+    try:
+        with pytest.raises(RuntimeError), change_feed.collected() as held:
+            held.append(("collected", b"kept"))
+            raise RuntimeError("the worker failed after the commit")
+        message = None
+        deadline = time.monotonic() + 5
+        while message is None and time.monotonic() < deadline:
+            message = pubsub.get_message(timeout=0.5)
+        assert message is not None and message["data"] == b"kept"
     finally:
         pubsub.close()
         client.close()

@@ -53,6 +53,23 @@ def test_finish_publishes_the_answer_and_acknowledges_in_one_step(queue: JobQueu
     assert queue.pending() == 0 and queue.length() == 0
 
 
+def test_finish_publishes_the_runs_changes_before_the_answer(queue: JobQueue, circle) -> None:
+    listener = queue.redis.pubsub(ignore_subscribe_messages=True)
+    listener.subscribe("answers", "changes")
+    queue.enqueue(make_job(circle))
+    [delivery] = queue.read("w1", block_ms=100)
+    queue.finish(delivery.entry_id, ("answers", b"the outcome"), [("changes", b"1"), ("changes", b"2")])
+    heard = []
+    deadline = time.monotonic() + 2
+    while len(heard) < 3 and time.monotonic() < deadline:
+        message = listener.get_message(timeout=0.1)
+        if message is not None:
+            heard.append((message["channel"], message["data"]))
+    listener.close()
+    assert heard == [(b"changes", b"1"), (b"changes", b"2"), (b"answers", b"the outcome")]
+    assert queue.pending() == 0 and queue.length() == 0
+
+
 def test_dead_letter_publishes_the_failure_and_takes_the_job_off_the_queue(queue: JobQueue, circle) -> None:
     listener = queue.redis.pubsub(ignore_subscribe_messages=True)
     listener.subscribe("answers")

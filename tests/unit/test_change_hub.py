@@ -11,8 +11,10 @@ from collections.abc import Sequence
 
 import orjson
 import pytest
+from prometheus_client import REGISTRY
 
 from circles.change_hub import Change, ChangeHub
+from circles.jsonrpc import CHANGES_COMPACTED, RpcError
 from circles.record_stream import RecordStream, frame_head
 
 
@@ -53,6 +55,11 @@ class MemoryLog:
         await asyncio.sleep(0)
         return {circle_id: len(self.rows.get(circle_id, [])) for circle_id in circle_ids}
 
+    async def window(self, circle_id: int) -> tuple[int, int]:
+        await asyncio.sleep(0)
+        head = len(self.rows.get(circle_id, []))
+        return head, min(max(self.pruned_below.get(circle_id, 0), 1), head + 1)
+
 
 class Recorder:
     """A watcher that keeps what it was given."""
@@ -72,6 +79,7 @@ class Outbox:
         self.maxsize = maxsize
         self.closed = False
         self.unread = 0
+        self.ended: dict[str, RpcError] = {}
 
     def push(self, frame: str) -> None:
         if self.closed:
@@ -84,6 +92,9 @@ class Outbox:
     async def room(self) -> None:
         while self.unread > self.maxsize // 2:
             await asyncio.sleep(0)
+
+    def revoke(self, subscription: str, error: RpcError) -> None:
+        self.ended[subscription] = error
 
     def read_all(self) -> None:
         self.unread = 0
@@ -287,6 +298,40 @@ async def test_history_then_live_with_no_gap_and_no_duplicate(hub: ChangeHub, lo
     assert outbox.seqs("0xs") == list(range(11, 42))
 
 
+async def test_a_prune_after_the_since_check_ends_the_subscription_with_compacted(
+    hub: ChangeHub, log: MemoryLog
+) -> None:
+    """`since` was inside the window when checked; pruned before the history read: -32006, not a
+    silent skip of what was pruned."""
+    for _ in range(10):
+        log.commit(1)
+    outbox = Outbox()
+    stream = RecordStream(hub, log, outbox, circle_id=1, collection="c", since=2)
+    await stream.open()  # the subscribe checked `since` here: 2 >= oldest - 1
+    log.pruned_below[1] = 6  # the housekeeping runs before the catch-up reads
+    stream.start("0xs")
+    await settle()
+    assert outbox.seqs("0xs") == []
+    error = outbox.ended["0xs"]
+    assert error.code == CHANGES_COMPACTED and error.data == {"oldest": 6, "head": 10}
+    assert stream.stopped and not hub.feeds  # the stream let its feed go
+    hub.heard(1, log.commit(1))
+    await settle()
+    assert outbox.seqs("0xs") == []
+
+
+async def test_a_prune_below_since_is_no_loss(hub: ChangeHub, log: MemoryLog) -> None:
+    for _ in range(10):
+        log.commit(1)
+    outbox = Outbox()
+    stream = RecordStream(hub, log, outbox, circle_id=1, collection="c", since=5)
+    await stream.open()
+    log.pruned_below[1] = 6  # only what the client already has
+    stream.start("0xs")
+    await settle()
+    assert outbox.seqs("0xs") == [6, 7, 8, 9, 10] and not outbox.ended
+
+
 async def test_without_since_only_later_changes_and_no_read(hub: ChangeHub, log: MemoryLog) -> None:
     log.commit(1)
     outbox = Outbox()
@@ -352,3 +397,32 @@ async def test_many_subscribers_all_changes_in_order_under_loss(hub: ChangeHub, 
     await settle(200)
     for index, (outbox, stream) in enumerate(zip(outboxes, streams, strict=True)):
         assert outbox.seqs(f"0x{index}") == list(range(stream.since + 1, 211))
+
+
+# --- metrics ---------------------------------------------------------------------------------------
+
+
+def sample(name: str) -> float:
+    return REGISTRY.get_sample_value(name) or 0.0
+
+
+async def test_subscribers_deliveries_and_gap_fills_are_counted(hub: ChangeHub, log: MemoryLog) -> None:
+    subscribers, deliveries, fills = (
+        sample("circles_record_subscribers"),
+        sample("circles_record_deliveries_total"),
+        sample("circles_record_gap_fills_total"),
+    )
+    outboxes = [Outbox(), Outbox()]
+    streams = [await opened(hub, log, outbox, f"0x{index}") for index, outbox in enumerate(outboxes)]
+    assert sample("circles_record_subscribers") == subscribers + 2
+    hub.heard(1, log.commit(1))
+    log.commit(1)  # lost: read from the log
+    hub.heard(1, log.commit(1))
+    await settle()
+    assert [outbox.seqs(f"0x{index}") for index, outbox in enumerate(outboxes)] == [[1, 2, 3]] * 2
+    assert sample("circles_record_deliveries_total") == deliveries + 6
+    assert sample("circles_record_gap_fills_total") == fills + 1
+    for stream in streams:
+        stream.stop()
+        stream.stop()  # twice: counted once
+    assert sample("circles_record_subscribers") == subscribers
