@@ -104,13 +104,14 @@ async def wanting_all(session: CircleSession, want_all: bool | None) -> Viewer:
 
 
 async def settle(change: Change) -> None:
-    """After the commit: hand released jobs to the executor, then publish the events."""
+    """After the commit: publish the events, then hand released jobs to the executor (and publish
+    the end of those it refused). In that order, a job's `dispatched` goes out before its run can
+    begin and publish `started` (which would make subscribers drop the older `dispatched`)."""
     if not settings.REDIS_URL:
         bind_loop(asyncio.get_running_loop())  # the in-process job threads publish through this loop
-    events = list(change.events)
+    await publish_all(change.events)
     if change.to_dispatch:
-        events += await db(dispatch)(change.to_dispatch)
-    await publish_all(events)
+        await publish_all(await db(dispatch)(change.to_dispatch))
 
 
 async def create(session: CircleSession, script: Any, timeout: Any, env_vars: Any, prerequisites: Any) -> Any:

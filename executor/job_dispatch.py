@@ -27,7 +27,7 @@ from executor.job_shares import JobShareLimits, LocalJobShares
 from executor.job_store import Change
 from executor.jobs import Job
 from executor.models import JobRecord
-from executor.queue import JobQueue, QueueConfig, QueueFull, QueueUnavailable
+from executor.queue import JobQueue, Publication, QueueConfig, QueueFull, QueueUnavailable
 from executor.runner import script_error
 
 logger = logging.getLogger("executor.job_dispatch")
@@ -109,12 +109,24 @@ def dispatch(records: list[JobRecord]) -> list[CircleEvent]:
     return events
 
 
-def settle(change: Change) -> None:
-    """After a commit: hand over the jobs `change` released, then publish its events (from a thread)."""
-    events = list(change.events)
+def settle(change: Change, *, ride: bool = False) -> Publication | None:
+    """After a commit: publish `change`'s events, then hand over the jobs it released (from a thread).
+
+    Events go first: a released job may start, and publish `started`, before a later publish of
+    its `dispatched` would, which its subscribers would then drop as older. The events of jobs
+    the executor refused come after. With `ride` (a job slot, about to acknowledge its entry), a
+    change of one event and nothing to hand over is not sent here but returned as the PUBLISH to
+    send with the acknowledgement (`JobQueue.finish`): one round trip for both, as a `play`'s
+    answer goes. None: everything was published already.
+    """
+    if ride and len(change.events) == 1 and not change.to_dispatch:
+        publication = publisher.publication(change.events[0])
+        if publication is not None:
+            return publication
+    publisher.publish(list(change.events))
     if change.to_dispatch:
-        events += dispatch(change.to_dispatch)
-    publisher.publish(events)
+        publisher.publish(dispatch(change.to_dispatch))
+    return None
 
 
 def interrupt(run_id: str) -> None:

@@ -1,24 +1,39 @@
 """A job's changes, pushed to its circle's channel-layer group once committed.
 
-Every status change becomes one event (`event_of`): `{job_id, caller_id, status, revision,
-updated_at}`, with `output`, `value` and `error` when the status is final. It goes to the group
-`circle.<id>.jobs` as a `subscription.event` message of topic `jobs`; the WebSocket face's
-subscriptions (`circles.subscriptions`) turn it into notifications. With channels-redis the
-group reaches every ASGI process; embedded, the in-memory layer lives on the ASGI process's
+Every status change becomes one event (`event_of`, `run_event`): `{job_id, caller_id, status,
+revision, updated_at}`, with `output`, `value` and `error` when the status is final. It goes to
+the group `circle.<id>.jobs` as a `subscription.event` message of topic `jobs`; the WebSocket
+face's subscriptions (`circles.subscriptions`) turn it into notifications. With channels-redis
+the group reaches every ASGI process; embedded, the in-memory layer lives on the ASGI process's
 event loop, so a thread of the in-process executor hands its events to that loop (`bind_loop`).
+
+From threads with the Redis pub/sub layer on one Redis (every deployment with workers), a group
+send is what the layer's `group_send` does, one PUBLISH of the layer's own encoding on the
+group's channel, so `SyncPublisher` sends it on a plain Redis client (`publication`), and a job
+slot can send a run's end with the queue's acknowledgement (`executor.job_worker`), instead of
+running the layer on an event loop of its own per call (a third of the publish's cost, and one
+more round trip). The group channel's name is channels-redis' (pinned in requirements.txt;
+tests/integration/test_channel_layer.py checks it).
 """
 
 import asyncio
 import logging
 import threading
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
+import redis
+from channels import DEFAULT_CHANNEL_LAYER
 from channels.layers import get_channel_layer
+from channels_redis.pubsub import RedisPubSubChannelLayer
+from django.conf import settings
 
 from circles.changes import iso
 from executor.job_rules import FINAL
 from executor.models import JobRecord
+from executor.queue import Publication
+from executor.redis_clients import sync_client
 
 logger = logging.getLogger("executor.job_events")
 
@@ -47,6 +62,23 @@ def event_of(record: JobRecord) -> Event:
     return event
 
 
+def run_event(
+    job_id: str, caller_id: str, status: str, revision: int, updated_at: datetime, **final: Any
+) -> Event:
+    """The event of a job whose row a run just wrote (`executor.job_rows`), without reading it back:
+    `final` holds `output`, `value` and `error` when `status` is final."""
+    event: Event = {
+        "job_id": job_id,
+        "caller_id": caller_id,
+        "status": status,
+        "revision": revision,
+        "updated_at": iso(updated_at),
+    }
+    if status in FINAL:
+        event.update(output=final.get("output"), value=final.get("value"), error=final.get("error"))
+    return event
+
+
 def circle_event(record: JobRecord) -> CircleEvent:
     """`event_of(record)` with the circle it is published to."""
     return record.circle_id, event_of(record)
@@ -69,13 +101,46 @@ async def publish_all(events: Iterable[CircleEvent]) -> None:
             logger.exception("could not publish job %s's change", event["job_id"])
 
 
+def _layer_prefix() -> str:
+    config = settings.CHANNEL_LAYERS[DEFAULT_CHANNEL_LAYER].get("CONFIG", {})
+    return config.get("prefix", "asgi")  # channels-redis' default
+
+
+def group_channel(circle_id: int) -> str:
+    """The Redis pub/sub channel the pub/sub layer sends circle `circle_id`'s group on."""
+    # As RedisPubSubLoopLayer._get_group_channel_name names it.
+    return f"{_layer_prefix()}__group__{group_name(circle_id)}"
+
+
 class SyncPublisher:
-    """Publishing from threads: onto the ASGI loop when one is bound (embedded), else on a loop of its own."""
+    """Publishing from threads: onto the ASGI loop when one is bound (embedded), else straight to
+    Redis when the layer is pub/sub on one Redis, else through the layer on a loop of its own."""
 
     def __init__(self) -> None:
         self.bound: asyncio.AbstractEventLoop | None = None
         self.own: asyncio.AbstractEventLoop | None = None
         self.lock = threading.Lock()
+        self._direct: tuple[RedisPubSubChannelLayer, redis.Redis] | None = None
+        self._looked = False  # whether `_direct` was worked out (from the settings, once)
+
+    def direct(self) -> tuple[RedisPubSubChannelLayer, redis.Redis] | None:
+        """The layer (for its encoding) and a Redis client to PUBLISH on, when that is the layer's send."""
+        if not self._looked:
+            self._looked = True
+            layer = get_channel_layer()
+            config = settings.CHANNEL_LAYERS[DEFAULT_CHANNEL_LAYER].get("CONFIG", {})
+            one_host = len(config.get("hosts") or [None]) == 1
+            if isinstance(layer, RedisPubSubChannelLayer) and one_host and settings.REDIS_URL:
+                self._direct = (layer, sync_client(timeout=5, connect_timeout=2))
+        return self._direct
+
+    def publication(self, circle_event: CircleEvent) -> Publication | None:
+        """The PUBLISH that sends `circle_event` to its group, when events go straight to Redis."""
+        direct = self.direct() if self.bound is None else None
+        if direct is None:
+            return None
+        circle_id, event = circle_event
+        return group_channel(circle_id), direct[0].serialize(layer_message(event))
 
     def publish(self, events: list[CircleEvent]) -> None:
         """Send `events` to their circles' groups; returns once handed over (embedded) or sent."""
@@ -84,6 +149,18 @@ class SyncPublisher:
         bound = self.bound
         if bound is not None and not bound.is_closed():
             asyncio.run_coroutine_threadsafe(publish_all(events), bound)
+            return
+        direct = self.direct()
+        if direct is not None:
+            try:
+                with direct[1].pipeline(transaction=False) as pipe:
+                    for circle_id, event in events:
+                        pipe.publish(group_channel(circle_id), direct[0].serialize(layer_message(event)))
+                    pipe.execute()
+            except (redis.RedisError, OSError):  # as the layer's failures: logged, not raised
+                logger.exception(
+                    "could not publish the change of job(s) %s", [e["job_id"] for _, e in events]
+                )
             return
         with self.lock:  # one loop per process, used by one thread at a time
             if self.own is None:

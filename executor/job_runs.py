@@ -21,11 +21,11 @@ from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
 
-from executor import job_store
+from executor import job_rows, job_store
 from executor.caps import ResultTooLarge, check_answer
 from executor.dsl import RunContext, current_run, running
 from executor.engine import job_engine
-from executor.job_events import circle_event, publisher
+from executor.job_events import circle_event, publisher, run_event
 from executor.job_logs import LiveLogs
 from executor.job_rules import DISPATCHED, ERROR, FINISHED, STARTED, joined_logs, stopped_error
 from executor.job_store import Change
@@ -71,34 +71,33 @@ def job_id_of(job: Job) -> str:
 def _ended_fields(started_at: datetime | None) -> dict[str, Any]:
     now = timezone.now()
     elapsed = int((now - started_at).total_seconds() * 1000) if started_at else None
-    return {"finished_at": now, "updated_at": now, "elapsed_ms": elapsed, "revision": F("revision") + 1}
-
-
-def _final(job: Job, started_at: datetime | None, **fields: Any) -> int:
-    """Set the final fields of run `job.run_id` if its job is still `started` by it; rows changed."""
-    return JobRecord.objects.filter(id=job_id_of(job), run_id=job.run_id, status=STARTED).update(
-        **fields, **_ended_fields(started_at)
-    )
+    return {"finished_at": now, "updated_at": now, "elapsed_ms": elapsed}
 
 
 def run_record(job: Job, cancel: rhai.CancelToken | None = None, *, deliveries: int = 1) -> Change:
-    """Run job `job.job_id`'s run `job.run_id`, end it, and return what changed (not yet published)."""
-    record = job_store.bump_delivery(job_id_of(job), job.run_id, deliveries)
-    if record is None:  # stopped, deleted, or ended by another delivery: never run
+    """Run job `job.job_id`'s run `job.run_id`, end it, and return what changed (not yet published).
+
+    `deliveries` is the queue's count for this run (the row counts its own).
+    """
+    job_id = job_id_of(job)
+    now = timezone.now()
+    marked = job_rows.mark_started(job_id, job.run_id, now)
+    if marked is None:  # stopped, deleted, or ended by another delivery: never run
         return Change()
-    publisher.publish([circle_event(record)])  # now, not with the end: subscribers see it start
-    change = Change()
+    started_revision, started_at = marked
+    # Now, not with the end: subscribers see it start.
+    publisher.publish([(job.circle_id, run_event(job_id, job.caller_id, STARTED, started_revision, now))])
     constants = {
         "CALLER_ID": job.caller_id,
         "CONTEXT_ID": job.circle_key,
         "CALLER_ROLE": job.caller_role,
         "ENV_VARS": dict(job.env_vars or {}),
     }
-    started_at = record.started_at
     error = None
-    # Flushed by a thread of its own, outside the run's transaction; stopped once that ended: a
-    # flush may wait on the locks the transaction holds (SQLite's write lock, the job's row).
-    live = LiveLogs(job_id_of(job), job.run_id, settings.CIRCLES_JOBS_MAX_LOG_BYTES).start()
+    revision: int | None = None
+    # Flushed by the process's flusher thread, outside the run's transaction; stopped once that
+    # ended: a flush may wait on the locks the transaction holds (SQLite's write lock, the job's row).
+    live = LiveLogs(job_id, job.run_id, settings.CIRCLES_JOBS_MAX_LOG_BYTES).start()
     try:
         with running(RunContext.for_job(job)):
             result = job_engine().run(
@@ -108,20 +107,16 @@ def run_record(job: Job, cancel: rhai.CancelToken | None = None, *, deliveries: 
             check_answer(result.output, value, settings.CIRCLES_RESULT_MAX_BYTES)
             logs = joined_logs(result.logs, settings.CIRCLES_JOBS_MAX_LOG_BYTES)  # as the flushes cut it
             current_run()  # the run's transaction, open now if the script never touched the database
-            changed = _final(
-                job,
-                started_at,
-                status=FINISHED,
-                output=result.output,
-                value=value,
-                logs=logs,
-                logs_size=len(logs.encode()),
+            ended = _ended_fields(started_at)
+            final = {"status": FINISHED, "output": result.output, "value": value}
+            revision = job_rows.mark_ended(
+                job_id, job.run_id, {**final, "logs": logs, "logs_size": len(logs.encode()), **ended}
             )
-            if not changed:
+            if revision is None:
                 raise Superseded()
     except Superseded:
         logger.info("job %s ended another way while run %s ran: rolled back", job.job_id, job.run_id)
-        return change
+        return Change()
     except rhai.RhaiError as exc:
         error = exc.to_dict()
     except NotJsonSafe as exc:
@@ -137,10 +132,27 @@ def run_record(job: Job, cancel: rhai.CancelToken | None = None, *, deliveries: 
         if error.get("kind") == "cancelled":  # only a stop cancels a job's run
             error = stopped_error()
         logs = live.text()  # what it printed before it failed: the flushes' lines and the rest
-        if not _final(job, started_at, status=ERROR, error=error, logs=logs, logs_size=len(logs.encode())):
+        ended = _ended_fields(started_at)
+        final = {"status": ERROR, "output": None, "value": None, "error": error}
+        revision = job_rows.mark_ended(
+            job_id,
+            job.run_id,
+            {"status": ERROR, "error": error, "logs": logs, "logs_size": len(logs.encode()), **ended},
+        )
+        if revision is None:
             _keep_logs_of_stopped(job, logs)
-            return change  # a stop (or another delivery) ended it first
-    return change_after_end(change, job_id_of(job))
+            return Change()  # a stop (or another delivery) ended it first
+    assert revision is not None  # the end was written: by the run's commit, or just now
+    change = Change(
+        events=[
+            (
+                job.circle_id,
+                run_event(job_id, job.caller_id, revision=revision, updated_at=ended["updated_at"], **final),
+            )
+        ]
+    )
+    change.add(job_store.release_dependents(job.circle_id, [job_id]))
+    return change
 
 
 def _keep_logs_of_stopped(job: Job, logs: str) -> None:
@@ -151,7 +163,7 @@ def _keep_logs_of_stopped(job: Job, logs: str) -> None:
 
 
 def change_after_end(change: Change, job_id: str) -> Change:
-    """Add the ended job's event and what its end released to `change`."""
+    """Add the ended job's event (read from its row) and what its end released to `change`."""
     record = JobRecord.objects.filter(id=job_id).first()
     if record is None:
         return change
@@ -169,6 +181,6 @@ def end_dead(job: Job, deliveries: int) -> Change:
     if record is None:
         return Change()
     changed = JobRecord.objects.filter(id=job_id, run_id=job.run_id, status__in=(STARTED, DISPATCHED)).update(
-        status=ERROR, error=error, **_ended_fields(record.started_at)
+        status=ERROR, error=error, revision=F("revision") + 1, **_ended_fields(record.started_at)
     )
     return change_after_end(Change(), job_id) if changed else Change()

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from executor.job_events import CircleEvent, circle_event
@@ -275,22 +275,3 @@ def prune(older_than_days: float) -> int:
     cutoff = timezone.now() - timedelta(days=older_than_days)
     deleted, _ = JobRecord.objects.filter(status__in=FINAL, finished_at__lt=cutoff).delete()
     return deleted
-
-
-def bump_delivery(record_id: str, run_id: str, deliveries: int) -> JobRecord | None:
-    """A worker takes run `run_id` of a job: `started` (once per delivery); None when it must not run."""
-    with transaction.atomic():
-        record = JobRecord.objects.select_for_update().filter(id=record_id).first()
-        if record is None or str(record.run_id) != run_id or record.status not in (DISPATCHED, STARTED):
-            return None
-        if record.stop_requested:
-            return None
-        now = timezone.now()
-        record.status, record.deliveries = STARTED, F("deliveries") + 1
-        record.logs, record.logs_size = None, 0  # this run's lines only (a dead worker's run is redone)
-        if record.started_at is None:
-            record.started_at = now
-        _touch(record, now)
-        record.save()
-        record.refresh_from_db()
-        return record

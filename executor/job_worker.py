@@ -34,7 +34,11 @@ class JobWorker(Worker):
         self.jobs_done += 1
 
     def handle(self, delivery: QueuedJob) -> None:
-        """Run one job run (or end its job `host` after too many deliveries), settle, acknowledge."""
+        """Run one job run (or end its job `host` after too many deliveries), settle, acknowledge.
+
+        A run's end, when it is the change's one event, is published by the acknowledgement
+        itself (`settle(ride=True)`): after the commit, as before, in one round trip fewer.
+        """
         job = delivery.job
         if job is None or job.job_id is None:
             logger.warning(
@@ -49,6 +53,5 @@ class JobWorker(Worker):
             return
         with self.holding(delivery.entry_id), self.cancels.watching(job.run_id) as cancel:
             change = run_record(job, cancel, deliveries=delivery.deliveries)
-        settle(change)
-        self.queue.finish(delivery.entry_id)
+        self.queue.finish(delivery.entry_id, settle(change, ride=True))
         self.jobs_done += 1

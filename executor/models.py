@@ -103,7 +103,14 @@ class JobRecord(models.Model):
     output = models.TextField(null=True, blank=True)
     value = models.JSONField(null=True, blank=True)
     error = models.JSONField(null=True, blank=True, help_text="{kind, message, line, column}")
-    logs = models.TextField(null=True, blank=True, help_text="What the script printed, once it ended.")
+    logs = models.TextField(
+        null=True,
+        blank=True,
+        help_text=(
+            "What the script printed so far: flushed at least once a second while it runs, "
+            "all of it once it ended."
+        ),
+    )
     logs_size = models.PositiveIntegerField(default=0)
     revision = models.PositiveIntegerField(default=1)
     run_id = models.UUIDField(null=True, blank=True, help_text="The run in hand (queued or running).")

@@ -1,7 +1,8 @@
 """The channel layer (executor/layer.py) on a real redis-server, and the channels-redis internals it uses.
 
 `ResilientRedisPubSubChannelLayer` reaches into channels-redis (`_get_layer`, `_get_shard`, the
-loop layer's `prefix` and `channels`), so channels-redis is pinned to one version in
+loop layer's `prefix` and `channels`), and `executor.job_events` publishes to a group's channel by
+its name (`_get_group_channel_name`), so channels-redis is pinned to one version in
 requirements.txt; these tests fail when the installed one is not it, when those parts change
 shape, or when the layer stops delivering to a channel named while Redis was away.
 """
@@ -13,8 +14,10 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pytest
+import redis
 from channels_redis.pubsub import RedisPubSubChannelLayer, RedisPubSubLoopLayer, RedisSingleShardConnection
 
+from executor.job_events import group_channel, group_name, layer_message
 from executor.layer import ResilientRedisPubSubChannelLayer
 from executor.redis_clients import RedisTarget
 from tests.helpers.redis_server import RedisServer
@@ -83,4 +86,23 @@ async def test_a_channel_named_while_redis_is_away_receives_once_it_is_back(
         assert received.done() and received.result() == {"type": "hello"}
     finally:
         received.cancel()
+        await layer.flush()
+
+
+async def test_a_group_message_published_without_the_layer_reaches_the_group(redis_server) -> None:
+    # executor.job_events sends job events from threads as one PUBLISH of the layer's encoding on
+    # the group's channel (job_events.group_channel): that must stay what group_send does.
+    layer = ResilientRedisPubSubChannelLayer(hosts=[RedisTarget(redis_server.url).layer_host()])
+    loop_layer = layer._get_layer()
+    group = group_name(7)
+    assert loop_layer._get_group_channel_name(group) == group_channel(7)  # the settings' prefix: asgi
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        channel = await layer.new_channel()
+        await layer.group_add(group, channel)
+        event = {"job_id": "j", "status": "finished", "revision": 3}
+        await asyncio.to_thread(client.publish, group_channel(7), layer.serialize(layer_message(event)))
+        assert await asyncio.wait_for(layer.receive(channel), 5) == layer_message(event)
+    finally:
+        client.close()
         await layer.flush()

@@ -6,9 +6,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import rhai
+from django.utils import timezone
 
 from circles.models import Record
-from executor import job_store
+from executor import job_rows, job_store
 from executor.job_logs import LiveLogs
 from executor.job_rules import (
     InvalidJobParams,
@@ -216,7 +217,7 @@ def test_a_failed_job_keeps_what_it_printed(circle, member) -> None:
 def test_a_flush_appends_only_the_new_lines_then_stops_once_the_job_ended(circle, member) -> None:
     record = new(member, "1")
     started = job_store.start(member, str(record.id), LIMITS).to_dispatch[0]
-    job_store.bump_delivery(str(record.id), str(started.run_id), 1)
+    job_rows.mark_started(str(record.id), str(started.run_id), timezone.now())
     live = LiveLogs(str(record.id), str(started.run_id), max_bytes=1000)
     engine = rhai.Engine()
     engine.eval('print("a"); print("b")', tap=live.tap)
@@ -235,7 +236,7 @@ def test_a_flush_appends_only_the_new_lines_then_stops_once_the_job_ended(circle
 def test_live_logs_are_cut_at_the_bound_like_the_final_ones(circle, member) -> None:
     record = new(member, "1")
     started = job_store.start(member, str(record.id), LIMITS).to_dispatch[0]
-    job_store.bump_delivery(str(record.id), str(started.run_id), 1)
+    job_rows.mark_started(str(record.id), str(started.run_id), timezone.now())
     live = LiveLogs(str(record.id), str(started.run_id), max_bytes=8)
     rhai.Engine().eval('print("12345"); print("67890")', tap=live.tap)
     assert live.flush()

@@ -1,0 +1,100 @@
+"""A job slot's per-run writes of a job's row: one conditional UPDATE each, its new revision returned.
+
+A run writes its job's row twice: `started` as it begins, its final status as it ends. Through
+the ORM each took a lock, a full-row save and a re-read (`select_for_update`, `save`,
+`refresh_from_db`, then another read for the end's event): five statements and most of a job
+slot's CPU for a short job (docs/benchmarks/jobs.md). Here each is one `UPDATE ... WHERE <the
+run is still the job's and in the right state> RETURNING revision, ...`: the condition is what
+the lock and the check were for (a stopped job, another delivery's run, or a job that ended
+never matches), and the statement takes the row's lock itself. PostgreSQL and SQLite (3.35 and
+later) both have RETURNING; values go through the model's fields, so each backend gets its own
+forms (UUIDs, datetimes, JSON).
+"""
+
+from datetime import UTC, datetime
+from typing import Any
+
+from django.db import connection
+from django.db.models import Field
+from django.utils.dateparse import parse_datetime
+
+from executor.job_rules import DISPATCHED, STARTED
+from executor.models import JobRecord
+
+_fields = {field.name: field for field in JobRecord._meta.concrete_fields}
+
+
+def _column(name: str) -> str:
+    return connection.ops.quote_name(_fields[name].column)
+
+
+def _prep(name: str, value: Any) -> Any:
+    field: Field = _fields[name]
+    return field.get_db_prep_save(value, connection)
+
+
+def _datetime(value: Any) -> datetime | None:
+    """A DATETIME column read without the ORM (SQLite answers text) as an aware datetime."""
+    if value is None or isinstance(value, datetime):
+        return value if value is None or value.tzinfo else value.replace(tzinfo=UTC)
+    parsed = parse_datetime(value)
+    if parsed is None:
+        raise ValueError(f"not a datetime: {value!r}")
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _update(
+    sets: dict[str, Any],
+    where: dict[str, Any],
+    statuses: tuple[str, ...],
+    returning: tuple[str, ...] = (),
+    expressions: tuple[tuple[str, tuple[Any, ...]], ...] = (),
+) -> tuple[Any, ...] | None:
+    """UPDATE the job row matching `where` and a status in `statuses`: set `sets`, the SQL
+    `expressions` (assignment, its params) and revision + 1; the `returning` columns (revision
+    first) of the row changed, or None when none matched."""
+    table = connection.ops.quote_name(JobRecord._meta.db_table)
+    revision = _column("revision")
+    assignments = [f"{_column(name)} = %s" for name in sets]
+    params = [_prep(name, value) for name, value in sets.items()]
+    for assignment, values in expressions:
+        assignments.append(assignment)
+        params += values
+    assignments.append(f"{revision} = {revision} + 1")
+    conditions = [f"{_column(name)} = %s" for name in where]
+    params += [_prep(name, value) for name, value in where.items()]
+    conditions.append(f"{_column('status')} IN ({', '.join(['%s'] * len(statuses))})")
+    params += [_prep("status", status) for status in statuses]
+    columns = ", ".join(_column(name) for name in ("revision", *returning))
+    sql = f"UPDATE {table} SET {', '.join(assignments)} WHERE {' AND '.join(conditions)} RETURNING {columns}"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
+
+
+def mark_started(job_id: str, run_id: str, now: datetime) -> tuple[int, datetime] | None:
+    """Run `run_id` of job `job_id` begins: `started`, one more delivery, this run's logs only
+    (a dead worker's run is redone); (its revision, its started_at), or None when the job was
+    stopped, ended, deleted or handed to another run."""
+    row = _update(
+        {"status": STARTED, "logs": None, "logs_size": 0, "updated_at": now},
+        {"id": job_id, "run_id": run_id, "stop_requested": False},
+        (DISPATCHED, STARTED),
+        ("started_at",),
+        (
+            (f"{_column('deliveries')} = {_column('deliveries')} + 1", ()),
+            (f"{_column('started_at')} = COALESCE({_column('started_at')}, %s)", (_prep("started_at", now),)),
+        ),
+    )
+    if row is None:
+        return None
+    started_at = _datetime(row[1])
+    assert started_at is not None  # set by this very statement when it was not
+    return row[0], started_at
+
+
+def mark_ended(job_id: str, run_id: str, fields: dict[str, Any]) -> int | None:
+    """Set the final `fields` of job `job_id` if run `run_id` still holds it `started`; its revision,
+    or None when it ended another way (a stop, another delivery)."""
+    row = _update(fields, {"id": job_id, "run_id": run_id}, (STARTED,))
+    return None if row is None else row[0]
