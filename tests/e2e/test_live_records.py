@@ -333,20 +333,23 @@ async def test_an_admin_demoted_while_watching_all_jobs_gets_an_error_and_no_mor
     async with await signed_in(servers[1], world.circle, world.owner) as owner:
         added = await owner.call("play", {"script": f'circle::add_member("{newcomer.pubkey}", "admin")'})
         assert added["value"] is True
-        async with await signed_in(servers[0], world.circle, newcomer) as watcher:
-            subscription = await watcher.call("subscribe", {"topic": "jobs", "all": True})
-            before = await started_job(owner, "1")
-            await watcher.until(subscription, lambda frame: frame.get("job_id") == before, 20)
-            demoted = f'circle::set_role("{newcomer.pubkey}", "member")'
-            await owner.call("play", {"script": demoted}, timeout=30)
-            after = await started_job(owner, "2")
-            found = await watcher.until(subscription, lambda frame: "error" in frame, 20)
-            *delivered, last = found
-            assert last["error"]["code"] == -32003
-            assert last["error"]["data"] == {"role": "member", "needs": "admin"}
-            assert after not in {event.get("job_id") for event in delivered}
-            await started_job(owner, "3")
-            assert (await watcher.call("whoami"))["authenticated"] is True  # the socket stays open
-            assert watcher.notifications[subscription] == found  # nothing came after the error
-            own = await watcher.call("subscribe", {"topic": "jobs"})  # its own jobs it still may watch
-            assert own.startswith("0x")
+        try:
+            async with await signed_in(servers[0], world.circle, newcomer) as watcher:
+                subscription = await watcher.call("subscribe", {"topic": "jobs", "all": True})
+                before = await started_job(owner, "1")
+                await watcher.until(subscription, lambda frame: frame.get("job_id") == before, 20)
+                demoted = f'circle::set_role("{newcomer.pubkey}", "member")'
+                await owner.call("play", {"script": demoted}, timeout=30)
+                after = await started_job(owner, "2")
+                found = await watcher.until(subscription, lambda frame: "error" in frame, 20)
+                *delivered, last = found
+                assert last["error"]["code"] == -32003
+                assert last["error"]["data"] == {"role": "member", "needs": "admin"}
+                assert after not in {event.get("job_id") for event in delivered}
+                await started_job(owner, "3")
+                assert (await watcher.call("whoami"))["authenticated"] is True  # the socket stays open
+                assert watcher.notifications[subscription] == found  # nothing came after the error
+                own = await watcher.call("subscribe", {"topic": "jobs"})  # its own jobs it still may watch
+                assert own.startswith("0x")
+        finally:  # the shared world keeps its members: later modules count them
+            await owner.call("play", {"script": f'circle::remove_member("{newcomer.pubkey}")'}, timeout=30)
