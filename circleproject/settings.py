@@ -6,6 +6,7 @@ executor. `docs/OPERATIONS.md` lists them all.
 """
 
 import datetime
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,13 @@ if not SECRET_KEY:
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 
+# daphne's app turns `manage.py runserver` (`make run`) into its ASGI development server, and
+# imports Twisted to do it: ~0.6 s and ~15 MiB in every process that loads it. Only that command's
+# process needs it; uvicorn, daphne itself, the workers and the other commands start without.
+DEVELOPMENT_SERVER = sys.argv[1:2] == ["runserver"]
+
 INSTALLED_APPS = [
-    "daphne",
+    *(["daphne"] if DEVELOPMENT_SERVER else []),
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",

@@ -1,4 +1,5 @@
-"""The same sign-in over the other ways the endpoint is served: daphne, and the Redis channel layer."""
+"""The same sign-in over the other ways the endpoint is served: daphne, the development server of
+`make run` (`manage.py runserver`, daphne's), and the Redis channel layer."""
 
 import pytest
 
@@ -18,6 +19,11 @@ async def sign_in_round_trip(server: str, world: World) -> None:
 
 async def test_daphne_serves_the_endpoint(start_server, world: World) -> None:
     await sign_in_round_trip(start_server("daphne"), world)
+
+
+async def test_the_development_server_serves_the_endpoint(start_server, world: World) -> None:
+    # `make run`'s server: daphne's runserver, whose app only that command's process loads.
+    await sign_in_round_trip(start_server("runserver"), world)
 
 
 async def test_uvicorn_with_the_redis_channel_layer(

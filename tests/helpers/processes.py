@@ -115,7 +115,8 @@ def manage(env: dict[str, str], *args: str, check: bool = True) -> subprocess.Co
 def start_asgi_server(
     kind: str, env: dict[str, str], log_path: Path, port: int | None = None
 ) -> tuple[ManagedProcess, int]:
-    """Start uvicorn, daphne or `circleproject.serve` ("serve") on 127.0.0.1 and wait until it listens."""
+    """Start uvicorn, daphne, `circleproject.serve` ("serve") or `manage.py runserver` ("runserver", the
+    development server of `make run`) on 127.0.0.1 and wait until it listens."""
     port = port or free_port()
     if kind == "uvicorn":
         argv = [
@@ -135,6 +136,8 @@ def start_asgi_server(
         argv = [PYTHON, "-m", "circleproject.serve", "--host", "127.0.0.1", "--port", str(port)]
     elif kind == "daphne":
         argv = [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "circleproject.asgi:application"]
+    elif kind == "runserver":
+        argv = [PYTHON, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"]
     else:
         raise ValueError(kind)
     process = ManagedProcess(argv, env=env, log_path=log_path)
