@@ -57,7 +57,7 @@ async def open_records(session: CircleSession, params: dict[str, Any]) -> Record
         collection=collection,
         prefix=prefix,
         since=since,
-        buffer_limit=subscriptions.outbox.maxsize,
+        buffer_limit=subscriptions.max_unread,
         gate=ReaderGate(session),
     )
     await stream.open()

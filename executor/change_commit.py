@@ -14,7 +14,7 @@ from functools import partial
 from django.db import transaction
 from django.utils import timezone
 
-from circles.changes import PendingChange, append_changes, change_object
+from circles.changes import PendingChange, append_changes
 from executor.change_feed import publish
 
 
@@ -23,7 +23,7 @@ def commit_changes(circle_id: int, pending: Sequence[PendingChange]) -> None:
     publish them once (and only if) the outermost transaction commits. Nothing for no changes."""
     if not pending:
         return
-    rows = append_changes(circle_id, pending, timezone.now())
+    changes = append_changes(circle_id, pending, timezone.now())
     # robust: a publish that failed must not turn a committed run into a failed one (it never
     # raises, but the answer of a committed run must not hinge on that).
-    transaction.on_commit(partial(publish, circle_id, [change_object(row) for row in rows]), robust=True)
+    transaction.on_commit(partial(publish, circle_id, changes), robust=True)

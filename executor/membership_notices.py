@@ -20,8 +20,11 @@ still the circle's current one (`current`).
 * Embedded mode on SQLite (no Redis): every process using the database runs on this machine, so a
   change is also told by appending a byte to a file beside the database (`<db>-membership`,
   `notice_file`); `current` stats it (a syscall, no database read) and bumps the epoch when it
-  grew. A management command in another process (`load_circles`, `add_member`) or the other
-  server process of `serve --workers 2` is then heard like a Redis notice. Other embedded
+  grew. On an event loop it stats at most once per turn of the loop (a change fanned out to
+  1,000 subscribers checks 1,000 standings in one turn; `MembershipVersions.look`), which
+  misses nothing: see there. A management command in another process (`load_circles`,
+  `add_member`) or the other server process of `serve --workers 2` is then heard like a Redis
+  notice. Other embedded
   databases have no such file: there nothing is shared between sign-ins (`circles.role_cache`).
 """
 
@@ -32,6 +35,7 @@ import os
 import threading
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import redis
 from django.conf import settings
@@ -56,13 +60,47 @@ class MembershipVersions:
         self._epoch = 0
         self.subscribed = False  # a listener is subscribed now (only matters with REDIS_URL)
         self._file_seen: tuple[int, int, int] | None = None  # the notice file's (inode, size, mtime)
+        self._looked_on: Any = None  # the loop whose current turn already looked at the file
+        self._embedded = True  # no REDIS_URL, as read at that look
 
     def current(self, circle_id: int) -> Version:
         """The version a role read now is valid at."""
+        self.look()
+        return self._epoch, self._counts.get(circle_id, 0)
+
+    def look(self) -> None:
+        """Hear the notice file (and read the settings it depends on): once per turn of the running
+        loop, every time off a loop (a thread, a command).
+
+        A look is forgotten by a callback queued when it is made, so whatever the loop queues
+        after the look (a task woken by a frame read later) runs after that callback and looks
+        again. Code that uses an earlier look was therefore queued before it, i.e. after
+        whatever caused it arrived: a change another process wrote before a client of it sent
+        the frame that led here is seen. (Only tasks and callbacks call this, never the protocol
+        callbacks that read sockets.)
+        """
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is not None and loop is self._looked_on:
+            return
+        self._embedded = not settings.REDIS_URL
         path = notice_file()
         if path is not None:
             self._hear_file(path)
-        return self._epoch, self._counts.get(circle_id, 0)
+        if loop is not None:
+            self._looked_on = loop
+            loop.call_soon(self._forget, loop)
+
+    def _forget(self, loop: Any) -> None:
+        if self._looked_on is loop:
+            self._looked_on = None
+
+    def trusted(self) -> bool:
+        """Whether cached roles may be trusted at all (module `trusted`)."""
+        self.look()
+        return self._embedded or self.subscribed
 
     def _hear_file(self, path: str) -> None:
         """Bump every circle when the notice file changed since last looked at (another process told)."""
@@ -92,7 +130,7 @@ versions = MembershipVersions()
 
 def trusted() -> bool:
     """Whether cached roles may be trusted at all: always in embedded mode, while subscribed with Redis."""
-    return not settings.REDIS_URL or versions.subscribed
+    return versions.trusted()
 
 
 def heard_from_every_process() -> bool:

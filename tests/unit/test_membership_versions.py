@@ -1,5 +1,6 @@
 """Role caches and membership versions: a change announced for a circle ends the trust in its cached roles."""
 
+import asyncio
 import dataclasses
 
 from auth_secp import ChallengeBook
@@ -92,3 +93,28 @@ def test_changed_appends_to_the_notice_file(tmp_path, monkeypatch, settings) -> 
     membership_notices.changed(9007)
     membership_notices.changed(9007)
     assert notices.read_bytes() == b".."
+
+
+async def test_on_a_loop_the_notice_file_is_looked_at_once_per_turn(tmp_path, monkeypatch) -> None:
+    """A change fanned out to 1,000 subscribers checks 1,000 standings in one turn of the loop:
+    one stat for all of them; a change appended by another process is seen in the next turn."""
+    notices = tmp_path / "circles.sqlite3-membership"
+    monkeypatch.setattr(membership_notices, "notice_file", lambda: str(notices))
+    looks: list[str] = []
+    real_stat = membership_notices.os.stat
+
+    def counted_stat(path, *args, **kwargs):
+        looks.append(path)
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(membership_notices.os, "stat", counted_stat)
+    await asyncio.sleep(0)  # a fresh turn
+    session = session_in(9008)
+    for _ in range(1000):
+        assert session.may_play_without_lookup()
+    assert len(looks) == 1
+    with notices.open("ab") as file:
+        file.write(b".")
+    await asyncio.sleep(0)
+    assert not session.may_play_without_lookup()  # the next turn looked again
+    assert len(looks) == 2
