@@ -87,7 +87,7 @@ SHAPES = {
         {"operations", "memory"},
     ),
     "nested_arrays": ("let a = []; loop { a = [a]; }", {"operations", "data_size", "timeout"}),
-    "nested_maps": ("let m = #{}; loop { m = #{m: m}; }", {"operations", "data_size", "memory"}),
+    "nested_maps": ("let m = #{}; loop { m = #{m: m}; }", {"operations", "data_size", "memory", "timeout"}),
     "string_doubling": ('let s = "x"; loop { s += s; }', {"data_size"}),
     "string_pad": ('let s = "x"; s.pad(1 << 40, "y"); s', {"data_size"}),
     "blob_doubling": ("let b = blob(16, 0); loop { b += b; }", {"data_size"}),
@@ -116,7 +116,7 @@ def run_in_child(script: str, **limits: int) -> dict:
 
 
 # Shapes whose every step copies what was built so far: bounded by the clock, shortened here.
-SLOW = {"maps_of_arrays_with_closures", "nested_arrays"}
+SLOW = {"maps_of_arrays_with_closures", "nested_arrays", "nested_maps"}
 
 
 @pytest.mark.parametrize("name", sorted(SHAPES))
