@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from executor import job_rows, job_store
 from executor.caps import ResultTooLarge, check_answer
-from executor.dsl import RunContext, current_run, running
+from executor.dsl import RunContext, running
 from executor.engine import job_engine
 from executor.job_events import circle_event, publisher, run_event
 from executor.job_logs import LiveLogs
@@ -106,7 +106,9 @@ def run_record(job: Job, cancel: rhai.CancelToken | None = None, *, deliveries: 
             value = to_json(result.value)
             check_answer(result.output, value, settings.CIRCLES_RESULT_MAX_BYTES)
             logs = joined_logs(result.logs, settings.CIRCLES_JOBS_MAX_LOG_BYTES)  # as the flushes cut it
-            current_run()  # the run's transaction, open now if the script never touched the database
+            # A run that wrote (or read) is in its transaction: its end commits with its writes. One
+            # that never touched the database has nothing to commit with it: its end is one UPDATE
+            # in autocommit, not BEGIN, UPDATE, COMMIT (on the finish -> notification path).
             ended = _ended_fields(started_at)
             final = {"status": FINISHED, "output": result.output, "value": value}
             ended_row = job_rows.mark_ended(
