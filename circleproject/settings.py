@@ -307,6 +307,9 @@ CIRCLES_JOBS_RETENTION_DAYS = env.int("CIRCLES_JOBS_RETENTION_DAYS", default=30)
 CIRCLES_JOBS_STREAM = env.str("CIRCLES_JOBS_STREAM", default=CIRCLES_QUEUE_STREAM + ":long")
 # Embedded mode: threads of the in-process executor kept for jobs (beside the play threads).
 CIRCLES_LOCAL_JOB_THREADS = env.int("CIRCLES_LOCAL_JOB_THREADS", default=1)
+# Threads an ASGI process runs the jobs' database calls on (circles/job_db.py; PostgreSQL only,
+# SQLite keeps them on the process's one database thread; 0: there too). Each holds a connection.
+CIRCLES_JOBS_DB_THREADS = env.int("CIRCLES_JOBS_DB_THREADS", default=4)
 # Each caller's and circle's share of the job slots (executor/job_shares.py): most job runs one
 # caller has queued or running at once in a circle, and one circle; 0: no bound. A run over a
 # share is not refused: its job stays `dispatched` until a place frees. Keep the caller's below

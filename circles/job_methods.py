@@ -13,10 +13,10 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 
 from circles import jsonrpc
+from circles.job_db import job_db
 from circles.jsonrpc import RpcError
 from circles.methods import check_player, rpc_method
 from circles.registry import Param
@@ -58,7 +58,7 @@ _CREATE_PARAMS = (
 )
 _SUCCESS = {"type": "object", "properties": {"success": {"type": "boolean"}}}
 _JOB_OBJECT = {"type": "object"}
-db = database_sync_to_async
+db = job_db
 
 
 @contextlib.contextmanager
@@ -103,15 +103,16 @@ async def wanting_all(session: CircleSession, want_all: bool | None) -> Viewer:
     return viewer
 
 
-async def settle(change: Change) -> None:
+async def settle(change: Change, circle_key: str) -> None:
     """After the commit: publish the events, then hand released jobs to the executor (and publish
-    the end of those it refused). In that order, a job's `dispatched` goes out before its run can
-    begin and publish `started` (which would make subscribers drop the older `dispatched`)."""
+    the end of those it refused; `circle_key` is the change's circle's). In that order, a job's
+    `dispatched` goes out before its run can begin and publish `started` (which would make
+    subscribers drop the older `dispatched`)."""
     if not settings.REDIS_URL:
         bind_loop(asyncio.get_running_loop())  # the in-process job threads publish through this loop
     await publish_all(change.events)
     if change.to_dispatch:
-        await publish_all(await db(dispatch)(change.to_dispatch))
+        await publish_all(await db(dispatch)(change.to_dispatch, circle_key))
 
 
 async def create(session: CircleSession, script: Any, timeout: Any, env_vars: Any, prerequisites: Any) -> Any:
@@ -138,10 +139,10 @@ async def create_job(
     return str(record.id)
 
 
-async def start(viewer: Viewer, job_id: str) -> Change:
+async def start(session: CircleSession, viewer: Viewer, job_id: str) -> Change:
     with job_errors():
         change = await db(job_store.start)(viewer, job_id, JobLimits.from_settings())
-    await settle(change)
+    await settle(change, session.circle.public_key)
     return change
 
 
@@ -153,7 +154,7 @@ async def start(viewer: Viewer, job_id: str) -> Change:
     errors=(*_JOB_ERRORS, jsonrpc.WRONG_JOB_STATE, jsonrpc.RATE_LIMITED),
 )
 async def start_job(session: CircleSession, job_id: str) -> dict[str, bool]:
-    await start(await viewer_of(session), job_id)
+    await start(session, await viewer_of(session), job_id)
     return {"success": True}
 
 
@@ -178,7 +179,7 @@ async def run_job(
 
     stop_listening = await session.subscriptions.listen(TOPIC, session, heard)
     try:
-        change = await start(viewer, job_id)
+        change = await start(session, viewer, job_id)
         for _, event in change.events:
             heard(event)
         try:
@@ -285,7 +286,7 @@ async def stop_job(session: CircleSession, job_id: str) -> dict[str, bool]:
         stopped = await db(job_store.stop)(viewer, job_id)
     if stopped.run_id is not None:  # it started while we looked: interrupt it now
         await db(interrupt)(stopped.run_id)
-    await settle(stopped.change)
+    await settle(stopped.change, session.circle.public_key)
     return {"success": True}
 
 
@@ -300,7 +301,7 @@ async def delete_job(session: CircleSession, job_id: str) -> dict[str, bool]:
     viewer = await viewer_of(session)
     with job_errors():
         change = await db(job_store.delete)(viewer, job_id)
-    await settle(change)
+    await settle(change, session.circle.public_key)
     return {"success": True}
 
 
@@ -313,7 +314,7 @@ async def delete_job(session: CircleSession, job_id: str) -> dict[str, bool]:
 async def clear_all_jobs(session: CircleSession) -> dict[str, int]:
     viewer = await viewer_of(session)
     deleted, change = await db(job_store.clear)(viewer)
-    await settle(change)
+    await settle(change, session.circle.public_key)
     return {"deleted": deleted}
 
 

@@ -74,7 +74,7 @@ class LocalJobs:
         try:
             with self.lock:
                 token = self.tokens[job.run_id]
-            settle(run_record(job, token))
+            settle(run_record(job, token), circle_key=job.circle_key)
         except Exception:  # the pool thread must live on; the job stays as it is for an operator
             logger.exception("in-process job %s failed", job.job_id)
         finally:
@@ -91,11 +91,14 @@ def local_jobs() -> LocalJobs:
     return LocalJobs(settings.CIRCLES_LOCAL_JOB_THREADS, JobShareLimits.from_settings())
 
 
-def dispatch(records: list[JobRecord]) -> list[CircleEvent]:
-    """Hand each job's run in hand to the executor; the events of those it could not take."""
+def dispatch(records: list[JobRecord], circle_key: str | None = None) -> list[CircleEvent]:
+    """Hand each job's run in hand to the executor; the events of those it could not take.
+
+    `circle_key`: the public key of the records' circle when the caller knows it (every change
+    is of one circle), saving a read of the circle per record."""
     events = []
     for record in records:
-        job = job_for(record, record.circle.public_key)
+        job = job_for(record, circle_key or record.circle.public_key)
         if not settings.REDIS_URL:
             local_jobs().submit(job)
             continue
@@ -109,12 +112,13 @@ def dispatch(records: list[JobRecord]) -> list[CircleEvent]:
     return events
 
 
-def settle(change: Change, *, ride: bool = False) -> Publication | None:
+def settle(change: Change, *, ride: bool = False, circle_key: str | None = None) -> Publication | None:
     """After a commit: publish `change`'s events, then hand over the jobs it released (from a thread).
 
     Events go first: a released job may start, and publish `started`, before a later publish of
     its `dispatched` would, which its subscribers would then drop as older. The events of jobs
-    the executor refused come after. With `ride` (a job slot, about to acknowledge its entry), a
+    the executor refused come after. `circle_key`: the change's circle's key, when known
+    (`dispatch`). With `ride` (a job slot, about to acknowledge its entry), a
     change of one event and nothing to hand over is not sent here but returned as the PUBLISH to
     send with the acknowledgement (`JobQueue.finish`): one round trip for both, as a `play`'s
     answer goes. None: everything was published already.
@@ -125,7 +129,7 @@ def settle(change: Change, *, ride: bool = False) -> Publication | None:
             return publication
     publisher.publish(list(change.events))
     if change.to_dispatch:
-        publisher.publish(dispatch(change.to_dispatch))
+        publisher.publish(dispatch(change.to_dispatch, circle_key))
     return None
 
 

@@ -11,6 +11,7 @@ later) both have RETURNING; values go through the model's fields, so each backen
 forms (UUIDs, datetimes, JSON).
 """
 
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,7 +19,7 @@ from django.db import connection
 from django.db.models import Field
 from django.utils.dateparse import parse_datetime
 
-from executor.job_rules import DISPATCHED, STARTED
+from executor.job_rules import ACTIVE, CREATED, DISPATCHED, STARTED
 from executor.models import JobRecord
 
 _fields = {field.name: field for field in JobRecord._meta.concrete_fields}
@@ -49,10 +50,12 @@ def _update(
     statuses: tuple[str, ...],
     returning: tuple[str, ...] = (),
     expressions: tuple[tuple[str, tuple[Any, ...]], ...] = (),
+    conditions_sql: tuple[tuple[str, tuple[Any, ...]], ...] = (),
 ) -> tuple[Any, ...] | None:
-    """UPDATE the job row matching `where` and a status in `statuses`: set `sets`, the SQL
-    `expressions` (assignment, its params) and revision + 1; the `returning` columns (revision
-    first) of the row changed, or None when none matched."""
+    """UPDATE the job row matching `where`, a status in `statuses` and the SQL `conditions_sql`
+    (condition, its params): set `sets`, the SQL `expressions` (assignment, its params) and
+    revision + 1; the `returning` columns (revision first) of the row changed, or None when none
+    matched."""
     table = connection.ops.quote_name(JobRecord._meta.db_table)
     revision = _column("revision")
     assignments = [f"{_column(name)} = %s" for name in sets]
@@ -65,6 +68,9 @@ def _update(
     params += [_prep(name, value) for name, value in where.items()]
     conditions.append(f"{_column('status')} IN ({', '.join(['%s'] * len(statuses))})")
     params += [_prep("status", status) for status in statuses]
+    for condition, values in conditions_sql:
+        conditions.append(condition)
+        params += values
     columns = ", ".join(_column(name) for name in ("revision", *returning))
     sql = f"UPDATE {table} SET {', '.join(assignments)} WHERE {' AND '.join(conditions)} RETURNING {columns}"
     with connection.cursor() as cursor:
@@ -93,8 +99,61 @@ def mark_started(job_id: str, run_id: str, now: datetime) -> tuple[int, datetime
     return row[0], started_at
 
 
-def mark_ended(job_id: str, run_id: str, fields: dict[str, Any]) -> int | None:
-    """Set the final `fields` of job `job_id` if run `run_id` still holds it `started`; its revision,
-    or None when it ended another way (a stop, another delivery)."""
-    row = _update(fields, {"id": job_id, "run_id": run_id}, (STARTED,))
-    return None if row is None else row[0]
+def mark_ended(job_id: str, run_id: str, fields: dict[str, Any]) -> tuple[int, bool] | None:
+    """Set the final `fields` of job `job_id` if run `run_id` still holds it `started`; (its
+    revision, whether another job names it as a prerequisite), or None when it ended another
+    way (a stop, another delivery)."""
+    row = _update(fields, {"id": job_id, "run_id": run_id}, (STARTED,), ("has_dependents",))
+    return None if row is None else (row[0], bool(row[1]))
+
+
+_DISPATCH_RETURNING = ("caller_id", "caller_role", "script", "timeout_seconds", "env_vars", "circle")
+
+
+def dispatch_created(
+    job_id: str, circle_id: int, caller_id: str | None, max_active: int, run_id: uuid.UUID, now: datetime
+) -> JobRecord | None:
+    """`start`'s common case in one statement: job `job_id` of circle `circle_id` (and of
+    `caller_id`, unless None: a viewer who sees all), `created`, without prerequisites, its
+    caller under `max_active` active jobs, becomes `dispatched` with run `run_id`. The record as
+    written (the fields a run and its event need), or None when any condition failed (the caller
+    then takes the long way, which says which).
+
+    The active count is the one `start` makes under the job's row lock, in the same statement;
+    like that one it does not lock the caller's other jobs."""
+    table = connection.ops.quote_name(JobRecord._meta.db_table)
+    where: dict[str, Any] = {"id": job_id, "circle": circle_id, "prerequisites": []}
+    if caller_id is not None:
+        where["caller_id"] = caller_id
+    active = ", ".join(["%s"] * len(ACTIVE))
+    circle, caller = _column("circle"), _column("caller_id")
+    count = (
+        f"(SELECT COUNT(*) FROM {table} AS others WHERE others.{circle} = {table}.{circle}"
+        f" AND others.{caller} = {table}.{caller}"
+        f" AND others.{_column('status')} IN ({active})) < %s"
+    )
+    row = _update(
+        {"status": DISPATCHED, "run_id": run_id, "updated_at": now},
+        where,
+        (CREATED,),
+        _DISPATCH_RETURNING,
+        conditions_sql=((count, (*(_prep("status", status) for status in ACTIVE), max_active)),),
+    )
+    if row is None:
+        return None
+    revision, caller, role, script, timeout, env_vars, circle = row
+    env_field: Any = _fields["env_vars"]  # a JSONField: decodes the text its column answers
+    return JobRecord(
+        id=uuid.UUID(job_id),
+        circle_id=circle,
+        caller_id=caller,
+        caller_role=role,
+        script=script,
+        timeout_seconds=timeout,
+        env_vars=env_field.from_db_value(env_vars, None, connection),
+        prerequisites=[],
+        status=DISPATCHED,
+        run_id=run_id,
+        revision=revision,
+        updated_at=now,
+    )

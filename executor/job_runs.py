@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from executor import job_rows, job_store
 from executor.caps import ResultTooLarge, check_answer
-from executor.dsl import RunContext, current_run, running
+from executor.dsl import RunContext, running
 from executor.engine import job_engine
 from executor.job_events import circle_event, publisher, run_event
 from executor.job_logs import LiveLogs
@@ -83,7 +83,7 @@ def run_record(job: Job, cancel: rhai.CancelToken | None = None, *, deliveries: 
     now = timezone.now()
     marked = job_rows.mark_started(job_id, job.run_id, now)
     if marked is None:  # stopped, deleted, or ended by another delivery: never run
-        return Change()
+        return _ended_before(job) if deliveries > 1 else Change()
     started_revision, started_at = marked
     # Now, not with the end: subscribers see it start.
     publisher.publish([(job.circle_id, run_event(job_id, job.caller_id, STARTED, started_revision, now))])
@@ -94,7 +94,7 @@ def run_record(job: Job, cancel: rhai.CancelToken | None = None, *, deliveries: 
         "ENV_VARS": dict(job.env_vars or {}),
     }
     error = None
-    revision: int | None = None
+    ended_row: tuple[int, bool] | None = None  # (revision, has dependents) of the end written
     # Flushed by the process's flusher thread, outside the run's transaction; stopped once that
     # ended: a flush may wait on the locks the transaction holds (SQLite's write lock, the job's row).
     live = LiveLogs(job_id, job.run_id, settings.CIRCLES_JOBS_MAX_LOG_BYTES).start()
@@ -106,13 +106,15 @@ def run_record(job: Job, cancel: rhai.CancelToken | None = None, *, deliveries: 
             value = to_json(result.value)
             check_answer(result.output, value, settings.CIRCLES_RESULT_MAX_BYTES)
             logs = joined_logs(result.logs, settings.CIRCLES_JOBS_MAX_LOG_BYTES)  # as the flushes cut it
-            current_run()  # the run's transaction, open now if the script never touched the database
+            # A run that wrote (or read) is in its transaction: its end commits with its writes. One
+            # that never touched the database has nothing to commit with it: its end is one UPDATE
+            # in autocommit, not BEGIN, UPDATE, COMMIT (on the finish -> notification path).
             ended = _ended_fields(started_at)
             final = {"status": FINISHED, "output": result.output, "value": value}
-            revision = job_rows.mark_ended(
+            ended_row = job_rows.mark_ended(
                 job_id, job.run_id, {**final, "logs": logs, "logs_size": len(logs.encode()), **ended}
             )
-            if revision is None:
+            if ended_row is None:
                 raise Superseded()
     except Superseded:
         logger.info("job %s ended another way while run %s ran: rolled back", job.job_id, job.run_id)
@@ -134,15 +136,16 @@ def run_record(job: Job, cancel: rhai.CancelToken | None = None, *, deliveries: 
         logs = live.text()  # what it printed before it failed: the flushes' lines and the rest
         ended = _ended_fields(started_at)
         final = {"status": ERROR, "output": None, "value": None, "error": error}
-        revision = job_rows.mark_ended(
+        ended_row = job_rows.mark_ended(
             job_id,
             job.run_id,
             {"status": ERROR, "error": error, "logs": logs, "logs_size": len(logs.encode()), **ended},
         )
-        if revision is None:
+        if ended_row is None:
             _keep_logs_of_stopped(job, logs)
             return Change()  # a stop (or another delivery) ended it first
-    assert revision is not None  # the end was written: by the run's commit, or just now
+    assert ended_row is not None  # the end was written: by the run's commit, or just now
+    revision, has_dependents = ended_row
     change = Change(
         events=[
             (
@@ -151,8 +154,21 @@ def run_record(job: Job, cancel: rhai.CancelToken | None = None, *, deliveries: 
             )
         ]
     )
-    change.add(job_store.release_dependents(job.circle_id, [job_id]))
+    if has_dependents:  # a job named as nobody's prerequisite has nobody to release: no query
+        change.add(job_store.release_dependents(job.circle_id, [job_id]))
     return change
+
+
+def _ended_before(job: Job) -> Change:
+    """A redelivered run whose job is already final: if this run ended it (its worker died after
+    the commit, before the acknowledgement that publishes the end), the end's event again (from
+    the row; a subscriber that had it drops it by its revision) and the dependents released
+    again (`release_dependents` only takes those still waiting); else nothing."""
+    job_id = job_id_of(job)
+    if not JobRecord.objects.filter(id=job_id, run_id=job.run_id, status__in=(FINISHED, ERROR)).exists():
+        return Change()
+    logger.info("job %s already ended by run %s: its end announced again", job_id, job.run_id)
+    return change_after_end(Change(), job_id)
 
 
 def _keep_logs_of_stopped(job: Job, logs: str) -> None:

@@ -20,6 +20,7 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from executor import job_rows
 from executor.job_events import CircleEvent, circle_event
 from executor.job_rules import (
     ACTIVE,
@@ -92,14 +93,16 @@ def get(viewer: Viewer, job_id: str, *, for_update: bool = False) -> JobRecord:
 def create(viewer: Viewer, spec: JobSpec) -> JobRecord:
     """A new `created` job of `viewer`'s; its prerequisites must be the caller's own jobs in this circle."""
     if spec.prerequisites:
-        own = set(
-            JobRecord.objects.filter(
-                circle_id=viewer.circle_id, caller_id=viewer.caller_id, id__in=spec.prerequisites
-            ).values_list("id", flat=True)
+        prerequisites = JobRecord.objects.filter(
+            circle_id=viewer.circle_id, caller_id=viewer.caller_id, id__in=spec.prerequisites
         )
+        own = set(prerequisites.values_list("id", flat=True))
         for job_id in spec.prerequisites:
             if uuid.UUID(job_id) not in own:
                 raise InvalidJobParams("prerequisites", f"{job_id} is not one of your jobs in this circle")
+        # Before the dependent exists: a prerequisite whose end sees the flag unset ended before
+        # this job can start, and `start` then finds it final (`_readiness`).
+        prerequisites.update(has_dependents=True)
     now = timezone.now()
     return JobRecord.objects.create(
         circle_id=viewer.circle_id,
@@ -137,7 +140,18 @@ def _end(record: JobRecord, status: str, error: dict | None, now: datetime | Non
 
 
 def start(viewer: Viewer, job_id: str, limits: JobLimits) -> Change:
-    """`created` -> `dispatched`: handed over now, or waiting for its prerequisites (or error at once)."""
+    """`created` -> `dispatched`: handed over now, or waiting for its prerequisites (or error at once).
+
+    A job without prerequisites whose caller is under its bound is one conditional UPDATE
+    (`job_rows.dispatch_created`); anything else (and every refusal) takes the locked read."""
+    canonical = parse_job_id(job_id)
+    if canonical is not None:
+        caller = None if viewer.sees_all else viewer.caller_id
+        record = job_rows.dispatch_created(
+            canonical, viewer.circle_id, caller, limits.max_active_per_caller, uuid.uuid4(), timezone.now()
+        )
+        if record is not None:
+            return Change(events=[circle_event(record)], to_dispatch=[record])
     with transaction.atomic():
         record = get(viewer, job_id, for_update=True)
         if record.status != CREATED:

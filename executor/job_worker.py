@@ -12,6 +12,7 @@ up to the queue's deliveries, then it ends `error` kind `host`.
 
 import logging
 
+from executor.db_health import close_old_connections_lazily
 from executor.job_dispatch import settle
 from executor.job_runs import end_dead, run_record
 from executor.jobs import Job
@@ -27,6 +28,11 @@ class JobWorker(Worker):
     # One entry at a time: an entry read waits in this slot's hands behind a run that may last an
     # hour, unkept (another slot would claim and run it again), while other slots sit idle.
     read_batch = 1
+
+    def refresh_connections(self) -> None:
+        """Before each run (a batch is one entry): Django's clean-up, without a health-check ping
+        per run while the slot is busy (`executor.db_health`)."""
+        close_old_connections_lazily()
 
     def drop(self, delivery: QueuedJob, job: Job) -> None:
         """A run stopped before it ran: its job already ended `error` (stopped); acknowledge it."""
@@ -48,10 +54,10 @@ class JobWorker(Worker):
             return
         if delivery.deliveries > self.config.max_deliveries:
             logger.warning("job %s delivered %s times: dead-lettered", job.job_id, delivery.deliveries)
-            settle(end_dead(job, delivery.deliveries))
+            settle(end_dead(job, delivery.deliveries), circle_key=job.circle_key)
             self.queue.dead_letter(delivery, f"delivered {delivery.deliveries} times")
             return
         with self.holding(delivery.entry_id), self.cancels.watching(job.run_id) as cancel:
             change = run_record(job, cancel, deliveries=delivery.deliveries)
-        self.queue.finish(delivery.entry_id, settle(change, ride=True))
+        self.queue.finish(delivery.entry_id, settle(change, ride=True, circle_key=job.circle_key))
         self.jobs_done += 1

@@ -116,6 +116,10 @@ class JobRecord(models.Model):
     run_id = models.UUIDField(null=True, blank=True, help_text="The run in hand (queued or running).")
     deliveries = models.PositiveSmallIntegerField(default=0)
     stop_requested = models.BooleanField(default=False)
+    has_dependents = models.BooleanField(
+        default=False,
+        help_text="Another job names it as a prerequisite: its end must release or fail that job.",
+    )
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField()
     started_at = models.DateTimeField(null=True, blank=True)

@@ -180,10 +180,14 @@ class Worker:
             except DatabaseError:  # the jobs were answered; losing their rows must not stop the worker
                 logger.exception("worker %s could not save %d run rows", self.name, len(runs))
 
+    def refresh_connections(self) -> None:
+        """Before a batch: what Django does around each request."""
+        close_old_connections()
+
     def handle_batch(self, batch: list[QueuedJob]) -> None:
         """Handle jobs read together."""
         if batch:
-            close_old_connections()  # what Django does around each request, done per batch
+            self.refresh_connections()
         cancelled = self.cancels.cancelled_in(batch) if batch else set()
         for delivery in batch:
             job = delivery.job

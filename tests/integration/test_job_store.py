@@ -77,15 +77,57 @@ def test_a_job_is_created_started_run_and_finished(circle, member) -> None:
     assert wrong.value.status == "finished"
 
 
-def test_a_redelivered_job_that_finished_is_not_run_again(circle, member) -> None:
+def test_a_redelivered_job_that_finished_is_not_run_again_but_its_end_is_announced(circle, member) -> None:
     record = new(member, 'db::put("counts", "c", #{n: 1}); 1')
     change = job_store.start(member, str(record.id), LIMITS)
     job = job_for(change.to_dispatch[0], circle.public_key)
-    run_record(job)
-    again = run_record(job, deliveries=2)
-    assert again.events == []
+    first = run_record(job)
+    again = run_record(job, deliveries=2)  # its worker died before acknowledging (and publishing)
+    assert again.events == first.events and again.to_dispatch == []
     record.refresh_from_db()
     assert record.deliveries == 1 and Record.objects.count() == 1
+
+
+class SlotDied(BaseException):
+    """The job slot's process ending where it is raised (nothing after it runs)."""
+
+
+def test_a_slot_dying_between_a_jobs_commit_and_its_acknowledgement_still_releases_dependents(
+    circle, member, monkeypatch
+) -> None:
+    first = new(member, "1")
+    second = new(member, "2", prerequisites=[str(first.id)])
+    assert job_store.start(member, str(second.id), LIMITS).to_dispatch == []
+    job = job_for(job_store.start(member, str(first.id), LIMITS).to_dispatch[0], circle.public_key)
+
+    def die(circle_id, ended):
+        raise SlotDied()
+
+    with monkeypatch.context() as patched:
+        patched.setattr(job_store, "release_dependents", die)
+        with pytest.raises(SlotDied):
+            run_record(job)  # committed `finished`, then died before releasing and acknowledging
+    first.refresh_from_db()
+    assert first.status == "finished"
+    again = run_record(job, deliveries=2)  # the entry, claimed by another slot
+    assert [(event["job_id"], event["status"]) for _, event in again.events] == [
+        (str(first.id), "finished"),
+        (str(second.id), "dispatched"),
+    ]
+    assert again.events[0][1]["revision"] == first.revision
+    [released] = run_dispatched(again, circle)
+    second.refresh_from_db()
+    assert (
+        second.status == "finished" and second.output == "2" and released.events[0][1]["status"] == "finished"
+    )
+
+
+def test_only_a_job_named_as_a_prerequisite_is_flagged_to_release_dependents(circle, member) -> None:
+    alone, named = new(member, "1"), new(member, "2")
+    new(member, "3", prerequisites=[str(named.id)])
+    alone.refresh_from_db()
+    named.refresh_from_db()
+    assert (alone.has_dependents, named.has_dependents) == (False, True)
 
 
 def test_a_failed_job_leaves_no_write_and_ends_error(circle, member) -> None:
