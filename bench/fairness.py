@@ -138,7 +138,9 @@ async def victim_phase(url: str, victim: SigningKey, seconds: float) -> dict[str
     }
 
 
-async def flood(url: str, attacker: SigningKey, args: argparse.Namespace, stop: asyncio.Event, tally) -> None:
+async def flood(
+    url: str, attacker: SigningKey, args: argparse.Namespace, stop: asyncio.Event, tally, ready=None
+) -> None:
     connections = await asyncio.gather(*(Connection.open(url, attacker) for _ in range(args.connections)))
     params = {"script": "loop {}", "timeout_ms": args.attack_ms}
 
@@ -147,6 +149,9 @@ async def flood(url: str, attacker: SigningKey, args: argparse.Namespace, stop: 
             tally[kind_of(await connection.call("play", params))] += 1
 
     tasks = [asyncio.ensure_future(keep_playing(c)) for c in connections for _ in range(args.per_connection)]
+    await asyncio.sleep(0)  # every task has sent its first play
+    if ready is not None:
+        ready.set()
     try:
         await stop.wait()
     finally:
@@ -157,9 +162,10 @@ async def flood(url: str, attacker: SigningKey, args: argparse.Namespace, stop: 
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def flood_process(url: str, attacker_name: str, args: argparse.Namespace, stop, answers) -> None:
+def flood_process(url: str, attacker_name: str, args: argparse.Namespace, stop, answers, ready) -> None:
     """The attacker in a process of its own: its answer bursts must not share the victim's event
-    loop (they did, and the victim's measured latency included the attacker's client work)."""
+    loop (they did, and the victim's measured latency included the attacker's client work).
+    `ready` is set once its connections are signed in and its plays sent."""
 
     async def main() -> None:
         flag, tally = asyncio.Event(), collections.Counter()
@@ -170,7 +176,7 @@ def flood_process(url: str, attacker_name: str, args: argparse.Namespace, stop, 
             flag.set()
 
         watcher = asyncio.ensure_future(watch())
-        await flood(url, named_key(attacker_name), args, flag, tally)
+        await flood(url, named_key(attacker_name), args, flag, tally, ready)
         await watcher
         answers.put(dict(tally))
 
@@ -182,10 +188,14 @@ async def measure(url: str, victim: SigningKey, args: argparse.Namespace) -> dic
     await victim_phase(url, victim, 1.0)  # warm-up
     idle = await victim_phase(url, victim, args.seconds)
     context = multiprocessing.get_context("spawn")
-    stop, answers = context.Event(), context.Queue()
-    attack = context.Process(target=flood_process, args=(url, ATTACKER, args, stop, answers))
+    stop, answers, ready = context.Event(), context.Queue(), context.Event()
+    attack = context.Process(target=flood_process, args=(url, ATTACKER, args, stop, answers, ready))
     attack.start()
-    await asyncio.sleep(2.0)  # its connections are open and its plays in flight
+    # On a loaded machine the attacker's start and 64 sign-ins took seconds: a fixed pause let
+    # the victim's phase begin before the flood did. Wait for its plays to be sent, then 1 s.
+    if not await asyncio.get_running_loop().run_in_executor(None, ready.wait, 120):
+        raise RuntimeError("the attacker never got its plays in flight")
+    await asyncio.sleep(1.0)
     loaded = await victim_phase(url, victim, args.seconds)
     stop.set()
     tally = await asyncio.get_running_loop().run_in_executor(None, answers.get)
