@@ -280,8 +280,9 @@ CIRCLES_MAX_RUNS_PER_CIRCLE = env.int(
 # Most `play` requests of one key waiting in its line (executor/lines.py), per ASGI process; one
 # more is answered -32029 "too many plays waiting for this key" instead of waiting for its
 # deadline (a flood's excess is refused as it arrives, not all together when its deadlines pass).
-# 0: no bound.
-CIRCLES_MAX_WAITING_PER_CALLER = env.int("CIRCLES_MAX_WAITING_PER_CALLER", default=8)
+# The default is one connection's requests in flight, so one connection's pipelined plays always
+# fit; only a key playing from many connections at once reaches it. 0: no bound.
+CIRCLES_MAX_WAITING_PER_CALLER = env.int("CIRCLES_MAX_WAITING_PER_CALLER", default=CIRCLES_MAX_IN_FLIGHT)
 # Those refusals are answered at once up to this many per second per key (per ASGI process); past
 # that rate each is held for a random part, at least half, of its play's remaining time
 # (executor/refusal_pace.py), so a client that resends each refused play at once can neither turn
