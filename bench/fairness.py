@@ -18,7 +18,13 @@ Per mode (`embedded`, `redis`), in one run:
 Reported: the victim's p50/p99/max per phase and its errors, the attacker's answers by kind,
 and the target p99(flood) <= 3 x p50(idle).
 
-    .venv/bin/python -m bench.fairness [--seconds 10] [--connections 64] [--json out.json]
+`--waiting 0,8` compares values of CIRCLES_MAX_WAITING_PER_CALLER (the most plays one key may
+have waiting in its line; 0: no bound, as before that setting) in one invocation: per mode and
+repeat, one fresh server per value, the values interleaved so that both see the same machine.
+Without it the server runs with the shipped default.
+
+    .venv/bin/python -m bench.fairness [--seconds 10] [--connections 64] [--waiting 0,8]
+        [--repeats 3] [--json out.json]
 """
 
 from __future__ import annotations
@@ -132,7 +138,9 @@ async def victim_phase(url: str, victim: SigningKey, seconds: float) -> dict[str
     }
 
 
-async def flood(url: str, attacker: SigningKey, args: argparse.Namespace, stop: asyncio.Event, tally) -> None:
+async def flood(
+    url: str, attacker: SigningKey, args: argparse.Namespace, stop: asyncio.Event, tally, ready=None
+) -> None:
     connections = await asyncio.gather(*(Connection.open(url, attacker) for _ in range(args.connections)))
     params = {"script": "loop {}", "timeout_ms": args.attack_ms}
 
@@ -141,6 +149,9 @@ async def flood(url: str, attacker: SigningKey, args: argparse.Namespace, stop: 
             tally[kind_of(await connection.call("play", params))] += 1
 
     tasks = [asyncio.ensure_future(keep_playing(c)) for c in connections for _ in range(args.per_connection)]
+    await asyncio.sleep(0)  # every task has sent its first play
+    if ready is not None:
+        ready.set()
     try:
         await stop.wait()
     finally:
@@ -151,9 +162,10 @@ async def flood(url: str, attacker: SigningKey, args: argparse.Namespace, stop: 
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def flood_process(url: str, attacker_name: str, args: argparse.Namespace, stop, answers) -> None:
+def flood_process(url: str, attacker_name: str, args: argparse.Namespace, stop, answers, ready) -> None:
     """The attacker in a process of its own: its answer bursts must not share the victim's event
-    loop (they did, and the victim's measured latency included the attacker's client work)."""
+    loop (they did, and the victim's measured latency included the attacker's client work).
+    `ready` is set once its connections are signed in and its plays sent."""
 
     async def main() -> None:
         flag, tally = asyncio.Event(), collections.Counter()
@@ -164,7 +176,7 @@ def flood_process(url: str, attacker_name: str, args: argparse.Namespace, stop, 
             flag.set()
 
         watcher = asyncio.ensure_future(watch())
-        await flood(url, named_key(attacker_name), args, flag, tally)
+        await flood(url, named_key(attacker_name), args, flag, tally, ready)
         await watcher
         answers.put(dict(tally))
 
@@ -176,10 +188,14 @@ async def measure(url: str, victim: SigningKey, args: argparse.Namespace) -> dic
     await victim_phase(url, victim, 1.0)  # warm-up
     idle = await victim_phase(url, victim, args.seconds)
     context = multiprocessing.get_context("spawn")
-    stop, answers = context.Event(), context.Queue()
-    attack = context.Process(target=flood_process, args=(url, ATTACKER, args, stop, answers))
+    stop, answers, ready = context.Event(), context.Queue(), context.Event()
+    attack = context.Process(target=flood_process, args=(url, ATTACKER, args, stop, answers, ready))
     attack.start()
-    await asyncio.sleep(2.0)  # its connections are open and its plays in flight
+    # On a loaded machine the attacker's start and 64 sign-ins took seconds: a fixed pause let
+    # the victim's phase begin before the flood did. Wait for its plays to be sent, then 1 s.
+    if not await asyncio.get_running_loop().run_in_executor(None, ready.wait, 120):
+        raise RuntimeError("the attacker never got its plays in flight")
+    await asyncio.sleep(1.0)
     loaded = await victim_phase(url, victim, args.seconds)
     stop.set()
     tally = await asyncio.get_running_loop().run_in_executor(None, answers.get)
@@ -197,9 +213,11 @@ async def measure(url: str, victim: SigningKey, args: argparse.Namespace) -> dic
 
 
 def start_mode(
-    mode: str, database_url: str, redis_url: str, workdir: Path
+    mode: str, database_url: str, redis_url: str, workdir: Path, waiting: str | None = None
 ) -> tuple[str, list[ManagedProcess]]:
     settings = {**RATE_ENV, "CIRCLES_SCRIPT_MAX_OPERATIONS": LONG_OPERATIONS, "LOG_LEVEL": "WARNING"}
+    if waiting is not None:
+        settings["CIRCLES_MAX_WAITING_PER_CALLER"] = waiting
     processes: list[ManagedProcess] = []
     if mode == "redis":
         settings.update(REDIS_URL=redis_url, CIRCLES_QUEUE_STREAM=f"bench-fair:{os.getpid()}")
@@ -235,7 +253,7 @@ async def wait_ready(url: str, victim: SigningKey) -> None:
 
 
 def print_mode(mode: str, result: dict[str, Any]) -> None:
-    print(f"\n{mode}:")
+    print(f"\n{mode}:  (load average {result['loadavg'][0]:.1f} at its end)")
     for phase in ("idle", "flood", "after"):
         row = result[phase]
         print(
@@ -250,6 +268,18 @@ def print_mode(mode: str, result: dict[str, Any]) -> None:
     )
 
 
+def print_summary(results: dict[str, Any]) -> None:
+    """One line per run: p99(flood) / p50(idle), and the victim's flood p50 / p99 / max."""
+    print("\nrun                              ratio   idle p50  flood p50  flood p99  flood max  load")
+    for name, result in results.items():
+        idle, loaded = result["idle"], result["flood"]
+        print(
+            f"{name:<32} {result['p99_flood_over_p50_idle']:6.2f}  {idle['p50_ms']:8.2f}  "
+            f"{loaded['p50_ms']:9.2f}  {loaded['p99_ms']:9.2f}  {loaded['max_ms']:9.1f}  "
+            f"{result['loadavg'][0]:4.1f}"
+        )
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--modes", default=",".join(MODES), help="embedded, redis or both")
@@ -259,8 +289,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--per-connection", type=int, default=4, help="the attacker's plays in flight per connection"
     )
     parser.add_argument("--attack-ms", type=int, default=3000, help="timeout_ms of each attacking `loop {}`")
+    parser.add_argument(
+        "--waiting",
+        default="",
+        help="CIRCLES_MAX_WAITING_PER_CALLER values to compare, e.g. 0,8 (default: the shipped one)",
+    )
+    parser.add_argument("--repeats", type=int, default=1, help="runs of each mode (and --waiting value)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
+    args.waiting_values = [w.strip() for w in args.waiting.split(",") if w.strip()] or [None]
+    if any(w is not None and not w.isdigit() for w in args.waiting_values) or args.repeats < 1:
+        parser.error("--waiting takes whole numbers, --repeats at least 1")
     args.mode_names = [m.strip() for m in args.modes.split(",") if m.strip()]
     if any(m not in MODES for m in args.mode_names):
         parser.error(f"modes are {MODES}")
@@ -287,19 +326,25 @@ def main(argv: list[str] | None = None) -> int:
             manage(env, "create_circle", "--name", "fair", "--pubkey", owner.pubkey)
             for member in (attacker, victim):
                 manage(env, "add_member", owner.pubkey, member.pubkey, "--role", "member")
-            for mode in args.mode_names:
-                url, processes = start_mode(mode, database_url, redis_server.url, workdir)
-                try:
-                    url = f"{url}/{owner.pubkey}"
-                    run_loop(wait_ready(url, victim))
-                    results[mode] = run_loop(measure(url, victim, args))
-                finally:
-                    for process in reversed(processes):
-                        process.stop()
-                print_mode(mode, results[mode])
+            for repeat in range(args.repeats):
+                for mode in args.mode_names:
+                    for waiting in args.waiting_values:
+                        name = mode if waiting is None else f"{mode} waiting={waiting}"
+                        name += f" #{repeat + 1}" if args.repeats > 1 else ""
+                        url, processes = start_mode(mode, database_url, redis_server.url, workdir, waiting)
+                        try:
+                            url = f"{url}/{owner.pubkey}"
+                            run_loop(wait_ready(url, victim))
+                            results[name] = run_loop(measure(url, victim, args))
+                        finally:
+                            for process in reversed(processes):
+                                process.stop()
+                        results[name]["loadavg"] = os.getloadavg()
+                        print_mode(name, results[name])
         finally:
             redis_server.stop()
             postgres.stop()
+    print_summary(results)
     print(f"\nwall time {time.monotonic() - wall:.0f} s, load average at the end {os.getloadavg()}")
     if args.json:
         document = {

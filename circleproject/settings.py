@@ -283,6 +283,17 @@ CIRCLES_MAX_RUNS_PER_CALLER = env.int("CIRCLES_MAX_RUNS_PER_CALLER", default=1)
 CIRCLES_MAX_RUNS_PER_CIRCLE = env.int(
     "CIRCLES_MAX_RUNS_PER_CIRCLE", default=8 if REDIS_URL else CIRCLES_LOCAL_EXECUTOR_THREADS
 )
+# Most `play` requests of one key waiting in its line (executor/lines.py), per ASGI process; one
+# more is answered -32029 "too many plays waiting for this key" instead of waiting for its
+# deadline (a flood's excess is refused as it arrives, not all together when its deadlines pass).
+# The default is one connection's requests in flight, so one connection's pipelined plays always
+# fit; only a key playing from many connections at once reaches it. 0: no bound.
+CIRCLES_MAX_WAITING_PER_CALLER = env.int("CIRCLES_MAX_WAITING_PER_CALLER", default=CIRCLES_MAX_IN_FLIGHT)
+# Those refusals are answered at once up to this many per second per key (per ASGI process); past
+# that rate each is held for a random part, at least half, of its play's remaining time
+# (executor/refusal_pace.py), so a client that resends each refused play at once can neither turn
+# them into a request storm nor get them back as one batch. 0: all at once.
+CIRCLES_LINE_REFUSALS_PER_SECOND = env.float("CIRCLES_LINE_REFUSALS_PER_SECOND", default=20.0)
 
 # --- Jobs: long-running scripts created, started, watched and stopped over the socket ----------
 # (docs/PROTOCOL.md, "Jobs"; executor/job_store.py). A job's timeout in seconds: default and cap.

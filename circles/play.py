@@ -9,7 +9,10 @@ executor (`executor.local`). Either way the caller gets an answer by its deadlin
 
 Both hand a job to the executor only within its caller's and its circle's share
 (`executor.shares`): over either, the `play` waits in its caller's line (`executor.lines`)
-and is answered -32029 if its deadline passes there. When the connection closes, its `play`
+and is answered -32029 if its deadline passes there; one that finds
+`CIRCLES_MAX_WAITING_PER_CALLER` of its caller's plays already waiting there is answered -32029
+at once, up to `CIRCLES_LINE_REFUSALS_PER_SECOND` of them per caller; past that rate each is held
+for a random part of its remaining time (`executor.refusal_pace`). When the connection closes, its `play`
 requests still waiting are dropped and its runs stopped: a local run's `rhai.CancelToken` is
 cancelled (or its pool task, not started yet, withdrawn); a queued one is announced to the
 workers (`executor.cancels`).
@@ -28,10 +31,11 @@ from circles.metrics import timed_play
 from circles.session import CircleSession
 from executor.cancels import CancelNotices
 from executor.jobs import Job
-from executor.lines import Lines
+from executor.lines import LineFull, Lines
 from executor.local import LocalRun, local_executor
 from executor.producer import AsyncJobProducer
 from executor.queue import QueueConfig, QueueFull, QueueUnavailable
+from executor.refusal_pace import RefusalPace
 from executor.shares import CALLER, CIRCLE, LocalShares, OverShare, ShareClaim, ShareLimits
 
 # How long past the deadline the consumer still waits: the worker's own timeout error
@@ -44,6 +48,7 @@ OVER_SHARE_REASONS = {
     CALLER: "too many runs in flight for this key",
     CIRCLE: "too many runs in flight in this circle",
 }
+LINE_FULL_REASON = "too many plays waiting for this key"
 Attempt = Callable[[], Awaitable[str | None]]  # hand the job over: None, or the share that refused
 
 
@@ -65,6 +70,11 @@ def deadline_passed(timeout_ms: int) -> RpcError:
 def over_share(which: str) -> RpcError:
     """The -32029 answered when the caller's or the circle's share stayed full until the deadline."""
     return RpcError(RATE_LIMITED, data={"reason": OVER_SHARE_REASONS[which]})
+
+
+def line_full() -> RpcError:
+    """The -32029 answered at once when the caller's line already holds its most waiting plays."""
+    return RpcError(RATE_LIMITED, data={"reason": LINE_FULL_REASON})
 
 
 def new_job(
@@ -91,7 +101,12 @@ def _producer() -> AsyncJobProducer:
 
 @cache
 def _lines() -> Lines:
-    return Lines(LINE_POLL_SECONDS)
+    return Lines(LINE_POLL_SECONDS, settings.CIRCLES_MAX_WAITING_PER_CALLER)
+
+
+@cache
+def _refusal_pace() -> RefusalPace:
+    return RefusalPace(settings.CIRCLES_LINE_REFUSALS_PER_SECOND)
 
 
 @cache
@@ -119,8 +134,8 @@ class PendingPlays:
         """Hand the job over within its shares, then wait for its outcome; the `play` result or RpcError.
 
         `settle` brings the outcome. Waiting in the caller's line and for the outcome both end at
-        the job's deadline (-32029 in the line, -32000 `timeout` after). `give_up` ends either
-        wait at once.
+        the job's deadline (-32029 in the line, -32000 `timeout` after); a full line refuses at
+        once (-32029), or held past the caller's rate of refusals. `give_up` ends any wait at once.
         """
         answer = asyncio.get_running_loop().create_future()
         self.waiting[job.run_id] = answer
@@ -150,6 +165,19 @@ class PendingPlays:
                 return await _lines().wait_turn(job.caller_id, tried, abort)
         except TimeoutError:
             raise over_share(refused[0]) from None
+        except LineFull:
+            return await self.refuse_in_pace(job, abort)
+
+    @staticmethod
+    async def refuse_in_pace(job: Job, abort: asyncio.Future) -> bool:
+        """Raise the line-full -32029, at once or held (`executor.refusal_pace`); False on `abort`."""
+        now = asyncio.get_running_loop().time()
+        delay = _refusal_pace().delay(job.caller_id, now, job.remaining_ms() / 1000)
+        if delay > 0:  # the caller is past its rate of refusals: this one is held
+            await asyncio.wait([abort], timeout=delay)
+            if abort.done():
+                return False
+        raise line_full()
 
     def settle(self, run_id: str, outcome: dict[str, Any]) -> None:
         """Hand run `run_id`'s outcome to its waiting request; a late one (nobody waiting) is dropped."""

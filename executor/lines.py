@@ -5,11 +5,19 @@ costing anything. The head tries again when woken (a run of its caller ended in 
 and every `poll_seconds` (a run ended elsewhere: another ASGI process, a worker). A line
 belongs to one caller, so whatever waits in it never delays another caller's request, which
 finds its own line empty and starts at once.
+
+A line may be bounded (`max_waiting`): a request that finds that many already waiting is refused
+at once (`LineFull`) instead of joining, so a caller far over its share learns it promptly and
+the refusals of its excess come one by one as it sends, not all together at a shared deadline.
 """
 
 import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable
+
+
+class LineFull(Exception):
+    """The caller's line already holds its most waiting requests: this one did not join it."""
 
 
 class _Waiter:
@@ -26,8 +34,9 @@ class _Waiter:
 class Lines:
     """The lines of this process's callers (one event loop)."""
 
-    def __init__(self, poll_seconds: float = 0.05) -> None:
+    def __init__(self, poll_seconds: float = 0.05, max_waiting: int = 0) -> None:
         self.poll_seconds = poll_seconds
+        self.max_waiting = max_waiting  # 0: no bound
         self._lines: dict[str, deque[_Waiter]] = {}
 
     async def wait_turn(
@@ -37,11 +46,14 @@ class Lines:
 
         `attempt` is tried at once when the line is empty (the usual case: no wait, no task).
         Errors from `attempt` and cancellation leave the line and pass through; the request
-        behind then becomes the head and tries at once.
+        behind then becomes the head and tries at once. LineFull when `max_waiting` requests
+        already wait in `key`'s line (it is not tried then: the line's head comes first).
         """
         if key not in self._lines and await attempt():
             return True
         line = self._lines.setdefault(key, deque())
+        if 0 < self.max_waiting <= len(line):
+            raise LineFull(key)
         me = _Waiter()
         line.append(me)
         loop = asyncio.get_running_loop()

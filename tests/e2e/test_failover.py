@@ -78,6 +78,7 @@ def failover_settings(cluster: SentinelCluster, metrics_dir: Path) -> dict[str, 
         "CIRCLES_WEBHOOK_SWEEP_SECONDS": "0.5",
         # Load, not abuse: many plays from one key and one address.
         "CIRCLES_MAX_RUNS_PER_CALLER": "0",
+        "CIRCLES_MAX_WAITING_PER_CALLER": "0",  # (the circle's share may still line them up)
         "CIRCLES_SIGN_INS_PER_ADDRESS_PER_MINUTE": "100000",
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
     }

@@ -25,6 +25,8 @@ WAITING = {"script": "loop {}", "timeout_ms": 2_000}  # gives up in the line bef
 # `loop {}` would stop at the default 5,000,000 operations within ~0.1 s: long plays need more.
 LONG_RUNS = {"CIRCLES_SCRIPT_MAX_OPERATIONS": str(10**12)}
 OVER_THE_KEYS_SHARE = {"reason": "too many runs in flight for this key"}
+LINE_FULL = {"reason": "too many plays waiting for this key"}
+ONE_WAITING = {"CIRCLES_MAX_WAITING_PER_CALLER": "1"}
 
 
 async def signed_in(server: str, circle: str, key: WalletKey) -> RpcClient:
@@ -93,6 +95,22 @@ async def a_closed_connection_stops_its_runs(server: str, world: World, tag: str
         assert (await same_key.call("play", {"script": "3", "timeout_ms": 10_000}, timeout=15))["value"] == 3
 
 
+async def a_full_line_refuses_at_once(server: str, world: World) -> None:
+    """Share 1 and a line of 1: of three 10 s plays sent together, one runs, one waits, and the
+    third is answered -32029 `too many plays waiting for this key` first, while the others are
+    still running and waiting (an unbounded line kept it until its deadline, as `... in flight`)."""
+    async with await signed_in(server, world.circle, world.member) as client:
+        for index in range(3):
+            await send_play(client, LONG, f"p{index}")
+        first = await client.recv_json(timeout=30)
+        assert first.get("error", {}).get("code") == -32029, first
+        assert first["error"]["data"] == LINE_FULL and first["id"] in ("p1", "p2"), first
+    # Closing the connection stopped the running play and dropped the waiting one: the key's
+    # next play runs at once.
+    async with await signed_in(server, world.circle, world.member) as client:
+        assert (await client.call("play", {"script": "4", "timeout_ms": 10_000}, timeout=15))["value"] == 4
+
+
 # --- embedded mode (no REDIS_URL, SQLite) -------------------------------------------------------
 
 
@@ -110,6 +128,11 @@ async def test_embedded_disconnect_stops_the_running_play(start_server, sqlite_w
         CIRCLES_MAX_RUNS_PER_CIRCLE="0",
     )
     await a_closed_connection_stops_its_runs(server, sqlite_world, "gone-embedded")
+
+
+async def test_embedded_a_full_line_refuses_at_once(start_server, sqlite_world: World) -> None:
+    server = start_server(world=sqlite_world, **LONG_RUNS, **ONE_WAITING)
+    await a_full_line_refuses_at_once(server, sqlite_world)
 
 
 # --- Redis and real workers ---------------------------------------------------------------------
@@ -149,3 +172,14 @@ async def test_redis_disconnect_stops_the_running_play_and_drops_the_queued_one(
     async with await signed_in(server, world.circle, world.owner) as client:
         assert (await client.call("play", {"script": "1"}, timeout=30))["value"] == 1  # the worker is up
     await a_closed_connection_stops_its_runs(server, world, "gone-redis")
+
+
+async def test_redis_a_full_line_refuses_at_once(
+    start_server, start_workers, redis_server: RedisServer, world: World
+) -> None:
+    settings = queue(redis_server)
+    start_workers(concurrency=2, **settings)
+    server = start_server(**settings, **ONE_WAITING)
+    async with await signed_in(server, world.circle, world.owner) as client:
+        assert (await client.call("play", {"script": "1"}, timeout=30))["value"] == 1  # workers are up
+    await a_full_line_refuses_at_once(server, world)

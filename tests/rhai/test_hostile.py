@@ -194,6 +194,32 @@ def test_an_uncancelled_token_changes_nothing():
     assert rhai.Engine().eval("40 + 2", cancel=rhai.CancelToken()) == 42
 
 
+def test_the_run_gives_way_past_25_ms_not_only_past_200():
+    """The threshold is DEMOTE_AFTER = 25 ms. A host call holds the run 60 ms (the sleep guarantees
+    the time, nothing here asserts a duration); a few thousand operations later the script reads
+    its own thread's priority: demoted. With a 200 ms threshold it would read the old priority,
+    unless the thread also stalled for 140 ms more right then."""
+    import os
+    import threading
+    import time
+
+    import rhai
+
+    engine = rhai.Engine(max_operations=10**9, timeout_ms=60_000)
+    engine.register_fn("hold", lambda: time.sleep(0.06))
+    engine.register_fn("nice", lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+    seen: dict[str, int] = {}
+
+    def run() -> None:  # its own thread: if restoring the priority failed, pytest's is untouched
+        seen["before"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        seen["during"] = engine.eval("hold(); let n = 0; for i in 0..4000 { n += i; } nice()")
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    assert seen["during"] == min(seen["before"] + 10, 19), seen
+
+
 def test_a_long_run_gives_way_and_gets_its_priority_back():
     """Past 25 ms a run lowers its own thread's priority (nice +10), restored when it ends."""
     import os

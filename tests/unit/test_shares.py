@@ -1,11 +1,15 @@
-"""Unit tests for the executor shares (executor.shares) and the per-caller lines (executor.lines)."""
+"""Unit tests for the executor shares (executor.shares), the per-caller lines (executor.lines) and
+the pace of their refusals (executor.refusal_pace)."""
 
 import asyncio
+import random
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from executor.lines import Lines
+from executor.lines import LineFull, Lines
+from executor.refusal_pace import PRUNE_ABOVE, RefusalPace
 from executor.shares import CALLER, CIRCLE, LocalShares, OverShare, ShareLimits, refusal
 
 # --- LocalShares ---------------------------------------------------------------------------
@@ -145,3 +149,68 @@ async def test_abort_ends_the_wait() -> None:
     abort.set_exception(RuntimeError("shutting down"))
     assert await waiting is False and lines.waiting("alice") == 0
     abort.exception()  # retrieved
+
+
+async def test_a_full_line_refuses_at_once_and_a_freed_place_admits_again() -> None:
+    lines, gate = Lines(poll_seconds=60, max_waiting=2), Gate(0)
+    waiters = [asyncio.ensure_future(lines.wait_turn("alice", gate.attempt(f"a{i}"))) for i in range(2)]
+    await asyncio.sleep(0)
+    assert lines.waiting("alice") == 2
+    with pytest.raises(LineFull):
+        await lines.wait_turn("alice", gate.attempt("a2"))
+    assert lines.waiting("alice") == 2 and gate.order == []  # not tried: the head comes first
+    assert await Lines(max_waiting=2).wait_turn("bob", Gate(1).attempt("b")) is True  # per caller
+    gate.room = 1
+    lines.wake("alice")
+    assert await waiters[0] is True
+    third = asyncio.ensure_future(lines.wait_turn("alice", gate.attempt("a3")))  # a place is free
+    await asyncio.sleep(0)
+    assert lines.waiting("alice") == 2 and not third.done()
+    gate.room = 2
+    lines.wake("alice")
+    assert await waiters[1] is True and await third is True
+    assert gate.order == ["a0", "a1", "a3"]
+
+
+async def test_an_unbounded_line_takes_every_request() -> None:
+    lines, gate = Lines(poll_seconds=60, max_waiting=0), Gate(0)
+    waiters = [asyncio.ensure_future(lines.wait_turn("alice", gate.attempt(f"a{i}"))) for i in range(50)]
+    await asyncio.sleep(0)
+    assert lines.waiting("alice") == 50
+    for waiter in waiters:
+        waiter.cancel()
+    await asyncio.gather(*waiters, return_exceptions=True)
+
+
+# --- RefusalPace -------------------------------------------------------------------------------
+
+
+def test_refusals_within_the_rate_are_prompt_and_past_it_held_for_half_to_all_the_time_left() -> None:
+    pace = RefusalPace(per_second=3, chance=random.Random(7))
+    assert [pace.delay("alice", 100.0, 2.0) for _ in range(3)] == [0.0, 0.0, 0.0]
+    held = [pace.delay("alice", 100.0, 2.0) for _ in range(200)]
+    assert all(1.0 <= d <= 2.0 for d in held)
+    assert len({round(d, 3) for d in held}) > 150  # spread out, not one moment for the batch
+    assert pace.delay("bob", 100.0, 2.0) == 0.0  # another caller has its own rate
+    assert pace.delay("alice", 100.5, 2.0) == 0.0  # 1.5 tokens came back in half a second
+    assert pace.delay("alice", 100.5, 2.0) > 0
+
+
+def test_a_refusal_is_never_held_past_its_deadline() -> None:
+    pace = RefusalPace(per_second=1, chance=random.Random(1))
+    assert pace.delay("alice", 0.0, 5.0) == 0.0
+    assert pace.delay("alice", 0.0, 0.0) == 0.0 and pace.delay("alice", 0.0, -1.0) == 0.0
+    assert all(pace.delay("alice", 0.0, 0.01) <= 0.01 for _ in range(20))
+
+
+def test_a_pace_of_zero_refuses_everything_at_once() -> None:
+    pace = RefusalPace(per_second=0)
+    assert all(pace.delay("alice", 0.0, 3.0) == 0.0 for _ in range(100))
+
+
+def test_the_pace_forgets_callers_whose_bucket_filled_again() -> None:
+    pace = RefusalPace(per_second=1, chance=random.Random(2))
+    for index in range(PRUNE_ABOVE + 5):
+        pace.delay(f"caller-{index}", 0.0, 1.0)
+    pace.delay("late", 10.0, 1.0)
+    assert len(pace._buckets) == 1
