@@ -121,7 +121,21 @@ def hold_replication(cluster: SentinelCluster, seconds: float) -> threading.Thre
     return thread
 
 
-async def test_master_killed_under_load(system: System) -> None:
+@dataclass
+class FailoverRun:
+    """What happened while the master was SIGKILLed under load (the `failed_over` fixture)."""
+
+    db: Database
+    circle: str
+    plays: PlayLoad
+    hooks: WebhookLoad
+    killed: float  # time.monotonic() of the kill
+
+
+@pytest.fixture(scope="module")
+async def failed_over(system: System) -> FailoverRun:
+    """Steady plays and webhooks, the replica held back for a moment, the master SIGKILLed, and the
+    load kept on until the plays settle; once per module, for every test that needs a failover."""
     db = Database(system.world)
     circle = create_circle(system.world, "failover", WalletKey.named("e2e-failover").pubkey)
     db.set_endpoint(circle, "stripe", script=COUNTING_SCRIPT)
@@ -146,7 +160,17 @@ async def test_master_killed_under_load(system: System) -> None:
         await asyncio.wait_for(load, 30)
         hooks.stop()
     held.join(5)
+    return FailoverRun(db, circle, plays, hooks, killed)
 
+
+async def test_master_killed_under_load(system: System, failed_over: FailoverRun) -> None:
+    db, circle, plays, hooks, killed = (
+        failed_over.db,
+        failed_over.circle,
+        failed_over.plays,
+        failed_over.hooks,
+        failed_over.killed,
+    )
     # Plays: answered by their deadline, with a documented outcome.
     assert not plays.late(), plays.late()[:5]
     assert set(plays.outcomes()) <= DOCUMENTED_OUTCOMES, plays.outcomes()
@@ -207,11 +231,11 @@ def scraped_names(url: str) -> set[str]:
     }
 
 
-def test_dashboard_and_alerts_name_only_scraped_metrics(system: System) -> None:
+def test_dashboard_and_alerts_name_only_scraped_metrics(system: System, failed_over: FailoverRun) -> None:
     dashboard, alerts = dashboard_expressions(), alert_expressions()
     assert len(dashboard) >= 10 and len(alerts) >= 4
     named = set().union(*(metric_names(expression) for expression in dashboard + alerts))
-    scraped = scraped_names(system.servers[1])  # after the failover test: every counter has counted
+    scraped = scraped_names(system.servers[1])  # after a failover: every counter has counted
     assert not named - scraped, f"named but not in /metrics: {sorted(named - scraped)}"
     # The operator's questions are all there: connections, sign-ins, play latency, queue depth and
     # age, workers, webhook outcomes and retries, Redis reconnects and failovers.
