@@ -16,6 +16,7 @@ from circleproject import log_filters  # noqa: E402
 from circleproject.body_limits import BodyLimits, settings_cap  # noqa: E402
 from circleproject.direct_routes import DirectRoutes  # noqa: E402
 from circles import auth_views  # noqa: E402
+from circles.admission import AdmissionControl  # noqa: E402
 from circles.origin import CircleOriginValidator  # noqa: E402
 from circles.routing import websocket_urlpatterns  # noqa: E402
 from webhooks.processing import ensure_local_sweeper  # noqa: E402
@@ -37,11 +38,15 @@ application = ProtocolTypeRouter(
             cap_for=settings_cap,
             timeout=settings.CIRCLES_HTTP_BODY_TIMEOUT_SECONDS,
         ),
-        "websocket": CircleOriginValidator(
-            # The channels stubs want their own URLPattern subclass, which `re_path` never returns.
-            URLRouter(websocket_urlpatterns),  # type: ignore[arg-type]
-            allowed_origins=settings.CIRCLES_ALLOWED_ORIGINS,
-            allow_missing=settings.CIRCLES_ALLOW_MISSING_ORIGIN,
+        # Admission control first: a refused handshake costs neither the origin check nor a
+        # channel-layer name (circles/admission.py).
+        "websocket": AdmissionControl(
+            CircleOriginValidator(
+                # The channels stubs want their own URLPattern subclass, which `re_path` never returns.
+                URLRouter(websocket_urlpatterns),  # type: ignore[arg-type]
+                allowed_origins=settings.CIRCLES_ALLOWED_ORIGINS,
+                allow_missing=settings.CIRCLES_ALLOW_MISSING_ORIGIN,
+            )
         ),
     }
 )
