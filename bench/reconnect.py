@@ -389,7 +389,8 @@ def deploy(args: argparse.Namespace, workdir: Path) -> Deployment:
     extra |= dict(item.split("=", 1) for item in args.server_env)
     env = server_env(database_url, **extra)
     manage(env, "migrate", "--noinput", "-v0")
-    done = manage(env, "load_circles", str(members_file(workdir, owner, args.clients)))
+    # 10,000 members take minutes on a busy machine.
+    done = manage(env, "load_circles", str(members_file(workdir, owner, args.clients)), timeout=900)
     if "reconnect-bench" not in done.stdout:
         raise RuntimeError(f"load_circles: {done.stdout}{done.stderr}")
     return Deployment(workdir, env, free_port(), args.workers, owner.pubkey, redis_server, postgres)

@@ -19,13 +19,16 @@ and close 1013 `try again later`. Both are what every client treats as "refused,
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from django.conf import settings
 from prometheus_client import Counter
 
-from circleproject.body_limits import App, Receive, Scope, Send
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[Mapping[str, Any]]]
+Send = Callable[[Mapping[str, Any]], Awaitable[None]]
+App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 SCOPE_KEY = "circles.admission"
 RETRY_AFTER_SECONDS = 1
