@@ -388,11 +388,17 @@ def deploy(args: argparse.Namespace, workdir: Path) -> Deployment:
         database_url = f"sqlite:///{workdir / 'circles.sqlite3'}"
     extra |= dict(item.split("=", 1) for item in args.server_env)
     env = server_env(database_url, **extra)
-    manage(env, "migrate", "--noinput", "-v0")
-    done = manage(env, "load_circles", str(members_file(workdir, owner, args.clients)))
-    if "reconnect-bench" not in done.stdout:
-        raise RuntimeError(f"load_circles: {done.stdout}{done.stderr}")
-    return Deployment(workdir, env, free_port(), args.workers, owner.pubkey, redis_server, postgres)
+    deployment = Deployment(workdir, env, free_port(), args.workers, owner.pubkey, redis_server, postgres)
+    try:
+        manage(env, "migrate", "--noinput", "-v0")
+        # 10,000 members take minutes on a busy machine.
+        done = manage(env, "load_circles", str(members_file(workdir, owner, args.clients)), timeout=900)
+        if "reconnect-bench" not in done.stdout:
+            raise RuntimeError(f"load_circles: {done.stdout}{done.stderr}")
+    except BaseException:
+        deployment.stop()  # a failed setup leaves no redis-server or PostgreSQL behind
+        raise
+    return deployment
 
 
 def stop_and_reap(server: ManagedProcess, timeout: float) -> float:

@@ -14,6 +14,9 @@ from django.conf import settings  # noqa: E402
 
 from circleproject import log_filters  # noqa: E402
 from circleproject.body_limits import BodyLimits, settings_cap  # noqa: E402
+from circleproject.direct_routes import DirectRoutes  # noqa: E402
+from circles import auth_views  # noqa: E402
+from circles.admission import AdmissionControl  # noqa: E402
 from circles.origin import CircleOriginValidator  # noqa: E402
 from circles.routing import websocket_urlpatterns  # noqa: E402
 from webhooks.processing import ensure_local_sweeper  # noqa: E402
@@ -25,14 +28,25 @@ ensure_local_sweeper()
 application = ProtocolTypeRouter(
     {
         # Body caps (413) and the body read timeout (408) are decided before Django reads a byte.
+        # The sign-in nonce routes skip Django's thread-hopping middleware chain (a reconnect
+        # storm fetches thousands at once; circleproject/direct_routes.py).
         "http": BodyLimits(
-            django_asgi_app, cap_for=settings_cap, timeout=settings.CIRCLES_HTTP_BODY_TIMEOUT_SECONDS
+            DirectRoutes(
+                django_asgi_app,
+                {"/auth/nonce": auth_views.nonce, "/auth/health": auth_views.health},
+            ),
+            cap_for=settings_cap,
+            timeout=settings.CIRCLES_HTTP_BODY_TIMEOUT_SECONDS,
         ),
-        "websocket": CircleOriginValidator(
-            # The channels stubs want their own URLPattern subclass, which `re_path` never returns.
-            URLRouter(websocket_urlpatterns),  # type: ignore[arg-type]
-            allowed_origins=settings.CIRCLES_ALLOWED_ORIGINS,
-            allow_missing=settings.CIRCLES_ALLOW_MISSING_ORIGIN,
+        # Admission control first: a refused handshake costs neither the origin check nor a
+        # channel-layer name (circles/admission.py).
+        "websocket": AdmissionControl(
+            CircleOriginValidator(
+                # The channels stubs want their own URLPattern subclass, which `re_path` never returns.
+                URLRouter(websocket_urlpatterns),  # type: ignore[arg-type]
+                allowed_origins=settings.CIRCLES_ALLOWED_ORIGINS,
+                allow_missing=settings.CIRCLES_ALLOW_MISSING_ORIGIN,
+            )
         ),
     }
 )

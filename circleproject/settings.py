@@ -202,6 +202,12 @@ CIRCLES_MAX_INVALID_FRAMES = env.int("CIRCLES_MAX_INVALID_FRAMES", default=100)
 # open circle WebSockets per ASGI process (over it: close 4429), and `authenticate` calls per
 # minute (over it: -32029; counted in Redis across processes when REDIS_URL is set). 0: no limit.
 CIRCLES_MAX_CONNECTIONS_PER_ADDRESS = env.int("CIRCLES_MAX_CONNECTIONS_PER_ADDRESS", default=64)
+# Admission control (circles/admission.py): WebSocket connections per ASGI process between their
+# handshake and their sign-in (or CIRCLES_PENDING_SIGN_IN_SECONDS, for one that never signs in);
+# one more is refused at once, HTTP 503 with Retry-After, so that a reconnect storm's admitted
+# sign-ins finish inside the clients' open timeout instead of all finishing too late. 0: no bound.
+CIRCLES_MAX_PENDING_SIGN_INS = env.int("CIRCLES_MAX_PENDING_SIGN_INS", default=100)
+CIRCLES_PENDING_SIGN_IN_SECONDS = env.float("CIRCLES_PENDING_SIGN_IN_SECONDS", default=10.0)
 CIRCLES_SIGN_INS_PER_ADDRESS_PER_MINUTE = env.int("CIRCLES_SIGN_INS_PER_ADDRESS_PER_MINUTE", default=60)
 # GET /auth/nonce: nonces one client address may ask for per minute (over it: 429; counted in
 # Redis across processes when REDIS_URL is set; 0: no limit), and in embedded mode the most

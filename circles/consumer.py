@@ -20,6 +20,7 @@ from django.conf import settings
 from auth_secp import ChallengeBook
 from circles import job_methods, record_methods, subscription_methods
 from circles.address_limits import AttemptWindows, connections
+from circles.admission import release_pass
 from circles.answering import answer
 from circles.jsonrpc import (
     PARSE_ERROR,
@@ -192,6 +193,8 @@ class CircleConsumer(AsyncWebsocketConsumer):
         if refusal is not None:  # never log the query string: it holds the signature
             self.log.info("refused sign-in at connect: %s", refusal[2])
             await self.shut(refusal[0], refusal[1])
+        elif self.session.authenticated:
+            release_pass(self.scope)
 
     async def disconnect(self, code: int) -> None:
         """Cancel whatever this connection still has running, and give its address's place back."""
@@ -388,6 +391,8 @@ class CircleConsumer(AsyncWebsocketConsumer):
         """Send a response frame, then close with 4429 if sign-in attempts ran out."""
         if not message or self.closing:
             return
+        if self.session is not None and self.session.authenticated:
+            release_pass(self.scope)  # signed in: no longer among those admission control bounds
         await self.send(text_data=encode(message))
         if self.session is not None:
             self.session.subscriptions.answered(message)  # streams start once their answer is out

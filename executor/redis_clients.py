@@ -56,6 +56,12 @@ SENTINEL_TIMEOUT_SECONDS = 0.5
 # retries, kept a webhook delivery waiting over 30 s (nginx's 504) while a master's host was cut
 # off. The callers handle Redis being away (-32012, 503 with the event stored, worker backoff).
 COMMAND_RETRIES = 1
+# An asyncio pool's connections, and how long a command waits for one of them. redis-py's own pool
+# refuses a command at once ("Too many connections", a ConnectionError) while 100 are in use: a
+# reconnect storm's hundreds of sign-ins at once on one process then failed as "Redis away"
+# although Redis answered in microseconds. Ours wait for a free connection instead.
+POOL_CONNECTIONS = 100
+POOL_WAIT_SECONDS = 5.0
 # What a client raises when Redis is away (down, unreachable, timed out), as against an error reply.
 REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, OSError)
 
@@ -168,19 +174,24 @@ class RedisTarget:
     def async_pool(
         self, *, timeout: float | None, connect_timeout: float, retries: int = COMMAND_RETRIES
     ) -> aioredis.ConnectionPool:
-        """An asyncio-client pool of its own (bound to the loop it is first used on)."""
+        """An asyncio-client pool of its own (bound to the loop it is first used on).
+
+        At most POOL_CONNECTIONS connections; a command finding them all busy waits up to
+        POOL_WAIT_SECONDS for one (then a ConnectionError), rather than failing at once.
+        """
         kwargs = self.connection_kwargs(
             timeout=timeout, connect_timeout=connect_timeout, asyncio=True, retries=retries
         )
+        kwargs.update(max_connections=POOL_CONNECTIONS, timeout=POOL_WAIT_SECONDS)
         if self.uses_sentinel:
             sentinel_kwargs = self.sentinel_kwargs(asyncio=True)
             manager = async_sentinel.Sentinel(list(self.sentinels), sentinel_kwargs=sentinel_kwargs)
-            return async_sentinel.SentinelConnectionPool(
+            return BlockingSentinelConnectionPool(
                 self.master, manager, connection_class=AsyncCountedSentinelConnection, **kwargs
             )
         if self.plain_tcp:
             kwargs["connection_class"] = AsyncCountedConnection
-        return aioredis.ConnectionPool.from_url(self.url, **kwargs)
+        return aioredis.BlockingConnectionPool.from_url(self.url, **kwargs)
 
     def layer_host(self, *, timeout: float = 5.0, connect_timeout: float = 1.0) -> dict[str, Any]:
         """The `hosts` entry of channels-redis' pub/sub layer for this target (its `create_pool` format)."""
@@ -196,6 +207,10 @@ class RedisTarget:
         if self.plain_tcp:
             kwargs["connection_class"] = AsyncCountedConnection
         return {"address": self.url, **kwargs}
+
+
+class BlockingSentinelConnectionPool(async_sentinel.SentinelConnectionPool, aioredis.BlockingConnectionPool):
+    """The sentinels' master pool, waiting for a free connection as `aioredis.BlockingConnectionPool` does."""
 
 
 def sync_client(

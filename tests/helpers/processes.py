@@ -99,8 +99,10 @@ def server_env(database_url: str, **extra: str) -> dict[str, str]:
     return env
 
 
-def manage(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """Run `manage.py ARGS` in a subprocess with `env`."""
+def manage(
+    env: dict[str, str], *args: str, check: bool = True, timeout: float = 120
+) -> subprocess.CompletedProcess:
+    """Run `manage.py ARGS` in a subprocess with `env` (killed after `timeout` seconds)."""
     return subprocess.run(
         [PYTHON, "manage.py", *args],
         env=env,
@@ -108,7 +110,7 @@ def manage(env: dict[str, str], *args: str, check: bool = True) -> subprocess.Co
         capture_output=True,
         text=True,
         check=check,
-        timeout=120,
+        timeout=timeout,
     )
 
 

@@ -114,3 +114,16 @@ async def test_the_memory_store_redeems_once_expires_and_has_a_capacity() -> Non
     now[0] += 21
     assert await store.take(second.nonce) is None
     assert await store.put(third) and await store.active() == 0  # third also expired by the clock
+
+
+async def test_more_redemptions_at_once_than_the_pool_has_connections_all_succeed(
+    redis_server: RedisServer,
+) -> None:
+    # A reconnect storm issues and redeems hundreds of nonces at once on one process. redis-py's
+    # asyncio pool holds at most 100 connections and refused the 101st command at once ("Too many
+    # connections"): a fresh nonce was then 503 or 1013 although Redis was fine.
+    store = RedisNonceStore(redis_server.url, prefix())
+    tickets = [ticket() for _ in range(250)]
+    assert await asyncio.gather(*(store.put(issued) for issued in tickets)) == [True] * len(tickets)
+    taken = await asyncio.gather(*(store.take(issued.nonce) for issued in tickets))
+    assert taken == tickets
