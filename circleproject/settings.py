@@ -205,8 +205,11 @@ CIRCLES_MAX_CONNECTIONS_PER_ADDRESS = env.int("CIRCLES_MAX_CONNECTIONS_PER_ADDRE
 # Admission control (circles/admission.py): WebSocket connections per ASGI process between their
 # handshake and their sign-in (or CIRCLES_PENDING_SIGN_IN_SECONDS, for one that never signs in);
 # one more is refused at once, HTTP 503 with Retry-After, so that a reconnect storm's admitted
-# sign-ins finish inside the clients' open timeout instead of all finishing too late. 0: no bound.
-CIRCLES_MAX_PENDING_SIGN_INS = env.int("CIRCLES_MAX_PENDING_SIGN_INS", default=100)
+# sign-ins finish inside the clients' open timeout instead of all finishing too late. 0: no bound,
+# the default: at 100 it refused ordinary bursts (200 clients opening at once), let 100 sockets that
+# never sign in hold every place for 10 s, and the one 2,000-client storm measured with it came back
+# slower (docs/benchmarks/reconnect.md); an operator who measures a gain turns it on.
+CIRCLES_MAX_PENDING_SIGN_INS = env.int("CIRCLES_MAX_PENDING_SIGN_INS", default=0)
 CIRCLES_PENDING_SIGN_IN_SECONDS = env.float("CIRCLES_PENDING_SIGN_IN_SECONDS", default=10.0)
 CIRCLES_SIGN_INS_PER_ADDRESS_PER_MINUTE = env.int("CIRCLES_SIGN_INS_PER_ADDRESS_PER_MINUTE", default=60)
 # GET /auth/nonce: nonces one client address may ask for per minute (over it: 429; counted in
