@@ -19,7 +19,7 @@ and close 1013 `try again later`. Both are what every client treats as "refused,
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
 from django.conf import settings
@@ -76,9 +76,12 @@ class Gate:
         return Pass(self)
 
 
-def release_pass(scope: Mapping[str, Any]) -> None:
-    """The connection of `scope` is signed in: give its pass back (no pass: nothing to do)."""
-    admitted = scope.get(SCOPE_KEY)
+def release_pass(scope: MutableMapping[str, Any]) -> None:
+    """The connection of `scope` is signed in: give its pass back, once (no pass: nothing to do).
+
+    The pass leaves the scope with it, so the calls after a sign-in (one per response) find none.
+    """
+    admitted = scope.pop(SCOPE_KEY, None)
     if admitted is not None:
         admitted.release()
 
@@ -111,8 +114,9 @@ class AdmissionControl:
         self.window = settings.CIRCLES_PENDING_SIGN_IN_SECONDS if window is None else window
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Serve one connection: refused at once, or passed on holding a pass until it ends."""
-        if scope["type"] != "websocket":
+        """Serve one connection: refused at once, or passed on holding a pass until it ends
+        (with the limit 0, the default, passed on as it is: no pass, no timer)."""
+        if scope["type"] != "websocket" or self.gate.limit <= 0:
             await self.app(scope, receive, send)
             return
         admitted = self.gate.enter()
