@@ -19,8 +19,8 @@ and close 1013 `try again later`. Both are what every client treats as "refused,
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, cast
 
 from django.conf import settings
 from prometheus_client import Counter
@@ -76,14 +76,16 @@ class Gate:
         return Pass(self)
 
 
-def release_pass(scope: MutableMapping[str, Any]) -> None:
+def release_pass(scope: Mapping[str, Any]) -> None:
     """The connection of `scope` is signed in: give its pass back, once (no pass: nothing to do).
 
-    The pass leaves the scope with it, so the calls after a sign-in (one per response) find none.
+    The pass leaves the scope with it (a dict, as every ASGI scope is), so the calls after a
+    sign-in (one per response) find none.
     """
-    admitted = scope.pop(SCOPE_KEY, None)
+    admitted = scope.get(SCOPE_KEY)
     if admitted is not None:
         admitted.release()
+        cast(dict, scope).pop(SCOPE_KEY, None)
 
 
 async def refuse(scope: Scope, receive: Receive, send: Send) -> None:

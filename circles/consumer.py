@@ -22,6 +22,7 @@ from circles import job_methods, record_methods, subscription_methods
 from circles.address_limits import AttemptWindows, connections
 from circles.admission import release_pass
 from circles.answering import answer
+from circles.event_hub import process_event_hub
 from circles.jsonrpc import (
     PARSE_ERROR,
     RATE_LIMITED,
@@ -185,7 +186,7 @@ class CircleConsumer(AsyncWebsocketConsumer):
                 max_subscriptions=limits.max_subscriptions,
                 max_unread=limits.max_unread_notifications,
                 send=self.send_notification,
-                join=self.join_group,
+                events=process_event_hub,
                 overflow=self.too_many_unread,
             ),
         )
@@ -204,19 +205,7 @@ class CircleConsumer(AsyncWebsocketConsumer):
         for task in self.tasks:
             task.cancel()
         if self.session is not None:
-            subscriptions = self.session.subscriptions
-            await subscriptions.close()
-            for group in subscriptions.groups:
-                await self.channel_layer.group_discard(group, self.channel_name)
-
-    async def join_group(self, group: str) -> None:
-        """Receive the channel-layer group `group`'s messages (a subscription's topic)."""
-        await self.channel_layer.group_add(group, self.channel_name)
-
-    async def subscription_event(self, event: dict[str, Any]) -> None:
-        """An event of a subscribed topic (channel-layer group message): to the subscriptions."""
-        if self.session is not None and not self.closing:
-            self.session.subscriptions.deliver(event["topic"], event["event"])
+            await self.session.subscriptions.close()
 
     async def send_notification(self, frame: str) -> None:
         """Send one notification frame (`Subscriptions.push`, for each subscriber of a change).

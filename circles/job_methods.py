@@ -26,7 +26,17 @@ from circles.standing import ReaderGate
 from circles.subscriptions import Notice, Topic, register_topic
 from executor import job_store
 from executor.job_dispatch import dispatch, interrupt
-from executor.job_events import TOPIC, bind_loop, group_name, job_object, publish_all
+from executor.job_dispatch import settle as settle_now
+from executor.job_events import (
+    ALL_JOBS_ROUTE,
+    TOPIC,
+    bind_loop,
+    caller_route,
+    group_name,
+    job_object,
+    job_route,
+    publish_all,
+)
 from executor.job_rules import (
     FINAL,
     FINISHED,
@@ -139,11 +149,21 @@ async def create_job(
     return str(record.id)
 
 
+def start_and_settle(viewer: Viewer, job_id: str, limits: JobLimits, circle_key: str) -> Change:
+    """`job_store.start`, then its settling (`executor.job_dispatch.settle`: the events published,
+    the run handed over), on the one database thread hop: `start_job`'s whole server side."""
+    change = job_store.start(viewer, job_id, limits)
+    events = list(change.events)
+    settle_now(change, circle_key=circle_key)
+    return Change(events=events)
+
+
 async def start(session: CircleSession, viewer: Viewer, job_id: str) -> Change:
+    if not settings.REDIS_URL:
+        bind_loop(asyncio.get_running_loop())  # the in-process job threads publish through this loop
+    limits, circle_key = JobLimits.from_settings(), session.circle.public_key
     with job_errors():
-        change = await db(job_store.start)(viewer, job_id, JobLimits.from_settings())
-    await settle(change, session.circle.public_key)
-    return change
+        return await db(start_and_settle)(viewer, job_id, limits, circle_key)
 
 
 @rpc_method(
@@ -177,7 +197,7 @@ async def run_job(
         if event["job_id"] == job_id and event["status"] in FINAL and not final.done():
             final.set_result(event)
 
-    stop_listening = await session.subscriptions.listen(TOPIC, session, heard)
+    stop_listening = await session.subscriptions.listen(TOPIC, session, heard, job_route(job_id))
     try:
         change = await start(session, viewer, job_id)
         for _, event in change.events:
@@ -354,6 +374,12 @@ class JobsFilter:
         self.session, self.params = session, params
         self.gate = ReaderGate(session)
         self.matches = job_filter(viewer, job_id)
+        # The events the process's hub hands this subscription (`circles.event_hub`): one job's,
+        # or the caller's own, or (an owner's or admin's `all`) every job's of the circle.
+        if job_id is not None:
+            self.route = job_route(job_id)
+        else:
+            self.route = ALL_JOBS_ROUTE if viewer.sees_all else caller_route(viewer.caller_id)
 
     def __call__(self, event: dict[str, Any]) -> Notice | None:
         return self.matches(event)

@@ -3,9 +3,9 @@
 A topic (`Topic`, registered with `register_topic`) is one of two kinds:
 
 * a **group topic** ("jobs", `circles.job_methods`) says which channel-layer group carries its
-  events for a session's circle and how a `subscribe` call's params become a `Notice` filter.
-  The consumer joins the group on the first subscription to it and hands each
-  `subscription.event` message to `Subscriptions.deliver`, which turns it into one notification
+  events for a session's circle and how a `subscribe` call's params become a `Notice` filter
+  with a route. The process's event hub (`circles.event_hub`) is in the group and hands each
+  event with that route to `Subscriptions.deliver`, which turns it into one notification
   per matching subscription;
 * a **stream topic** ("records", `circles.record_methods`) opens a `Stream` per subscription that
   feeds the outbox itself (`circles.record_stream`: history, then the process's change hub).
@@ -82,13 +82,24 @@ class Stream(Protocol):
         """Unsubscribed, or the connection ended: stop for good."""
 
 
+class EventSource(Protocol):
+    """Where a group topic's events come from (the process's `circles.event_hub.EventHub`)."""
+
+    async def watch(self, group: str, route: str, receiver: Callable[[str, dict[str, Any]], None]) -> None:
+        """Hand `receiver` the events of `group` that have `route`, from when this returns."""
+
+    def unwatch(self, group: str, route: str, receiver: Callable[[str, dict[str, Any]], None]) -> None:
+        """Stop handing `receiver` those events."""
+
+
 @dataclass(frozen=True, slots=True)
 class Topic:
     """A topic clients subscribe to by name.
 
     `group(session)`: the channel-layer group of the session's circle, or None for a stream
     topic; `open(session, params)`: check the `subscribe` params (raise RpcError) and return the
-    subscription's filter (a group topic) or its `Stream`. `params`: the params it takes besides
+    subscription's filter (a group topic: with the `route` of the events it wants, see
+    `circles.event_hub`) or its `Stream`. `params`: the params it takes besides
     `topic` (others are -32602).
     """
 
@@ -139,18 +150,18 @@ class Subscriptions:
         max_subscriptions: int,
         max_unread: int,
         send: Callable[[str], Coroutine[Any, Any, None]],
-        join: Callable[[str], Awaitable[None]],
+        events: Callable[[], EventSource],
         overflow: Callable[[], None],
     ) -> None:
         self.max_subscriptions = max_subscriptions
         self.send = send
-        self.join = join
+        self.events = events
         self.overflow = overflow
         self.filters: dict[str, tuple[str, Filter]] = {}  # subscription id -> (topic, filter)
         self.streams: dict[str, Stream] = {}  # subscription id -> its stream
         self.held: set[str] = set()  # streams whose subscribe answer has not been sent yet
         self.listeners: dict[str, set[Listener]] = {}
-        self.groups: set[str] = set()
+        self.watches: dict[Any, tuple[str, str]] = {}  # subscription id or listener -> (group, route)
         self.revisions: OrderedDict[tuple[str, str], int] = OrderedDict()
         self.rechecking: dict[str, list[dict[str, Any]]] = {}  # gated subscription -> events held
         self.rechecks: set[asyncio.Task[None]] = set()  # their re-reads in progress (kept referenced)
@@ -164,14 +175,20 @@ class Subscriptions:
         """How many subscriptions are open."""
         return len(self.filters) + len(self.streams)
 
-    async def joined(self, topic: Topic, session: Any) -> None:
-        """Be in `topic`'s group of the session's circle (once; a group topic's)."""
+    async def watch(self, handle: Any, topic: Topic, session: Any, route: str) -> None:
+        """Have the process's event hub hand this connection the events of `route` in `topic`'s
+        group of the session's circle (a group topic's), until `unwatch(handle)`."""
         if topic.group is None:
             return
         group = topic.group(session)
-        if group not in self.groups:
-            await self.join(group)
-            self.groups.add(group)
+        await self.events().watch(group, route, self.deliver)
+        self.watches[handle] = (group, route)
+
+    def unwatch(self, handle: Any) -> None:
+        """Stop the watch `handle` started (none: nothing to do)."""
+        watch = self.watches.pop(handle, None)
+        if watch is not None:
+            self.events().unwatch(watch[0], watch[1], self.deliver)
 
     async def subscribe(self, name: str, session: Any, params: dict[str, Any]) -> str:
         """Open a subscription to topic `name` (RpcError for an unknown topic, bad params, over the bound)."""
@@ -195,11 +212,17 @@ class Subscriptions:
             self.streams[sub] = opened
             self.held.add(sub)
             return sub
-        await self.joined(topic, session)
-        if self.count() >= self.max_subscriptions:  # another subscribe won while we waited
+        if self.count() >= self.max_subscriptions or self.closed:  # another subscribe won meanwhile
             raise too_many_subscriptions()
         sub = subscription_id()
         self.filters[sub] = (name, opened)
+        try:
+            await self.watch(sub, topic, session, opened.route)
+        except BaseException:
+            self.filters.pop(sub, None)
+            raise
+        if self.closed:  # the connection ended while the hub joined the group
+            self.unwatch(sub)
         return sub
 
     def answered(self, message: dict[str, Any] | list[dict[str, Any]]) -> None:
@@ -224,6 +247,7 @@ class Subscriptions:
             return True
         if self.filters.pop(sub, None) is None:
             return False
+        self.unwatch(sub)
         for key in [key for key in self.revisions if key[0] == sub]:
             del self.revisions[key]
         return True
@@ -233,6 +257,7 @@ class Subscriptions:
         `error` where a notification carries `result`, then nothing more comes for `sub`."""
         if self.streams.pop(sub, None) is None and self.filters.pop(sub, None) is None:
             return
+        self.unwatch(sub)
         self.held.discard(sub)
         self.rechecking.pop(sub, None)
         for key in [key for key in self.revisions if key[0] == sub]:
@@ -244,11 +269,23 @@ class Subscriptions:
         }
         self.push(encode(frame))
 
-    async def listen(self, name: str, session: Any, listener: Listener) -> Callable[[], None]:
-        """Call `listener` with each event of topic `name` until the returned function is called."""
-        await self.joined(TOPICS[name], session)
+    async def listen(self, name: str, session: Any, listener: Listener, route: str) -> Callable[[], None]:
+        """Call `listener` with each event of topic `name` that has `route` (and any other event
+        this connection is handed) until the returned function is called."""
         self.listeners.setdefault(name, set()).add(listener)
-        return lambda: self.listeners.get(name, set()).discard(listener)
+        try:
+            await self.watch(listener, TOPICS[name], session, route)
+        except BaseException:
+            self.listeners[name].discard(listener)
+            raise
+        if self.closed:  # the connection ended while the hub joined the group
+            self.unwatch(listener)
+
+        def stop() -> None:
+            self.listeners.get(name, set()).discard(listener)
+            self.unwatch(listener)
+
+        return stop
 
     def deliver(self, name: str, event: dict[str, Any]) -> None:
         """One event of topic `name`: to the listeners, and a notification per matching subscription."""
@@ -377,6 +414,8 @@ class Subscriptions:
         self.held.clear()
         self.filters.clear()
         self.listeners.clear()
+        for handle in list(self.watches):
+            self.unwatch(handle)
         self.rechecking.clear()
         for task in list(self.rechecks):
             task.cancel()

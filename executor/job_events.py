@@ -2,8 +2,10 @@
 
 Every status change becomes one event (`event_of`, `run_event`): `{job_id, caller_id, status,
 revision, updated_at}`, with `output`, `value` and `error` when the status is final. It goes to
-the group `circle.<id>.jobs` as a `subscription.event` message of topic `jobs`; the WebSocket
-face's subscriptions (`circles.subscriptions`) turn it into notifications. With channels-redis
+the group `circle.<id>.jobs` as a `subscription.event` message of topic `jobs`, naming its routes
+(`event_routes`: the job, its caller, all jobs); each ASGI process's event hub
+(`circles.event_hub`) hands it to the connections watching one of them, whose subscriptions
+(`circles.subscriptions`) turn it into notifications. With channels-redis
 the group reaches every ASGI process; embedded, the in-memory layer lives on the ASGI process's
 event loop, so a thread of the in-process executor hands its events to that loop (`bind_loop`).
 
@@ -84,9 +86,34 @@ def circle_event(record: JobRecord) -> CircleEvent:
     return record.circle_id, event_of(record)
 
 
-def layer_message(event: Event) -> dict[str, Any]:
-    """The channel-layer message carrying `event`."""
-    return {"type": EVENT_TYPE, "topic": TOPIC, "event": event}
+ALL_JOBS_ROUTE = "all"
+
+
+def job_route(job_id: str) -> str:
+    """The route of one job's events (a subscription with `job_id`, a waiting `run_job`)."""
+    return f"job:{job_id}"
+
+
+def caller_route(caller_id: str) -> str:
+    """The route of the events of one caller's jobs (a subscription without `job_id` or `all`)."""
+    return f"caller:{caller_id}"
+
+
+def event_routes(event: Event) -> list[str]:
+    """Who an event is for: watchers of its job, of its caller's jobs, of all the circle's jobs."""
+    return [job_route(event["job_id"]), caller_route(event["caller_id"]), ALL_JOBS_ROUTE]
+
+
+def layer_message(circle_id: int, event: Event) -> dict[str, Any]:
+    """The channel-layer message carrying `event` to the group of circle `circle_id`: with the
+    group and the routes, for the ASGI processes' event hubs (`circles.event_hub`)."""
+    return {
+        "type": EVENT_TYPE,
+        "topic": TOPIC,
+        "group": group_name(circle_id),
+        "routes": event_routes(event),
+        "event": event,
+    }
 
 
 async def publish_all(events: Iterable[CircleEvent]) -> None:
@@ -96,7 +123,7 @@ async def publish_all(events: Iterable[CircleEvent]) -> None:
         raise RuntimeError("no channel layer is configured")
     for circle_id, event in events:
         try:
-            await layer.group_send(group_name(circle_id), layer_message(event))
+            await layer.group_send(group_name(circle_id), layer_message(circle_id, event))
         except Exception:
             logger.exception("could not publish job %s's change", event["job_id"])
 
@@ -140,7 +167,7 @@ class SyncPublisher:
         if direct is None:
             return None
         circle_id, event = circle_event
-        return group_channel(circle_id), direct[0].serialize(layer_message(event))
+        return group_channel(circle_id), direct[0].serialize(layer_message(circle_id, event))
 
     def publish(self, events: list[CircleEvent]) -> None:
         """Send `events` to their circles' groups; returns once handed over (embedded) or sent."""
@@ -155,7 +182,8 @@ class SyncPublisher:
             try:
                 with direct[1].pipeline(transaction=False) as pipe:
                     for circle_id, event in events:
-                        pipe.publish(group_channel(circle_id), direct[0].serialize(layer_message(event)))
+                        message = direct[0].serialize(layer_message(circle_id, event))
+                        pipe.publish(group_channel(circle_id), message)
                     pipe.execute()
             except (redis.RedisError, OSError):  # as the layer's failures: logged, not raised
                 logger.exception(

@@ -157,3 +157,20 @@ def dispatch_created(
         revision=revision,
         updated_at=now,
     )
+
+
+def insert_created(record: JobRecord) -> JobRecord:
+    """INSERT `record` (a new `created` job, its fields set in memory) as it is, in one statement:
+    `create_job`'s write, without the ORM's save (signals, the field walk, the SQL compiled
+    per call). Every concrete field goes in, its value prepared by the field, as `save` would."""
+    table = connection.ops.quote_name(JobRecord._meta.db_table)
+    names = list(_fields)
+    columns = ", ".join(_column(name) for name in names)
+    params = [
+        _fields[name].get_db_prep_save(getattr(record, _fields[name].attname), connection) for name in names
+    ]
+    sql = f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(names))})"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+    record._state.adding, record._state.db = False, connection.alias
+    return record

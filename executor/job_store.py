@@ -104,16 +104,18 @@ def create(viewer: Viewer, spec: JobSpec) -> JobRecord:
         # this job can start, and `start` then finds it final (`_readiness`).
         prerequisites.update(has_dependents=True)
     now = timezone.now()
-    return JobRecord.objects.create(
-        circle_id=viewer.circle_id,
-        caller_id=viewer.caller_id,
-        caller_role=viewer.caller_role,
-        script=spec.script,
-        timeout_seconds=spec.timeout_seconds,
-        env_vars=spec.env_vars,
-        prerequisites=[str(uuid.UUID(job_id)) for job_id in spec.prerequisites],
-        created_at=now,
-        updated_at=now,
+    return job_rows.insert_created(
+        JobRecord(
+            circle_id=viewer.circle_id,
+            caller_id=viewer.caller_id,
+            caller_role=viewer.caller_role,
+            script=spec.script,
+            timeout_seconds=spec.timeout_seconds,
+            env_vars=spec.env_vars,
+            prerequisites=[str(uuid.UUID(job_id)) for job_id in spec.prerequisites],
+            created_at=now,
+            updated_at=now,
+        )
     )
 
 

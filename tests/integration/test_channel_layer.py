@@ -100,9 +100,10 @@ async def test_a_group_message_published_without_the_layer_reaches_the_group(red
     try:
         channel = await layer.new_channel()
         await layer.group_add(group, channel)
-        event = {"job_id": "j", "status": "finished", "revision": 3}
-        await asyncio.to_thread(client.publish, group_channel(7), layer.serialize(layer_message(event)))
-        assert await asyncio.wait_for(layer.receive(channel), 5) == layer_message(event)
+        event = {"job_id": "j", "caller_id": "c", "status": "finished", "revision": 3}
+        message = layer_message(7, event)
+        await asyncio.to_thread(client.publish, group_channel(7), layer.serialize(message))
+        assert await asyncio.wait_for(layer.receive(channel), 5) == message
     finally:
         client.close()
         await layer.flush()

@@ -2,6 +2,7 @@
 it does not, and the connection closed (4408) once too many wait (`circles.subscriptions`)."""
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -28,14 +29,14 @@ class Socket:
 def subscriptions(socket: Socket, *, max_unread: int = 4) -> tuple[Subscriptions, list[str]]:
     overflows: list[str] = []
 
-    async def join(group: str) -> None:  # pragma: no cover - no group topic here
+    def no_events() -> Any:  # pragma: no cover - no group topic here
         raise AssertionError
 
     outbox = Subscriptions(
         max_subscriptions=10,
         max_unread=max_unread,
         send=socket.send,
-        join=join,
+        events=no_events,
         overflow=lambda: overflows.append("4408"),
     )
     return outbox, overflows
