@@ -13,6 +13,7 @@ forms (UUIDs, datetimes, JSON).
 
 import uuid
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 from django.db import connection
@@ -159,17 +160,24 @@ def dispatch_created(
     )
 
 
+@cache
+def _insert_sql(alias: str) -> tuple[str, tuple[Field, ...]]:
+    """The INSERT of a new job on connection `alias` and the fields it sets, in order: every
+    concrete field but the nullable ones a new job leaves empty (the column's NULL stands in)."""
+    fields = tuple(field for field in _fields.values() if not field.null)
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(field.column) for field in fields)
+    placeholders = ", ".join(["%s"] * len(fields))
+    return f"INSERT INTO {quote(JobRecord._meta.db_table)} ({columns}) VALUES ({placeholders})", fields
+
+
 def insert_created(record: JobRecord) -> JobRecord:
-    """INSERT `record` (a new `created` job, its fields set in memory) as it is, in one statement:
-    `create_job`'s write, without the ORM's save (signals, the field walk, the SQL compiled
-    per call). Every concrete field goes in, its value prepared by the field, as `save` would."""
-    table = connection.ops.quote_name(JobRecord._meta.db_table)
-    names = list(_fields)
-    columns = ", ".join(_column(name) for name in names)
-    params = [
-        _fields[name].get_db_prep_save(getattr(record, _fields[name].attname), connection) for name in names
-    ]
-    sql = f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(names))})"
+    """INSERT `record` (a new `created` job, its fields set in memory) in one statement:
+    `create_job`'s write, without the ORM's save (signals, the field walk, the SQL compiled per
+    call). Each value is prepared by its field, as `save` would; the nullable fields a new job
+    leaves empty must be None on `record`."""
+    sql, fields = _insert_sql(connection.alias)
+    params = [field.get_db_prep_save(getattr(record, field.attname), connection) for field in fields]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
     record._state.adding, record._state.db = False, connection.alias
