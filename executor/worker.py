@@ -6,13 +6,12 @@ It survives Redis going away (reconnects with backoff and carries on) and stops 
 A worker runs one script at a time, so it reads one entry at a time: an entry it read waits in
 its hands behind the run in progress, however long that run is, while other workers may be idle
 (docs/benchmarks/fairness.md). The ScriptRun rows of answered jobs are saved by a thread of
-their own (`RowSaver`), so a save never holds the next job either.
+their own (`executor.row_saver`), so a save never holds the next job either.
 """
 
 import contextlib
 import logging
 import os
-import queue
 import socket
 import threading
 import time
@@ -21,7 +20,6 @@ from collections.abc import Iterator, Sequence
 import redis
 import rhai
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections, connections
 
 from executor import change_feed, hooks, metrics
 from executor.cancels import CancelWatcher
@@ -31,6 +29,7 @@ from executor.heartbeat import Heartbeat
 from executor.jobs import Job
 from executor.models import ScriptRun
 from executor.queue import JobQueue, QueueConfig, QueuedJob
+from executor.row_saver import RowSaver
 from executor.run_rows import save_runs
 from executor.runner import RunReport, run_job, script_error
 
@@ -55,52 +54,6 @@ SAVE_RUNS_AFTER_SECONDS = 0.5
 # for the loop to notice it (a deploy, or the ~150 worker stops of the test suite): 4 idle reads a
 # second per worker cost Redis nothing that matters.
 READ_BLOCK_MS = 250
-
-
-class RowSaver:
-    """Saves batches of ScriptRun rows on a thread of its own, in the order they were handed over.
-
-    The thread has its own database connection (Django's are per thread). A worker killed before
-    a batch is saved loses those rows, never a job (as before: the jobs were answered).
-    """
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.batches: queue.SimpleQueue[list[ScriptRun] | None] = queue.SimpleQueue()
-        self.thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        """Start the thread (`save` saves on the caller's thread until then)."""
-        self.thread = threading.Thread(target=self._loop, name="row-saver", daemon=True)
-        self.thread.start()
-
-    def save(self, runs: list[ScriptRun]) -> None:
-        """Have `runs` saved: on the thread once started, else now."""
-        if self.thread is None:
-            self._save(runs)
-        else:
-            self.batches.put(runs)
-
-    def stop(self) -> None:
-        """Save what was handed over, then end the thread."""
-        if self.thread is not None:
-            self.batches.put(None)
-            self.thread.join()
-            self.thread = None
-
-    def _loop(self) -> None:
-        try:
-            while (runs := self.batches.get()) is not None:
-                close_old_connections()
-                self._save(runs)
-        finally:
-            connections.close_all()  # this thread's connection
-
-    def _save(self, runs: list[ScriptRun]) -> None:
-        try:
-            save_runs(runs)
-        except DatabaseError:  # the jobs were answered; losing their rows must not stop the worker
-            logger.exception("worker %s could not save %d run rows", self.name, len(runs))
 
 
 class Worker:
