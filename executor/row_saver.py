@@ -6,7 +6,10 @@ save its row after. Saved on the thread that ran it, the row held that thread (a
 next play waited for it: with another member's long run on the other thread, every play of the
 victim in docs/benchmarks/fairness.md did. Here rows go to a queue, and one thread with its own
 database connection (Django's are per thread) saves whatever has gathered in one statement.
-A process killed in between loses those rows, never a run: every run was answered.
+A process killed in between loses those rows, never a run: every run was answered. When the
+database falls behind, at most `max_waiting` rows wait for the thread; past that, `save` saves on
+the caller's thread, which slows the runs as saving on their thread did, instead of holding an
+unbounded backlog in memory.
 """
 
 import logging
@@ -21,16 +24,19 @@ from executor.run_rows import save_runs
 logger = logging.getLogger("executor.row_saver")
 
 MAX_ROWS_PER_SAVE = 100  # rows saved in one statement at most (docs/benchmarks/play.md: 100, not 500)
+MAX_WAITING_ROWS = 2_000  # rows handed over and not saved yet, at most; then the caller saves
 
 
 class RowSaver:
     """Saves the rows handed to it on a thread of its own, in the order they were handed over."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, max_waiting: int = MAX_WAITING_ROWS) -> None:
         self.name = name
+        self.max_waiting = max_waiting
         self.rows: queue.SimpleQueue[list[ScriptRun] | None] = queue.SimpleQueue()
         self.thread: threading.Thread | None = None
         self.lock = threading.Lock()
+        self.waiting = 0  # rows handed to the thread and not saved yet
 
     def start(self) -> None:
         """Start the thread (until then, `save` saves on the caller's thread)."""
@@ -40,11 +46,14 @@ class RowSaver:
                 self.thread.start()
 
     def save(self, rows: list[ScriptRun]) -> None:
-        """Have `rows` saved: by the thread once started, else now."""
-        if self.thread is None:
+        """Have `rows` saved: by the thread once started and not `max_waiting` behind, else now."""
+        with self.lock:
+            handed = self.thread is not None and self.waiting + len(rows) <= self.max_waiting
+            if handed:
+                self.waiting += len(rows)
+                self.rows.put(rows)
+        if not handed:
             self._save(rows)
-        else:
-            self.rows.put(rows)
 
     def stop(self) -> None:
         """Save what was handed over, then end the thread."""
@@ -72,6 +81,8 @@ class RowSaver:
                     rows = rows + more
                 close_old_connections()
                 self._save(rows)
+                with self.lock:
+                    self.waiting -= len(rows)
         finally:
             connections.close_all()  # this thread's connection
 

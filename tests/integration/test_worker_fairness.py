@@ -77,13 +77,18 @@ def run_rows_locked() -> Iterator[None]:
         holder.join(10)
 
 
-def a_save_is_waiting() -> bool:
+def saves_waiting() -> int:
+    """Connections waiting for the lock of `run_rows_locked`."""
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = %s::regclass",
             [ScriptRun._meta.db_table],
         )
-        return cursor.fetchone()[0] > 0
+        return cursor.fetchone()[0]
+
+
+def a_save_is_waiting() -> bool:
+    return saves_waiting() > 0
 
 
 def test_a_slow_save_of_run_rows_does_not_hold_the_next_job(
