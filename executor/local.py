@@ -4,7 +4,8 @@ Embedded mode (no REDIS_URL) hands both kinds of job here: a `play` (`circles.pl
 webhook event's run (`webhooks.processing.submit`). One pool of CIRCLES_LOCAL_EXECUTOR_THREADS
 threads runs each with `executor.runner.run_job` and finishes it as a worker does
 (`executor.worker.Worker.finish`): a webhook event's ScriptRun row is saved before its hooks
-run (the event links to it); any other job is answered first and its row saved after.
+run (the event links to it); any other job is answered first and its row handed to this
+process's `executor.row_saver` thread, so the pool thread is free for the next run at once.
 """
 
 import logging
@@ -21,6 +22,7 @@ from django.db import close_old_connections
 from executor import hooks
 from executor.jobs import Job
 from executor.models import ScriptRun
+from executor.row_saver import RowSaver
 from executor.run_rows import save_runs
 from executor.runner import RunReport, run_job, server_fault
 
@@ -85,14 +87,21 @@ def _run(job: Job, cancel_token: rhai.CancelToken, answer: Answer, done: Callabl
 
 
 def finish(report: RunReport, answer: Answer) -> None:
-    """Save the row, then run the hooks (a webhook event's job); or answer, then save the row."""
+    """Save the row, then run the hooks (a webhook event's job); or answer, then have the row saved
+    (by the row saver's thread: the caller's next play must not wait for the save)."""
     job, outcome = report.job, report.outcome
     if job.event_id is not None:
         _save(report)
         hooks.job_finished(job, outcome)
     else:
         answer(outcome)
-        _save(report)
+        try:
+            row = report.run_row(worker=WORKER_NAME)
+        except Exception:  # the row is for operators: losing it must not lose the run's end
+            logger.exception("could not make the row of in-process run %s", job.run_id)
+            return
+        if row is not None:
+            row_saver().save([row])
 
 
 def _save(report: RunReport) -> None:
@@ -100,6 +109,14 @@ def _save(report: RunReport) -> None:
         save_runs([report.run_row(worker=WORKER_NAME)])
     except Exception:  # the row is for operators: losing it must not lose the answer or the hooks
         logger.exception("could not save the row of in-process run %s", report.job.run_id)
+
+
+@cache
+def row_saver() -> RowSaver:
+    """This process's saver of in-process runs' rows, started on first use."""
+    saver = RowSaver(WORKER_NAME)
+    saver.start()
+    return saver
 
 
 @cache

@@ -2,6 +2,11 @@
 
 It survives Redis going away (reconnects with backoff and carries on) and stops gracefully:
 `stop()` (SIGTERM) lets the job in hand finish, be delivered and acknowledged, then exits.
+
+A worker runs one script at a time, so it reads one entry at a time: an entry it read waits in
+its hands behind the run in progress, however long that run is, while other workers may be idle
+(docs/benchmarks/fairness.md). The ScriptRun rows of answered jobs are saved by a thread of
+their own (`executor.row_saver`), so a save never holds the next job either.
 """
 
 import contextlib
@@ -15,27 +20,34 @@ from collections.abc import Iterator, Sequence
 import redis
 import rhai
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections
 
 from executor import change_feed, hooks, metrics
 from executor.cancels import CancelWatcher
+from executor.db_health import close_old_connections_lazily
 from executor.delivery import ResultDelivery
 from executor.heartbeat import Heartbeat
 from executor.jobs import Job
 from executor.models import ScriptRun
 from executor.queue import JobQueue, QueueConfig, QueuedJob
+from executor.row_saver import RowSaver
 from executor.run_rows import save_runs
 from executor.runner import RunReport, run_job, script_error
 
 logger = logging.getLogger("executor.worker")
 
 CLAIM_EVERY_SECONDS = 1.0
-READ_BATCH = 16  # jobs taken per read when that many wait
+# Entries taken per read, and per claim of a dead worker's: as many as the worker has script
+# threads (one). With 16, a worker that found a long run and a short one waiting read both and
+# ran the short one after the long one (a member's `play("1")` answered after another member's
+# 3 s run, the other worker idle meanwhile).
+READ_BATCH = 1
 MAX_BACKOFF_SECONDS = 1.0  # a failover is over in seconds: retry at least every second
 # ScriptRun rows of answered jobs are held and saved together: when this many wait, when the
 # oldest has waited this long, when the queue goes quiet, and when the worker stops. Saving
-# 100 at a time rather than 500 halved the p99 at saturation (a save holds the worker's next
-# job) at no measurable cost in throughput (docs/benchmarks/play.md).
+# 100 at a time rather than 500 halved the p99 at saturation (docs/benchmarks/play.md); the
+# saves are now made on the worker's `RowSaver` thread, where they hold no job at all (a save of
+# ~70 rows took 30-130 ms on the 2-core machine, and the victim's play of
+# docs/benchmarks/fairness.md waited for it twice a second).
 SAVE_RUNS_AT = 100
 SAVE_RUNS_AFTER_SECONDS = 0.5
 # An idle read returns the moment a job arrives, so the wait only bounds how long a SIGTERM waits
@@ -64,6 +76,7 @@ class Worker:
         self.heartbeat = Heartbeat(self.queue.redis, self.name, config.stream)  # /readyz counts play workers
         self.cancels = CancelWatcher(self.queue.redis, config.stream)  # runs whose caller went away
         self.in_hand: tuple[str, float] | None = None  # the entry being run, and since when (monotonic)
+        self.saver = RowSaver(self.name)
 
     def stop(self) -> None:
         """Finish the job in hand, then leave `run`."""
@@ -77,6 +90,7 @@ class Worker:
         periodic_every = hooks.periodic_every_seconds()
         connected = False
         self.cancels.start()
+        self.saver.start()
         threading.Thread(target=self.keep_in_hand, name="entry-keeper", daemon=True).start()
         while not self.stopping:
             try:
@@ -103,6 +117,7 @@ class Worker:
                 time.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
         self.save_runs()
+        self.saver.stop()
         self.cancels.stop()
         self.delivery.close()
         logger.info("worker %s stopped after %s jobs", self.name, self.jobs_done)
@@ -172,7 +187,7 @@ class Worker:
         return max(1, min(self.block_ms, int(due_in * 1000)))
 
     def save_runs(self) -> None:
-        """Save the held ScriptRun rows in one statement.
+        """Save the held ScriptRun rows in one statement (on the `RowSaver` thread while `run` lasts).
 
         One INSERT per run was the largest part of a worker's CPU per job, and still a fifth
         of it when saved per read batch (docs/benchmarks/play.md); rows are for operators, so
@@ -181,14 +196,12 @@ class Worker:
         """
         if self.unsaved_runs:
             runs, self.unsaved_runs = self.unsaved_runs, []
-            try:
-                save_runs(runs)
-            except DatabaseError:  # the jobs were answered; losing their rows must not stop the worker
-                logger.exception("worker %s could not save %d run rows", self.name, len(runs))
+            self.saver.save(runs)
 
     def refresh_connections(self) -> None:
-        """Before a batch: what Django does around each request."""
-        close_old_connections()
+        """Before a batch (one entry): Django's clean-up, without a health-check ping per job while
+        the worker is busy (`executor.db_health`)."""
+        close_old_connections_lazily()
 
     def handle_batch(self, batch: list[QueuedJob]) -> None:
         """Handle jobs read together."""

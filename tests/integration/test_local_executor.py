@@ -9,6 +9,8 @@ from executor import local
 from executor.local import LocalExecutor
 from executor.models import ScriptRun
 from tests.integration.conftest import make_job
+from tests.integration.test_queue import wait_for as wait_until
+from tests.integration.test_worker_fairness import a_save_is_waiting, run_rows_locked
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -17,7 +19,16 @@ def row_exists(run_id: str) -> bool:
     return ScriptRun.objects.filter(id=run_id).exists()
 
 
-def test_a_play_is_answered_before_its_row_is_saved_and_done_comes_last(circle) -> None:
+def wait_for_row(run_id: str) -> ScriptRun:
+    """The run's row, once the row saver's thread has saved it."""
+    deadline = time.monotonic() + 10
+    while not row_exists(run_id):
+        assert time.monotonic() < deadline, "the row was never saved"
+        time.sleep(0.02)
+    return ScriptRun.objects.get(id=run_id)
+
+
+def test_a_play_is_answered_before_its_row_is_saved_and_done_comes_after_the_answer(circle) -> None:
     job = make_job(circle, "40 + 2")
     seen: list[tuple[str, object]] = []
     over = threading.Event()
@@ -27,13 +38,13 @@ def test_a_play_is_answered_before_its_row_is_saved_and_done_comes_last(circle) 
         seen.append(("row before the answer", row_exists(job.run_id)))
 
     def done() -> None:
-        seen.append(("done", row_exists(job.run_id)))
+        seen.append(("done", None))
         over.set()
 
     LocalExecutor(1).submit(job, answer, done)
     assert over.wait(10)
-    assert seen == [("answer", 42), ("row before the answer", False), ("done", True)]
-    assert ScriptRun.objects.get(id=job.run_id).worker == local.WORKER_NAME
+    assert seen == [("answer", 42), ("row before the answer", False), ("done", None)]
+    assert wait_for_row(job.run_id).worker == local.WORKER_NAME  # saved by the row saver's thread
 
 
 def test_a_webhook_job_has_its_row_saved_before_its_hooks_run(circle, monkeypatch) -> None:
@@ -60,7 +71,7 @@ def test_a_run_that_fails_inside_the_server_is_answered_host_and_recorded(circle
     [outcome] = outcomes
     assert not outcome["ok"] and outcome["error"]["kind"] == "host"
     assert "database went away" not in outcome["error"]["message"]  # never internals to clients
-    assert ScriptRun.objects.get(id=job.run_id).status == ScriptRun.Status.FAILED
+    assert wait_for_row(job.run_id).status == ScriptRun.Status.FAILED
 
 
 def test_a_run_not_started_yet_is_withdrawn_and_a_running_one_cancelled(circle) -> None:
@@ -78,3 +89,16 @@ def test_a_run_not_started_yet_is_withdrawn_and_a_running_one_cancelled(circle) 
     assert running.stop() is False  # already on its thread: its token is cancelled
     running.future.result(10)
     assert outcomes[0]["error"]["kind"] == "cancelled"
+
+
+def test_a_slow_save_of_a_row_does_not_hold_the_thread_for_the_next_play(circle) -> None:
+    """The pool's one thread answers a second play while the first one's row waits to be saved."""
+    executor = LocalExecutor(1)
+    first, second = make_job(circle, "1"), make_job(circle, "2")
+    with run_rows_locked():
+        executor.submit(first).future.result(10)
+        wait_until(a_save_is_waiting)
+        outcomes: list[dict] = []
+        executor.submit(second, outcomes.append).future.result(10)  # not behind the save
+        assert outcomes[0]["result"]["value"] == 2 and a_save_is_waiting()
+    wait_for_row(first.run_id), wait_for_row(second.run_id)

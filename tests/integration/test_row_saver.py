@@ -1,0 +1,45 @@
+"""The row saver: rows saved on its thread, and its backlog bounded when the database falls behind."""
+
+import threading
+
+import pytest
+
+from executor.models import ScriptRun
+from executor.row_saver import RowSaver
+from executor.runner import RunReport, script_error
+from tests.integration.conftest import make_job
+from tests.integration.test_queue import wait_for
+from tests.integration.test_worker_fairness import run_rows_locked, saves_waiting
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def row(circle) -> ScriptRun:
+    error = script_error("cancelled", "test")
+    return RunReport.unrun(make_job(circle, "1"), ScriptRun.Status.FAILED, error).run_row(worker="t")
+
+
+def test_rows_handed_over_are_saved_by_the_thread_and_stop_saves_the_rest(circle) -> None:
+    saver = RowSaver("test")
+    saver.start()
+    rows = [row(circle) for _ in range(5)]
+    for one in rows:
+        saver.save([one])
+    saver.stop()
+    assert ScriptRun.objects.filter(id__in=[one.id for one in rows]).count() == 5
+
+
+def test_past_its_backlog_the_caller_saves_on_its_own_thread(circle) -> None:
+    """With one row waiting (the bound), the next is saved by its caller: a second waiting save."""
+    saver = RowSaver("test", max_waiting=1)
+    saver.start()
+    first, second = row(circle), row(circle)
+    with run_rows_locked():
+        saver.save([first])  # handed over: the thread waits for the lock
+        wait_for(lambda: saves_waiting() == 1)
+        caller = threading.Thread(target=saver.save, args=([second],), daemon=True)
+        caller.start()
+        wait_for(lambda: saves_waiting() == 2)  # not queued behind the first: saved by `caller`
+    caller.join(10)
+    saver.stop()
+    assert ScriptRun.objects.filter(id__in=[first.id, second.id]).count() == 2
