@@ -349,7 +349,10 @@ def start_ours(
     )
     system.processes.append(worker)
     port = free_port()
-    argv = uvicorn("circleproject.asgi:application", port) + list(args.uvicorn_arg)
+    argv = uvicorn("circleproject.asgi:application", port)
+    if name == "head":  # the HTTP protocol circleproject.serve runs (base predates it)
+        argv += ["--http", "circleproject.http_protocol:CirclesHttpProtocol"]
+    argv += list(args.uvicorn_arg)
     if args.profile_asgi and name == "head":
         argv[1:3] = ["-m", "bench.profiled_asgi", str(args.profile_asgi.resolve())]
     elif args.trace_gc and name == "head":
