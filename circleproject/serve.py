@@ -4,8 +4,9 @@ Runs uvicorn programmatically with the project's ASGI app and the settings produ
 no lifespan (Django has none), a WebSocket frame limit just above `CIRCLES_MAX_MESSAGE_BYTES`
 (so the consumer's own 1009 close decides, with its reason, rather than the protocol layer),
 `X-Forwarded-*` honoured only from `CIRCLES_TRUSTED_PROXIES`, no access log unless asked, a
-request-head timeout (`circleproject.header_timeout`, `CIRCLES_HTTP_HEADER_TIMEOUT_SECONDS`), and
-uvicorn's loggers at `LOG_LEVEL` unless `CIRCLES_UVICORN_LOG_LEVEL` says otherwise.
+request-head timeout (`circleproject.header_timeout`, `CIRCLES_HTTP_HEADER_TIMEOUT_SECONDS`), an
+HTTP protocol that leaves no reference cycle behind a WebSocket upgrade (`circleproject.http_protocol`),
+and uvicorn's loggers at `LOG_LEVEL` unless `CIRCLES_UVICORN_LOG_LEVEL` says otherwise.
 
 `CirclesServer` drains every WebSocket before uvicorn's own shutdown (which would close them
 with 1012 at once): `circles.shutdown` answers in-flight requests, then closes with 1001.
@@ -31,7 +32,7 @@ import uvicorn
 from uvicorn.logging import TRACE_LOG_LEVEL
 
 from circleproject.gc_tuning import tune_gc
-from circleproject.header_timeout import HeaderTimeoutProtocol
+from circleproject.http_protocol import CirclesHttpProtocol
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "circleproject.settings")
 
@@ -103,7 +104,7 @@ def build_config(args: argparse.Namespace) -> uvicorn.Config:
         port=args.port,
         uds=args.uds,
         lifespan="off",
-        http=HeaderTimeoutProtocol,
+        http=CirclesHttpProtocol,
         ws_max_size=settings.CIRCLES_MAX_MESSAGE_BYTES + WS_SIZE_SLACK,
         proxy_headers=bool(trusted),
         forwarded_allow_ips=trusted or None,
