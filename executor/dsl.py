@@ -13,13 +13,13 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import orjson
 import rhai
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import Sum
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from auth_secp import ethereum_address, to_checksum_address
@@ -181,6 +181,22 @@ class _CreatedConcurrently(Exception):
     """Another run created the record between our look and our insert (and has committed)."""
 
 
+@cache
+def _circle_bytes_sql() -> str:
+    quote = connection.ops.quote_name
+    columns = {field.name: field.column for field in Record._meta.concrete_fields}
+    size, circle = quote(columns["size"]), quote(columns["circle"])
+    return f"SELECT COALESCE(SUM({size}), 0) FROM {quote(Record._meta.db_table)} WHERE {circle} = %s"
+
+
+def _circle_bytes(circle_id: int) -> int:
+    """The bytes circle `circle_id`'s records take: one SUM, its SQL built once (through the
+    ORM, building the aggregate's query was a tenth of a `db::put` run's CPU)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_circle_bytes_sql(), [circle_id])
+        return int(cursor.fetchone()[0])
+
+
 def _store(run: RunContext, collection: str, key: str, data: dict, size: int) -> int:
     record = Record.objects.filter(circle_id=run.circle_id, collection=collection, key=key)
     # Locked (PostgreSQL; SQLite's IMMEDIATE transaction already holds the write lock): the
@@ -188,7 +204,7 @@ def _store(run: RunContext, collection: str, key: str, data: dict, size: int) ->
     existing = record.select_for_update().values_list("size", "version").first()
     old_size, version = existing or (0, 0)
     if size > old_size:  # only a write that grows the circle can take it over its cap
-        used = Record.objects.filter(circle_id=run.circle_id).aggregate(total=Sum("size"))["total"] or 0
+        used = _circle_bytes(run.circle_id)
         if used - old_size + size > settings.CIRCLES_CIRCLE_MAX_BYTES:
             raise DslError(f"circle storage cap of {settings.CIRCLES_CIRCLE_MAX_BYTES} bytes reached")
     if existing is None:
