@@ -25,7 +25,7 @@ from circles.session import CircleSession
 from circles.standing import ReaderGate
 from circles.subscriptions import Notice, Topic, register_topic
 from executor import job_store
-from executor.job_dispatch import dispatch, interrupt
+from executor.job_dispatch import interrupt
 from executor.job_dispatch import settle as settle_now
 from executor.job_events import (
     ALL_JOBS_ROUTE,
@@ -35,7 +35,6 @@ from executor.job_events import (
     group_name,
     job_object,
     job_route,
-    publish_all,
 )
 from executor.job_rules import (
     FINAL,
@@ -113,16 +112,19 @@ async def wanting_all(session: CircleSession, want_all: bool | None) -> Viewer:
     return viewer
 
 
-async def settle(change: Change, circle_key: str) -> None:
-    """After the commit: publish the events, then hand released jobs to the executor (and publish
-    the end of those it refused; `circle_key` is the change's circle's). In that order, a job's
-    `dispatched` goes out before its run can begin and publish `started` (which would make
-    subscribers drop the older `dispatched`)."""
+def bind_events_loop() -> None:
+    """Embedded mode: the job threads (and `settle_now` on a database thread) publish through
+    the running loop, the in-memory layer's."""
     if not settings.REDIS_URL:
-        bind_loop(asyncio.get_running_loop())  # the in-process job threads publish through this loop
-    await publish_all(change.events)
-    if change.to_dispatch:
-        await publish_all(await db(dispatch)(change.to_dispatch, circle_key))
+        bind_loop(asyncio.get_running_loop())
+
+
+async def settle(change: Change, circle_key: str) -> None:
+    """After the commit: `executor.job_dispatch.settle` on a database thread (the events
+    published, then the released jobs handed over and the ends of those refused published;
+    `circle_key` is the change's circle's)."""
+    bind_events_loop()
+    await db(settle_now)(change, circle_key=circle_key)
 
 
 async def create(session: CircleSession, script: Any, timeout: Any, env_vars: Any, prerequisites: Any) -> Any:
@@ -153,14 +155,12 @@ def start_and_settle(viewer: Viewer, job_id: str, limits: JobLimits, circle_key:
     """`job_store.start`, then its settling (`executor.job_dispatch.settle`: the events published,
     the run handed over), on the one database thread hop: `start_job`'s whole server side."""
     change = job_store.start(viewer, job_id, limits)
-    events = list(change.events)
     settle_now(change, circle_key=circle_key)
-    return Change(events=events)
+    return change
 
 
 async def start(session: CircleSession, viewer: Viewer, job_id: str) -> Change:
-    if not settings.REDIS_URL:
-        bind_loop(asyncio.get_running_loop())  # the in-process job threads publish through this loop
+    bind_events_loop()
     limits, circle_key = JobLimits.from_settings(), session.circle.public_key
     with job_errors():
         return await db(start_and_settle)(viewer, job_id, limits, circle_key)
