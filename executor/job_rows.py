@@ -161,24 +161,22 @@ def dispatch_created(
 
 
 @cache
-def _insert_sql(alias: str) -> tuple[str, tuple[Field, ...]]:
-    """The INSERT of a new job on connection `alias` and the fields it sets, in order: every
-    concrete field but the nullable ones a new job leaves empty (the column's NULL stands in)."""
-    fields = tuple(field for field in _fields.values() if not field.null)
-    quote = connection.ops.quote_name
-    columns = ", ".join(quote(field.column) for field in fields)
-    placeholders = ", ".join(["%s"] * len(fields))
-    return f"INSERT INTO {quote(JobRecord._meta.db_table)} ({columns}) VALUES ({placeholders})", fields
+def _insert_sql(names: tuple[str, ...]) -> str:
+    """The INSERT of a job row setting the fields `names`, in that order (built once per shape)."""
+    columns = ", ".join(_column(name) for name in names)
+    table = connection.ops.quote_name(JobRecord._meta.db_table)
+    return f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(names))})"
 
 
 def insert_created(record: JobRecord) -> JobRecord:
     """INSERT `record` (a new `created` job, its fields set in memory) in one statement:
     `create_job`'s write, without the ORM's save (signals, the field walk, the SQL compiled per
-    call). Each value is prepared by its field, as `save` would; the nullable fields a new job
-    leaves empty must be None on `record`."""
-    sql, fields = _insert_sql(connection.alias)
-    params = [field.get_db_prep_save(getattr(record, field.attname), connection) for field in fields]
+    call). Each value is prepared by its field, as `save` would; a nullable field left None is
+    left out (its column's NULL stands in), so the statement has fewer parameters to bind."""
+    values = {field: getattr(record, field.attname) for field in _fields.values()}
+    fields = [field for field, value in values.items() if value is not None or not field.null]
+    params = [field.get_db_prep_save(values[field], connection) for field in fields]
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(_insert_sql(tuple(field.name for field in fields)), params)
     record._state.adding, record._state.db = False, connection.alias
     return record
