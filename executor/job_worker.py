@@ -12,7 +12,6 @@ up to the queue's deliveries, then it ends `error` kind `host`.
 
 import logging
 
-from executor.db_health import close_old_connections_lazily
 from executor.job_dispatch import settle
 from executor.job_runs import end_dead, run_record
 from executor.jobs import Job
@@ -28,11 +27,6 @@ class JobWorker(Worker):
     # One entry at a time: an entry read waits in this slot's hands behind a run that may last an
     # hour, unkept (another slot would claim and run it again), while other slots sit idle.
     read_batch = 1
-
-    def refresh_connections(self) -> None:
-        """Before each run (a batch is one entry): Django's clean-up, without a health-check ping
-        per run while the slot is busy (`executor.db_health`)."""
-        close_old_connections_lazily()
 
     def drop(self, delivery: QueuedJob, job: Job) -> None:
         """A run stopped before it ran: its job already ended `error` (stopped); acknowledge it."""
