@@ -307,21 +307,24 @@ class Subscribers:
                 process.join(5)
 
 
+def stat_fields(pid: int) -> list[str] | None:
+    """The fields of /proc/`pid`/stat after the command name (None: the process is gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
 def kernel_seconds(pid: int) -> float:
     """stime of process `pid` (all threads), seconds: the kernel's share (socket writes, TCP)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return int(fields[12]) / CLOCK_TICKS
+    fields = stat_fields(pid)
+    return float("nan") if fields is None else int(fields[12]) / CLOCK_TICKS
 
 
 def minor_faults(pid: int) -> int:
     """Minor page faults of process `pid` so far (fresh memory touched for the first time)."""
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[7])
-    except OSError:
-        return 0
+    fields = stat_fields(pid)
+    return 0 if fields is None else int(fields[7])
 
 
 def preemptions(pid: int) -> int:
