@@ -5,7 +5,10 @@ save its row after. Saved on the thread that ran it, the row held that thread (a
 ~70 rows took 30-130 ms on the 2-core machine; an in-process row a millisecond or two) while the
 next play waited for it: with another member's long run on the other thread, every play of the
 victim in docs/benchmarks/fairness.md did. Here rows go to a queue, and one thread with its own
-database connection (Django's are per thread) saves whatever has gathered in one statement.
+database connection (Django's are per thread) saves them in one statement: whatever comes within
+`GATHER_SECONDS` of the first row, up to `MAX_ROWS_PER_SAVE`. Saved as they came, one at a time,
+each sequential play paid a transaction of its own on the database, and its process the
+thread's work, right when the next play arrived (docs/benchmarks/fairness.md).
 A process killed in between loses those rows, never a run: every run was answered. When the
 database falls behind, at most `max_waiting` rows wait for the thread; past that, `save` saves on
 the caller's thread, which slows the runs as saving on their thread did, instead of holding an
@@ -15,6 +18,7 @@ unbounded backlog in memory.
 import logging
 import queue
 import threading
+import time
 
 from django.db import close_old_connections, connections
 
@@ -25,14 +29,18 @@ logger = logging.getLogger("executor.row_saver")
 
 MAX_ROWS_PER_SAVE = 100  # rows saved in one statement at most (docs/benchmarks/play.md: 100, not 500)
 MAX_WAITING_ROWS = 2_000  # rows handed over and not saved yet, at most; then the caller saves
+GATHER_SECONDS = 0.25  # how long the thread waits for more rows before saving a short batch
 
 
 class RowSaver:
     """Saves the rows handed to it on a thread of its own, in the order they were handed over."""
 
-    def __init__(self, name: str, max_waiting: int = MAX_WAITING_ROWS) -> None:
+    def __init__(
+        self, name: str, max_waiting: int = MAX_WAITING_ROWS, gather_seconds: float = GATHER_SECONDS
+    ) -> None:
         self.name = name
         self.max_waiting = max_waiting
+        self.gather_seconds = gather_seconds
         self.rows: queue.SimpleQueue[list[ScriptRun] | None] = queue.SimpleQueue()
         self.thread: threading.Thread | None = None
         self.lock = threading.Lock()
@@ -70,9 +78,10 @@ class RowSaver:
                 rows = self.rows.get()
                 if rows is None:
                     break
-                while len(rows) < MAX_ROWS_PER_SAVE:  # what gathered meanwhile goes in the same statement
+                gathered_by = time.monotonic() + self.gather_seconds
+                while len(rows) < MAX_ROWS_PER_SAVE:  # what comes meanwhile goes in the same statement
                     try:
-                        more = self.rows.get_nowait()
+                        more = self.rows.get(timeout=max(0.0, gathered_by - time.monotonic()))
                     except queue.Empty:
                         break
                     if more is None:

@@ -1,10 +1,17 @@
-"""Saving ScriptRun rows in bulk: one upsert statement, values adapted only where they need it."""
+"""Saving ScriptRun rows in bulk: one upsert statement.
 
+On PostgreSQL the rows go as one JSON document, which the server expands into rows
+(`json_populate_recordset`); elsewhere (SQLite) as `executemany`, values adapted only where they
+need it.
+"""
+
+import re
 import uuid
 from collections.abc import Callable, Iterable
 from functools import cache
 from typing import Any
 
+import orjson
 from django.db import connections, models, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
@@ -21,14 +28,23 @@ def save_runs(rows: Iterable[ScriptRun | None]) -> None:
     run's row then replaces the earlier one instead of failing the worker on the primary key.
 
     `bulk_create(update_conflicts=True)` did the same at ~150 µs of CPU per row, nearly all of it
-    preparing values field by field (docs/benchmarks/play.md). Here the UUID, JSON and date
-    values go through the connection's own adapters and the rest, which the runner made with
-    the right Python types (str, int, float, None), go to the driver as they are.
+    preparing values field by field (docs/benchmarks/play.md). `executemany` with the values
+    adapted only where they need it took ~80 µs per row on PostgreSQL, most of it psycopg binding
+    22 parameters per row, and a save of 100 rows held the saving thread's share of the GIL long
+    enough to show in the tail of every play of the process (docs/benchmarks/fairness.md). One
+    JSON parameter for the whole batch costs ~15 µs per row.
     """
     recorded = [row for row in rows if row is not None]
     if not recorded:
         return
     connection = connections[router.db_for_write(ScriptRun)]
+    if connection.vendor == "postgresql":
+        document = orjson.dumps([_json_row(row) for row in recorded], default=str).decode()
+        if "\\u0000" in document:
+            document = _without_nul(document)
+        with transaction.atomic(using=connection.alias, savepoint=False), connection.cursor() as cursor:
+            cursor.execute(_recordset_upsert(connection.alias), [document])
+        return
     statement, adapters = _upsert(connection.alias)
     params = [
         [
@@ -45,20 +61,59 @@ def _values(row: ScriptRun) -> list[Any]:
     return [getattr(row, field.attname) for field in ScriptRun._meta.concrete_fields]
 
 
+def _json_row(row: ScriptRun) -> dict[str, Any]:
+    # orjson writes UUIDs and aware datetimes (RFC 3339) as PostgreSQL reads them; a JSON null
+    # becomes SQL NULL, in the JSON columns too (as Django saves None).
+    return {column: getattr(row, attname) for column, attname in _columns()}
+
+
+# A JSON `\u0000` escape, i.e. one preceded by an even number of backslashes (`\\u0000` is a
+# backslash and the text "u0000").
+_NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+def _without_nul(document: str) -> str:
+    """The JSON `document` with each NUL character made U+FFFD: PostgreSQL's text and jsonb cannot
+    hold NUL, and one script printing "\\0" would otherwise lose the whole batch's rows."""
+    return _NUL_ESCAPE.sub(lambda match: match.group(1) + "\\ufffd", document)
+
+
 @cache
-def _upsert(alias: str) -> tuple[str, list[Adapter]]:
-    """The INSERT ... ON CONFLICT statement and per-column adapters for database `alias`."""
-    connection = connections[alias]
-    quote = connection.ops.quote_name
+def _columns() -> tuple[tuple[str, str], ...]:
+    return tuple((field.column, field.attname) for field in ScriptRun._meta.concrete_fields)
+
+
+def _on_conflict_update(alias: str) -> tuple[str, str]:
+    """The quoted column list, and the `ON CONFLICT (id) DO UPDATE` clause that overwrites a row."""
+    quote = connections[alias].ops.quote_name
     fields = ScriptRun._meta.concrete_fields
     columns = ", ".join(quote(field.column) for field in fields)
     updates = ", ".join(
         f"{quote(field.column)} = EXCLUDED.{quote(field.column)}" for field in fields if not field.primary_key
     )
+    return columns, f"ON CONFLICT ({quote(ScriptRun._meta.pk.column)}) DO UPDATE SET {updates}"
+
+
+@cache
+def _recordset_upsert(alias: str) -> str:
+    """PostgreSQL: INSERT the rows of one JSON array parameter, ... ON CONFLICT."""
+    columns, on_conflict = _on_conflict_update(alias)
+    table = connections[alias].ops.quote_name(ScriptRun._meta.db_table)
+    return (
+        f"INSERT INTO {table} ({columns}) SELECT {columns} "
+        f"FROM json_populate_recordset(NULL::{table}, %s) {on_conflict}"
+    )
+
+
+@cache
+def _upsert(alias: str) -> tuple[str, list[Adapter]]:
+    """The INSERT ... ON CONFLICT statement and per-column adapters for database `alias`."""
+    connection = connections[alias]
+    columns, on_conflict = _on_conflict_update(alias)
+    fields = ScriptRun._meta.concrete_fields
     statement = (
-        f"INSERT INTO {quote(ScriptRun._meta.db_table)} ({columns}) "
-        f"VALUES ({', '.join(['%s'] * len(fields))}) "
-        f"ON CONFLICT ({quote(ScriptRun._meta.pk.column)}) DO UPDATE SET {updates}"
+        f"INSERT INTO {connection.ops.quote_name(ScriptRun._meta.db_table)} ({columns}) "
+        f"VALUES ({', '.join(['%s'] * len(fields))}) {on_conflict}"
     )
     return statement, [_adapter(field, connection) for field in fields]
 

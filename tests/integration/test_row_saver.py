@@ -5,7 +5,7 @@ import threading
 import pytest
 
 from executor.models import ScriptRun
-from executor.row_saver import RowSaver
+from executor.row_saver import MAX_ROWS_PER_SAVE, RowSaver
 from executor.runner import RunReport, script_error
 from tests.integration.conftest import make_job
 from tests.integration.test_queue import wait_for
@@ -43,3 +43,22 @@ def test_past_its_backlog_the_caller_saves_on_its_own_thread(circle) -> None:
     caller.join(10)
     saver.stop()
     assert ScriptRun.objects.filter(id__in=[first.id, second.id]).count() == 2
+
+
+def test_rows_handed_over_one_by_one_are_gathered_into_one_save(circle) -> None:
+    """A run's row waits up to `gather_seconds` for others (one statement, not one per play); a
+    full statement's worth is saved without waiting, and `stop` saves what is still gathering."""
+    saver = RowSaver("test", gather_seconds=60)
+    saver.start()
+    first = [row(circle) for _ in range(3)]
+    for one in first:
+        saver.save([one])
+    threading.Event().wait(0.3)
+    assert not ScriptRun.objects.filter(id__in=[one.id for one in first]).exists()
+    for _ in range(MAX_ROWS_PER_SAVE - len(first)):
+        saver.save([row(circle)])
+    wait_for(lambda: ScriptRun.objects.count() == MAX_ROWS_PER_SAVE)
+    last = row(circle)
+    saver.save([last])
+    saver.stop()
+    assert ScriptRun.objects.filter(id=last.id).exists()

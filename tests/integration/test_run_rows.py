@@ -4,6 +4,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db import connection
 
 from executor.models import ScriptRun
 from executor.run_rows import save_runs
@@ -97,3 +98,17 @@ def test_saving_a_run_again_overwrites_it(circle) -> None:
 def test_many_rows_in_one_call(circle) -> None:
     save_runs([a_run(circle) for _ in range(1200)])
     assert ScriptRun.objects.count() == 1200
+
+
+def test_a_nul_character_is_saved_as_a_replacement_not_lost_with_its_batch(circle) -> None:
+    """PostgreSQL's text and jsonb cannot hold NUL: a run printing "\\0" must not cost the other
+    rows of its batch. A backslash before "u0000" is text, and stays as it is."""
+    assert connection.vendor == "postgresql"  # the integration suite's database
+    odd = a_run(circle, output="a\x00b", value={"k\x00": ["\x00\x00"]}, logs=["\\u0000", "\\\x00"])
+    other = a_run(circle)
+    save_runs([odd, other])
+    saved = ScriptRun.objects.get(id=odd.id)
+    assert saved.output == "a\ufffdb"
+    assert saved.value == {"k\ufffd": ["\ufffd\ufffd"]}
+    assert saved.logs == ["\\u0000", "\\\ufffd"]
+    assert ScriptRun.objects.filter(id=other.id).exists()
