@@ -131,6 +131,13 @@ class JobRecord(models.Model):
         indexes = [
             models.Index(fields=["circle", "caller_id", "-created_at"], name="job_caller_newest"),
             models.Index(fields=["circle", "status"], name="job_circle_status"),
+            # For the count of a caller's active jobs that every `start_job` makes (job_rows.
+            # dispatch_created): by `job_caller_newest` it read every job the caller ever had.
+            models.Index(
+                fields=["circle", "caller_id"],
+                name="job_caller_active",
+                condition=models.Q(status__in=["dispatched", "started"]),
+            ),
             models.Index(fields=["finished_at"], name="job_finished_at"),
         ]
 

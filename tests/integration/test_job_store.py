@@ -12,6 +12,7 @@ from circles.models import Record
 from executor import job_rows, job_store
 from executor.job_logs import LiveLogs
 from executor.job_rules import (
+    ACTIVE,
     InvalidJobParams,
     JobLimits,
     JobNotFound,
@@ -165,6 +166,14 @@ def test_the_active_jobs_of_a_caller_are_bounded(circle, member) -> None:
         job_store.start(member, str(new(member).id), LIMITS)
     with pytest.raises(TooManyActiveJobs):
         job_store.start(member, str(new(member).id), LIMITS)
+
+
+def test_the_index_the_active_count_reads_holds_exactly_the_active_jobs() -> None:
+    """`job_caller_active` is partial: if its statuses drifted from ACTIVE, the count of a
+    caller's active jobs (every `start_job`) would fall back to reading all the caller's jobs."""
+    (index,) = [index for index in JobRecord._meta.indexes if index.name == "job_caller_active"]
+    ((lookup, statuses),) = index.condition.children
+    assert lookup == "status__in" and set(statuses) == ACTIVE
 
 
 def test_prerequisites_must_be_the_callers_own_jobs(circle, member, other) -> None:
