@@ -99,4 +99,13 @@ class RowSaver:
         try:
             save_runs(rows)
         except Exception:  # the runs were answered; losing their rows must not stop the saving
-            logger.exception("%s could not save %d run rows", self.name, len(rows))
+            if len(rows) == 1:
+                logger.exception("%s could not save run row %s", self.name, rows[0].id)
+                return
+            # One bad row (its circle deleted meanwhile, say) fails the whole statement: the
+            # others are saved one by one rather than lost with it.
+            logger.warning(
+                "%s could not save %d run rows together; saving them one by one", self.name, len(rows)
+            )
+            for row in rows:
+                self._save([row])

@@ -4,9 +4,11 @@ import threading
 
 import pytest
 
+from circles.models import Circle
 from executor.models import ScriptRun
 from executor.row_saver import MAX_ROWS_PER_SAVE, RowSaver
 from executor.runner import RunReport, script_error
+from tests.helpers.keys import WalletKey
 from tests.integration.conftest import make_job
 from tests.integration.test_queue import wait_for
 from tests.integration.test_worker_fairness import run_rows_locked, saves_waiting
@@ -62,3 +64,21 @@ def test_rows_handed_over_one_by_one_are_gathered_into_one_save(circle) -> None:
     saver.save([last])
     saver.stop()
     assert ScriptRun.objects.filter(id=last.id).exists()
+
+
+def test_a_row_that_cannot_be_saved_does_not_take_the_others_of_its_batch_with_it(circle) -> None:
+    """A run's circle deleted before its row was saved: that row is lost, not the batch."""
+    doomed_circle = Circle.objects.create(
+        public_key=WalletKey.named("row-saver-doomed").pubkey, name="doomed"
+    )
+    doomed = row(doomed_circle)
+    doomed_circle.delete()
+    kept = [row(circle), row(circle)]
+    saver = RowSaver("test", gather_seconds=60)
+    saver.start()
+    saver.save([kept[0]])
+    saver.save([doomed])
+    saver.save([kept[1]])
+    saver.stop()  # one batch of the three
+    saved = ScriptRun.objects.values_list("id", flat=True)
+    assert {str(one) for one in saved} == {str(one.id) for one in kept}
