@@ -21,6 +21,7 @@ Embedded mode counts the same shares in the process (`LocalJobShares`, used by
 
 import threading
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,10 +36,12 @@ WAITING_FIELD, PER_CALLER_FIELD, PER_CIRCLE_FIELD = "waiting", "per_caller", "pe
 
 # KEYS: stream, caller share, circle share, waiting list.
 # ARGV: stream bound, job, run id, deadline (Unix ms), caller limit, circle limit (0: none),
-# the waiting item (JSON: [run id, caller share, deadline, job]).
+# the waiting item (JSON: [run id, caller share, deadline, job]), then any (channel, message)
+# pairs to PUBLISH first: the events of the change that released the run, in the same round trip.
 # Returns the entry id when added to the stream; 0 when the run waits for a place; false when
 # the stream (with the waiting runs) holds its bound.
 JOB_ADD = LuaScript("""
+for i = 8, #ARGV - 1, 2 do redis.call('PUBLISH', ARGV[i], ARGV[i + 1]) end
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
@@ -122,14 +125,19 @@ def waiting_key(stream: str, circle: int) -> str:
     return f"{stream}:waiting:circle:{circle}"
 
 
-def add_args(stream: str, bound: int, job: Job, limits: JobShareLimits) -> tuple[list[str], list[Any]]:
-    """`JOB_ADD`'s keys and arguments for `job` on `stream`."""
+def add_args(
+    stream: str, bound: int, job: Job, limits: JobShareLimits, publications: Sequence[tuple[str, bytes]] = ()
+) -> tuple[list[str], list[Any]]:
+    """`JOB_ADD`'s keys and arguments for `job` on `stream`, publishing `publications` first."""
     caller, circle = caller_key(stream, job.circle_id, job.caller_id), circle_key(stream, job.circle_id)
     deadline_ms = int(job.deadline * 1000)
     raw = job.encode()
     item = orjson.dumps([job.run_id, caller, deadline_ms, raw.decode()])
     keys = [stream, caller, circle, waiting_key(stream, job.circle_id)]
-    return keys, [bound, raw, job.run_id, deadline_ms, limits.per_caller, limits.per_circle, item]
+    args: list[Any] = [bound, raw, job.run_id, deadline_ms, limits.per_caller, limits.per_circle, item]
+    for channel, message in publications:
+        args += (channel, message)
+    return keys, args
 
 
 class LocalJobShares:

@@ -168,10 +168,15 @@ class JobQueue:
             raise QueueFull(f"{self.config.max_length} jobs outstanding")
         return entry_id.decode()
 
-    def enqueue_job_run(self, job: Job, limits: JobShareLimits) -> str | None:
+    def enqueue_job_run(
+        self, job: Job, limits: JobShareLimits, publications: Sequence[Publication] = ()
+    ) -> str | None:
         """Add job run `job` within its caller's and circle's shares: the entry id, or None when it
-        waits for a place (it goes on the stream once one frees); raises QueueFull or QueueUnavailable."""
-        keys, args = add_args(self.config.stream, self.config.max_length, job, limits)
+        waits for a place (it goes on the stream once one frees); raises QueueFull or QueueUnavailable.
+
+        `publications` are sent first, in the same command: the events of the change that
+        released the run (`executor.job_dispatch.settle`), whether or not the run then fits."""
+        keys, args = add_args(self.config.stream, self.config.max_length, job, limits, publications)
         try:
             reply = JOB_ADD.run(self.redis.execute_command, keys, args)
         except redis.RedisError as exc:

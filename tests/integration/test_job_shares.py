@@ -75,6 +75,31 @@ def test_no_bound_puts_every_run_on_the_stream(queue: JobQueue) -> None:
     assert all(queue.enqueue_job_run(run(), limits) for _ in range(5))
 
 
+def test_the_events_of_the_change_are_published_before_the_run_is_added_full_or_not(
+    queue_config: QueueConfig,
+) -> None:
+    """`start_job`'s events ride the hand-over's script: published, in order, before the run is on
+    the stream (a slot cannot announce `started` first), and even when the stream is full."""
+    queue = JobQueue(replace(queue_config, max_length=1))
+    queue.ensure_group()
+    limits = JobShareLimits(per_caller=0, per_circle=0)
+    listener = queue.redis.pubsub(ignore_subscribe_messages=True)
+    listener.subscribe("events-a", "events-b")
+    try:
+        first = queue.enqueue_job_run(run(), limits, [("events-a", b"one"), ("events-b", b"two")])
+        assert first is not None and on_stream(queue) != []
+        with pytest.raises(QueueFull):
+            queue.enqueue_job_run(run(), limits, [("events-a", b"three")])
+        heard, deadline = [], time.monotonic() + 10
+        while len(heard) < 3 and time.monotonic() < deadline:
+            message = listener.get_message(timeout=1)  # None also for a subscription's confirmation
+            if message is not None:
+                heard.append((message["channel"], message["data"]))
+        assert heard == [(b"events-a", b"one"), (b"events-b", b"two"), (b"events-a", b"three")]
+    finally:
+        listener.close()
+
+
 def test_the_local_shares_hold_the_same_rules() -> None:
     shares = LocalJobShares(JobShareLimits(per_caller=1, per_circle=2))
     a1, a2, b1, c1 = run("a"), run("a"), run("b"), run("c")
