@@ -15,10 +15,12 @@ Runs that only read leave no row: running them again changes nothing.
 
 from typing import Any
 
+import orjson
 from django.db import IntegrityError
 
 from executor.dsl import run_has_written
 from executor.jobs import Job
+from executor.json_nul import has_nul, without_nul
 from executor.models import AppliedRun
 
 
@@ -43,8 +45,10 @@ def record_applied(job: Job, answer: dict[str, Any]) -> None:
     if not run_has_written():
         return
     key = applied_key(job)
+    text = orjson.dumps(answer).decode()
+    kept = orjson.loads(without_nul(text)) if has_nul(text) else answer  # jsonb holds no NUL
     try:
-        AppliedRun.objects.create(key=key, circle_id=job.circle_id, run_id=job.run_id, outcome=answer)
+        AppliedRun.objects.create(key=key, circle_id=job.circle_id, run_id=job.run_id, outcome=kept)
     except IntegrityError as exc:
         raise AlreadyApplied(key) from exc
 

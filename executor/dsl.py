@@ -28,6 +28,7 @@ from circles.models import Circle, Member, Record, RecordChange
 from circles.roles import Role
 from executor.change_commit import commit_changes
 from executor.jobs import Job
+from executor.json_nul import has_nul
 from executor.values import NotJsonSafe, to_json
 
 SERVICE_ROLE = "service"  # webhook providers: trusted to write, never an owner
@@ -166,7 +167,10 @@ def db_put(collection: Any, key: Any, data: Any) -> int:
         data = to_json(data)
     except NotJsonSafe as exc:
         raise DslError(f"cannot store this value: {exc}") from exc
-    size = len(orjson.dumps(data))
+    encoded = orjson.dumps(data)
+    if b"\\u0000" in encoded and has_nul(encoded.decode()):
+        raise DslError("a record's strings cannot hold the NUL character (\\0)")
+    size = len(encoded)
     if size > settings.CIRCLES_RECORD_MAX_BYTES:
         raise DslError(f"value of {size} bytes is over the {settings.CIRCLES_RECORD_MAX_BYTES}-byte cap")
     try:

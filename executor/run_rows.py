@@ -5,7 +5,6 @@ On PostgreSQL the rows go as one JSON document, which the server expands into ro
 need it.
 """
 
-import re
 import uuid
 from collections.abc import Callable, Iterable
 from functools import cache
@@ -15,6 +14,7 @@ import orjson
 from django.db import connections, models, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from executor.json_nul import without_nul
 from executor.models import ScriptRun
 
 Adapter = Callable[[Any], Any] | None  # None: the value goes to the driver as it is
@@ -39,9 +39,9 @@ def save_runs(rows: Iterable[ScriptRun | None]) -> None:
         return
     connection = connections[router.db_for_write(ScriptRun)]
     if connection.vendor == "postgresql":
-        document = orjson.dumps([_json_row(row) for row in recorded], default=str).decode()
-        if "\\u0000" in document:
-            document = _without_nul(document)
+        # NUL made U+FFFD: PostgreSQL cannot hold it, and one script printing "\0" would
+        # otherwise lose the whole batch's rows.
+        document = without_nul(orjson.dumps([_json_row(row) for row in recorded], default=str).decode())
         with transaction.atomic(using=connection.alias, savepoint=False), connection.cursor() as cursor:
             cursor.execute(_recordset_upsert(connection.alias), [document])
         return
@@ -65,17 +65,6 @@ def _json_row(row: ScriptRun) -> dict[str, Any]:
     # orjson writes UUIDs and aware datetimes (RFC 3339) as PostgreSQL reads them; a JSON null
     # becomes SQL NULL, in the JSON columns too (as Django saves None).
     return {column: getattr(row, attname) for column, attname in _columns()}
-
-
-# A JSON `\u0000` escape, i.e. one preceded by an even number of backslashes (`\\u0000` is a
-# backslash and the text "u0000").
-_NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
-
-
-def _without_nul(document: str) -> str:
-    """The JSON `document` with each NUL character made U+FFFD: PostgreSQL's text and jsonb cannot
-    hold NUL, and one script printing "\\0" would otherwise lose the whole batch's rows."""
-    return _NUL_ESCAPE.sub(lambda match: match.group(1) + "\\ufffd", document)
 
 
 @cache

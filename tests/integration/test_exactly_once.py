@@ -80,3 +80,24 @@ def test_a_webhook_event_requeued_with_a_new_run_id_is_still_applied_once(circle
     assert balance() == 10
     assert report.outcome["ok"] and report.outcome["run_id"] == lease_expired.run_id
     assert report.outcome["result"]["value"] == 10
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_written_run_whose_answer_holds_a_nul_is_answered_and_its_mark_kept(circle) -> None:
+    """PostgreSQL's jsonb holds no NUL: the mark keeps U+FFFD, the caller gets the answer as it is
+    (before, the mark's INSERT failed the commit and the run answered `host`)."""
+    job = make_job(circle, 'db::put("notes", "n", #{ a: 1 }); "a\\x00b"')
+    report = run_job(job)
+    assert report.outcome["ok"] and report.outcome["result"]["value"] == "a\x00b"
+    assert AppliedRun.objects.get(key=applied_key(job)).outcome["value"] == "a\ufffdb"
+    assert Record.objects.filter(collection="notes", key="n").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_record_string_with_a_nul_is_refused_with_a_clear_error(circle) -> None:
+    """Not PostgreSQL's message (it quoted the SQL statement to the member), and nothing kept."""
+    report = run_job(make_job(circle, 'db::put("notes", "n", #{ a: "x\\x00y" }); 1'))
+    error = report.outcome["error"]
+    assert error["kind"] == "host"
+    assert error["message"] == "a record's strings cannot hold the NUL character (\\0)"
+    assert not Record.objects.exists()
