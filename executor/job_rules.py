@@ -119,6 +119,8 @@ def check_env_vars(env_vars: Any, limits: JobLimits) -> dict[str, str]:
             raise InvalidJobParams(
                 "env_vars", f"value of {name} is longer than {limits.max_env_value_bytes} bytes"
             )
+        if "\x00" in value:  # PostgreSQL's jsonb cannot hold it
+            raise InvalidJobParams("env_vars", f"value of {name} contains the NUL character")
     return dict(env_vars)
 
 
@@ -143,6 +145,8 @@ def check_spec(script: Any, timeout: Any, env_vars: Any, prerequisites: Any, lim
         raise InvalidJobParams("script", "must be a string")
     if len(script.encode()) > limits.max_script_bytes:
         raise InvalidJobParams("script", f"longer than {limits.max_script_bytes} bytes")
+    if "\x00" in script:  # PostgreSQL's text cannot hold it
+        raise InvalidJobParams("script", "must not contain the NUL character")
     return JobSpec(
         script=script,
         timeout_seconds=check_timeout(timeout, limits),

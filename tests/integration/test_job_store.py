@@ -176,6 +176,19 @@ def test_the_index_the_active_count_reads_holds_exactly_the_active_jobs() -> Non
     assert lookup == "status__in" and set(statuses) == ACTIVE
 
 
+@pytest.mark.parametrize(
+    ("script", "env_vars", "param"), [('"a\x00"', None, "script"), ("1", {"NAME": "v\x00"}, "env_vars")]
+)
+def test_a_nul_character_in_a_job_is_a_params_error_not_a_database_one(
+    member, script, env_vars, param
+) -> None:
+    """PostgreSQL's text and jsonb cannot hold NUL: refused up front (-32602), nothing stored."""
+    with pytest.raises(InvalidJobParams) as refused:
+        new(member, script, env_vars=env_vars)
+    assert refused.value.field == param and "NUL" in refused.value.reason
+    assert not JobRecord.objects.exists()
+
+
 def test_prerequisites_must_be_the_callers_own_jobs(circle, member, other) -> None:
     theirs = new(other)
     with pytest.raises(InvalidJobParams):
