@@ -98,14 +98,22 @@ class RowSaver:
     def _save(self, rows: list[ScriptRun]) -> None:
         try:
             save_runs(rows)
+            return
         except Exception:  # the runs were answered; losing their rows must not stop the saving
             if len(rows) == 1:
                 logger.exception("%s could not save run row %s", self.name, rows[0].id)
                 return
-            # One bad row (its circle deleted meanwhile, say) fails the whole statement: the
-            # others are saved one by one rather than lost with it.
-            logger.warning(
-                "%s could not save %d run rows together; saving them one by one", self.name, len(rows)
-            )
-            for row in rows:
-                self._save([row])
+        # One bad row (its circle deleted meanwhile, say) fails the whole statement: the others
+        # are saved one by one rather than lost with it. One line for the lost ones, not one
+        # traceback per row (with the database away, that would be a hundred per batch).
+        lost = []
+        for row in rows:
+            try:
+                save_runs([row])
+            except Exception as exc:
+                lost.append((row.id, exc))
+        if lost:
+            logger.error(
+                "%s could not save %d of %d run rows (first: %s: %s)",
+                self.name, len(lost), len(rows), lost[0][0], lost[0][1],
+            )  # fmt: skip

@@ -66,8 +66,9 @@ def test_rows_handed_over_one_by_one_are_gathered_into_one_save(circle) -> None:
     assert ScriptRun.objects.filter(id=last.id).exists()
 
 
-def test_a_row_that_cannot_be_saved_does_not_take_the_others_of_its_batch_with_it(circle) -> None:
-    """A run's circle deleted before its row was saved: that row is lost, not the batch."""
+def test_a_row_that_cannot_be_saved_does_not_take_the_others_of_its_batch_with_it(circle, caplog) -> None:
+    """A run's circle deleted before its row was saved: that row is lost, not the batch, and
+    the loss is one log line, not a traceback per row."""
     doomed_circle = Circle.objects.create(
         public_key=WalletKey.named("row-saver-doomed").pubkey, name="doomed"
     )
@@ -82,3 +83,5 @@ def test_a_row_that_cannot_be_saved_does_not_take_the_others_of_its_batch_with_i
     saver.stop()  # one batch of the three
     saved = ScriptRun.objects.values_list("id", flat=True)
     assert {str(one) for one in saved} == {str(one.id) for one in kept}
+    errors = [record for record in caplog.records if record.levelname == "ERROR"]
+    assert len(errors) == 1 and "could not save 1 of 3 run rows" in errors[0].getMessage()
