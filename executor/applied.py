@@ -20,7 +20,7 @@ from django.db import IntegrityError
 
 from executor.dsl import run_has_written
 from executor.jobs import Job
-from executor.json_nul import has_nul, without_nul
+from executor.json_nul import without_nul
 from executor.models import AppliedRun
 
 
@@ -46,7 +46,8 @@ def record_applied(job: Job, answer: dict[str, Any]) -> None:
         return
     key = applied_key(job)
     text = orjson.dumps(answer).decode()
-    kept = orjson.loads(without_nul(text)) if has_nul(text) else answer  # jsonb holds no NUL
+    cleaned = without_nul(text)  # jsonb holds no NUL
+    kept = answer if cleaned is text else orjson.loads(cleaned)
     try:
         AppliedRun.objects.create(key=key, circle_id=job.circle_id, run_id=job.run_id, outcome=kept)
     except IntegrityError as exc:

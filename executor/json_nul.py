@@ -19,7 +19,8 @@ def has_nul(document: str) -> bool:
 
 
 def without_nul(document: str) -> str:
-    """The JSON `document` with each NUL character in its strings made U+FFFD."""
+    """The JSON `document` with each NUL character in its strings made U+FFFD (`document`
+    itself, the same object, when it has no `\\u0000` at all)."""
     if "\\u0000" not in document:
         return document
     return _NUL_ESCAPE.sub(lambda match: match.group(1) + "\\ufffd", document)

@@ -41,7 +41,7 @@ def save_runs(rows: Iterable[ScriptRun | None]) -> None:
     if connection.vendor == "postgresql":
         # NUL made U+FFFD: PostgreSQL cannot hold it, and one script printing "\0" would
         # otherwise lose the whole batch's rows.
-        document = without_nul(orjson.dumps([_json_row(row) for row in recorded], default=str).decode())
+        document = without_nul(orjson.dumps([_json_row(row) for row in recorded]).decode())
         with transaction.atomic(using=connection.alias, savepoint=False), connection.cursor() as cursor:
             cursor.execute(_recordset_upsert(connection.alias), [document])
         return
