@@ -16,6 +16,7 @@ from django.utils.html import format_html
 from circles import membership
 from circles.changes import PendingChange
 from circles.models import Circle, Member, MembershipChange, Record, RecordChange
+from circles.record_rows import delete_record_by_id
 from executor.change_commit import commit_changes
 from executor.models import ScriptRun
 
@@ -293,10 +294,10 @@ def delete_records(request: HttpRequest, records: list[Record]) -> None:
     with transaction.atomic():
         pending: dict[int, list[PendingChange]] = {}
         for record in records:
-            deleted, _ = Record.objects.filter(id=record.id).delete()
-            if deleted:
+            freed = delete_record_by_id(record.id)
+            if freed is not None:
                 change = PendingChange(
-                    record.collection, record.key, RecordChange.Op.DELETE, 0, None, by, ADMIN_SOURCE
+                    record.collection, record.key, RecordChange.Op.DELETE, 0, None, by, ADMIN_SOURCE, -freed
                 )
                 pending.setdefault(record.circle_id, []).append(change)
         for circle_id, changes in sorted(pending.items()):  # one order: two operators never deadlock

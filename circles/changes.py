@@ -2,10 +2,11 @@
 
 A run's writes are collected as `PendingChange`s and appended by `append_changes` inside the
 run's transaction, just before it commits: it locks the circle's `ChangeCounter` row, takes
-the next numbers and inserts the rows. The lock is held only from there to the commit, so
-writers of one circle queue for a moment, not for a whole script, and the numbers of a circle
-are gap-free and in commit order (a run that rolls back releases the lock with its numbers
-unused). The wire shape of a change is `change_object`.
+the next numbers (adding the writes' byte differences to the circle's running total) and
+inserts the rows. The lock is held only from there to the commit, so writers of one circle
+queue for a moment, not for a whole script, and the numbers of a circle are gap-free and in
+commit order (a run that rolls back releases the lock with its numbers unused, and its bytes
+uncounted). The wire shape of a change is `change_object`.
 """
 
 from collections.abc import Sequence
@@ -39,24 +40,27 @@ class PendingChange:
     data: dict[str, Any] | None  # the record's data after a put
     updated_by: str
     source: str
+    size_delta: int = 0  # what the write changed the circle's record bytes by (the storage cap)
 
 
 @cache
 def _numbering_sql(vendor: str) -> str:
     table = connection.ops.quote_name(ChangeCounter._meta.db_table)
     return (
-        f"INSERT INTO {table} (circle_id, last_seq) VALUES (%s, %s) ON CONFLICT (circle_id) "
-        f"DO UPDATE SET last_seq = {table}.last_seq + excluded.last_seq RETURNING last_seq"
+        f"INSERT INTO {table} (circle_id, last_seq, record_bytes) VALUES (%s, %s, %s) "
+        f"ON CONFLICT (circle_id) DO UPDATE SET last_seq = {table}.last_seq + excluded.last_seq, "
+        f"record_bytes = {table}.record_bytes + excluded.record_bytes RETURNING last_seq"
     )
 
 
-def _take_numbers(cursor: Any, circle_id: int, count: int) -> int:
-    """Take the circle's next `count` numbers and return the last; its counter row stays locked.
+def _take_numbers(cursor: Any, circle_id: int, count: int, size_delta: int) -> int:
+    """Take the circle's next `count` numbers and return the last, adding `size_delta` to its
+    record bytes; its counter row stays locked.
 
     One statement (an upsert, PostgreSQL and SQLite alike): the first change of a circle creates
     its row, a concurrent first change waits for that insert and then adds to it.
     """
-    cursor.execute(_numbering_sql(connection.vendor), [circle_id, count])
+    cursor.execute(_numbering_sql(connection.vendor), [circle_id, count, size_delta])
     row = cursor.fetchone()
     if row is None:  # cannot happen: the upsert always returns its row
         raise RuntimeError(f"could not number the changes of circle {circle_id}")
@@ -86,7 +90,8 @@ def append_changes(circle_id: int, pending: Sequence[PendingChange], at: datetim
     changes: list[dict[str, Any]] = []
     params: list[Any] = []
     with connection.cursor() as cursor:
-        last = _take_numbers(cursor, circle_id, len(pending)) - len(pending)
+        size_delta = sum(change.size_delta for change in pending)
+        last = _take_numbers(cursor, circle_id, len(pending), size_delta) - len(pending)
         for number, change in enumerate(pending, start=1):
             seq = last + number
             data = None if change.data is None else ops.adapt_json_value(change.data, None)
@@ -141,6 +146,21 @@ def head_seq(circle_id: int) -> int:
     """The circle's last committed change number (0 before its first change)."""
     last = ChangeCounter.objects.filter(circle_id=circle_id).values_list("last_seq", flat=True).first()
     return last or 0
+
+
+@cache
+def _record_bytes_sql() -> str:
+    quote = connection.ops.quote_name
+    return f"SELECT record_bytes FROM {quote(ChangeCounter._meta.db_table)} WHERE circle_id = %s"
+
+
+def record_bytes(circle_id: int) -> int:
+    """The bytes the circle's records take as last committed: one row read, whatever the
+    circle's size (every committed write keeps the total, in `append_changes`)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_record_bytes_sql(), [circle_id])
+        row = cursor.fetchone()
+    return int(row[0]) if row else 0
 
 
 def oldest_seq(circle_id: int) -> int:

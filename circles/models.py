@@ -197,14 +197,18 @@ class MembershipChange(models.Model):
 
 
 class ChangeCounter(models.Model):
-    """The last change sequence number given out in a circle (its row is locked while a run commits).
+    """A circle's running counters: the last change sequence number given out, and the bytes its
+    records take (its row is locked while a run commits, and both move in that one statement).
 
-    A table of its own, not a column of `Circle`: saving a circle (the admin does, whole rows)
+    A table of its own, not columns of `Circle`: saving a circle (the admin does, whole rows)
     must never write an old number back.
     """
 
     circle = models.OneToOneField(Circle, on_delete=models.CASCADE, primary_key=True, related_name="+")
     last_seq = models.BigIntegerField(default=0)
+    record_bytes = models.BigIntegerField(
+        default=0, help_text="The sum of its records' sizes, kept by every committed write (the storage cap)."
+    )
 
     def __str__(self) -> str:
         return f"{self.circle_id}@{self.last_seq}"

@@ -13,18 +13,18 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 import orjson
 import rhai
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from auth_secp import ethereum_address, to_checksum_address
-from circles.changes import PendingChange
+from circles.changes import PendingChange, record_bytes
 from circles.models import Circle, Member, Record, RecordChange
+from circles.record_rows import delete_record
 from circles.roles import Role
 from executor.change_commit import commit_changes
 from executor.jobs import Job
@@ -65,7 +65,8 @@ class RunContext:
 
 
 _current = threading.local()  # .context: the run in progress; .atomic: its transaction, once open;
-# .wrote: whether it has written; .pending: its record changes so far (appended when it commits)
+# .wrote: whether it has written; .pending: its record changes so far (appended when it commits);
+# .committed_bytes: its circle's record bytes as committed, read at its first growing db::put
 
 
 @contextmanager
@@ -79,6 +80,7 @@ def running(context: RunContext) -> Iterator[None]:
     after it (`executor.change_commit`); a run that rolls back leaves neither.
     """
     _current.context, _current.atomic, _current.wrote, _current.pending = context, None, False, []
+    _current.committed_bytes = None
     try:
         yield
     except BaseException as exc:
@@ -106,12 +108,22 @@ def _end_transaction(*exc_info: Any) -> None:
     atomic.__exit__(*exc_info)
 
 
-def _changed(run: RunContext, collection: str, key: str, version: int, data: dict | None) -> None:
+def _changed(
+    run: RunContext, collection: str, key: str, version: int, data: dict | None, size_delta: int
+) -> None:
     """Note a write of the run in progress, to be numbered when it commits (version 0: a delete)."""
     op = RecordChange.Op.PUT if data is not None else RecordChange.Op.DELETE
     _current.pending.append(
-        PendingChange(collection, key, op, version, data, run.caller_id, run.source or "ws")
+        PendingChange(collection, key, op, version, data, run.caller_id, run.source or "ws", size_delta)
     )
+
+
+def _used_bytes(circle_id: int) -> int:
+    """The bytes the circle's records take as the run in progress sees them: the committed total
+    (one row read, once per run, whatever the circle's size) plus the run's own writes so far."""
+    if _current.committed_bytes is None:
+        _current.committed_bytes = record_bytes(circle_id)
+    return _current.committed_bytes + sum(change.size_delta for change in _current.pending)
 
 
 def current_run() -> RunContext:
@@ -174,10 +186,10 @@ def db_put(collection: Any, key: Any, data: Any) -> int:
     if size > settings.CIRCLES_RECORD_MAX_BYTES:
         raise DslError(f"value of {size} bytes is over the {settings.CIRCLES_RECORD_MAX_BYTES}-byte cap")
     try:
-        version = _store(run, collection, key, data, size)
+        version, old_size = _store(run, collection, key, data, size)
     except _CreatedConcurrently:
-        version = _store(run, collection, key, data, size)  # now it exists, and is locked for us
-    _changed(run, collection, key, version, data)
+        version, old_size = _store(run, collection, key, data, size)  # it exists now, locked for us
+    _changed(run, collection, key, version, data, size - old_size)
     return version
 
 
@@ -185,30 +197,17 @@ class _CreatedConcurrently(Exception):
     """Another run created the record between our look and our insert (and has committed)."""
 
 
-@cache
-def _circle_bytes_sql() -> str:
-    quote = connection.ops.quote_name
-    columns = {field.name: field.column for field in Record._meta.concrete_fields}
-    size, circle = quote(columns["size"]), quote(columns["circle"])
-    return f"SELECT COALESCE(SUM({size}), 0) FROM {quote(Record._meta.db_table)} WHERE {circle} = %s"
-
-
-def _circle_bytes(circle_id: int) -> int:
-    """The bytes circle `circle_id`'s records take: one SUM, its SQL built once (through the
-    ORM, building the aggregate's query was a tenth of a `db::put` run's CPU)."""
-    with connection.cursor() as cursor:
-        cursor.execute(_circle_bytes_sql(), [circle_id])
-        return int(cursor.fetchone()[0])
-
-
-def _store(run: RunContext, collection: str, key: str, data: dict, size: int) -> int:
+def _store(run: RunContext, collection: str, key: str, data: dict, size: int) -> tuple[int, int]:
+    """Write the record; returns its new version and the size it had before (0 when new)."""
     record = Record.objects.filter(circle_id=run.circle_id, collection=collection, key=key)
     # Locked (PostgreSQL; SQLite's IMMEDIATE transaction already holds the write lock): the
     # version returned is the one this run wrote, whatever ran concurrently.
     existing = record.select_for_update().values_list("size", "version").first()
     old_size, version = existing or (0, 0)
     if size > old_size:  # only a write that grows the circle can take it over its cap
-        used = _circle_bytes(run.circle_id)
+        # Like the SUM of the circle's records it replaces, it does not see other runs'
+        # uncommitted writes: concurrent runs may pass the cap by a run's writes.
+        used = _used_bytes(run.circle_id)
         if used - old_size + size > settings.CIRCLES_CIRCLE_MAX_BYTES:
             raise DslError(f"circle storage cap of {settings.CIRCLES_CIRCLE_MAX_BYTES} bytes reached")
     if existing is None:
@@ -226,12 +225,12 @@ def _store(run: RunContext, collection: str, key: str, data: dict, size: int) ->
                 )
         except IntegrityError as exc:
             raise _CreatedConcurrently from exc
-        return 1
+        return 1, 0
     # update() skips auto_now: the time is set here.
     record.update(
         data=data, size=size, version=version + 1, updated_by=run.caller_id, updated_at=timezone.now()
     )
-    return version + 1
+    return version + 1, old_size
 
 
 def db_get(collection: Any, key: Any) -> dict | None:
@@ -248,10 +247,10 @@ def db_delete(collection: Any, key: Any) -> bool:
     """Remove collection/key; true when something was removed."""
     run = _writer()
     collection, key = _collection(collection), _key(key)
-    deleted, _ = Record.objects.filter(circle_id=run.circle_id, collection=collection, key=key).delete()
-    if deleted:  # deleting what is not there changes nothing, and says so to nobody
-        _changed(run, collection, key, 0, None)
-    return deleted > 0
+    freed = delete_record(run.circle_id, collection, key)
+    if freed is not None:  # deleting what is not there changes nothing, and says so to nobody
+        _changed(run, collection, key, 0, None, -freed)
+    return freed is not None
 
 
 def db_list(collection: Any, limit: Any = 100, prefix: Any = "") -> list[Mapping[str, Any]]:

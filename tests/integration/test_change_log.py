@@ -14,7 +14,7 @@ from django.urls import reverse
 from circles.changes import change_object
 from circles.circle_file import CircleSpec
 from circles.circle_loader import load_circles
-from circles.models import Circle, Record, RecordChange
+from circles.models import ChangeCounter, Circle, Record, RecordChange
 from circles.play import new_job
 from circles.roles import Role
 from executor import change_feed, job_store
@@ -241,6 +241,7 @@ def test_an_operator_may_view_and_delete_records_and_each_deletion_is_a_change(
     finally:
         remove()
     assert not Record.objects.exists()
+    assert ChangeCounter.objects.get(circle=circle).record_bytes == 0  # the deletions freed their bytes
     logged = [(c.seq, c.op, c.key, c.version, c.source, c.updated_by) for c in checks.changes(circle)]
     assert logged[2:] == [
         (3, "delete", "a", 0, "admin", "admin:operator"),
@@ -275,7 +276,8 @@ def test_a_writing_run_costs_one_counter_upsert_and_one_insert_and_a_reading_run
         assert checks.ran(
             circle, 'for i in 0..5 { db::put("notes", "n" + i, #{i: i}) } db::delete("notes", "n0")'
         )["ok"]
-    assert change_log_statements(queries) == ["INSERT", "INSERT"]  # the counter's upsert, then the rows
+    # the storage cap's read of the counter (once a run), the counter's upsert, then the rows
+    assert change_log_statements(queries) == ["SELECT", "INSERT", "INSERT"]
     assert RecordChange.objects.filter(circle=circle).count() == 6
     with CaptureQueriesContext(connection) as queries:
         assert checks.ran(circle, 'db::list("notes", 10).len() + db::count("notes")')["ok"]
