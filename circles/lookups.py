@@ -9,7 +9,7 @@ from channels.db import DatabaseSyncToAsync
 from django.conf import settings
 
 from auth_secp import InvalidPublicKey, canonical_public_key
-from circles.models import Circle
+from circles.models import Circle, Member
 from circles.roles import Role, role_of
 from circles.subjects import address_of
 
@@ -72,6 +72,14 @@ def _load_active_circle(key: str) -> CircleInfo | None:
 def role_in_circle(circle: CircleInfo, pubkey: str) -> Role:
     """The role of `pubkey` in the circle (no query for the owner)."""
     return Circle(id=circle.id, public_key=circle.public_key).role_for(pubkey)
+
+
+@database_read
+def member_roles(circle_id: int, most: int) -> dict[str, str] | None:
+    """Every member of the circle as address → role, or None when it has more than `most`."""
+    rows = Member.objects.filter(circle_id=circle_id).values_list("address", "role")[: most + 1]
+    roles = dict(rows)
+    return roles if len(roles) <= most else None
 
 
 @database_read
