@@ -179,9 +179,12 @@ class StormClient:
 
     async def http_nonce(self) -> str:
         """`GET /auth/nonce` for this key and circle, from this client's address."""
-        reader, writer = await asyncio.open_connection(
-            self.plan.host, self.plan.port, local_addr=(self.local_address, 0)
-        )
+        # Bounded like the WebSocket's opening: unbounded, a connect whose SYN the server's full
+        # accept queue dropped waits out the kernel's SYN retries (over two minutes).
+        async with asyncio.timeout(self.plan.open_timeout):
+            reader, writer = await asyncio.open_connection(
+                self.plan.host, self.plan.port, local_addr=(self.local_address, 0)
+            )
         try:
             path = f"/auth/nonce?public_key={self.pubkey}&circle={self.plan.circle}"
             request = f"GET {path} HTTP/1.1\r\nHost: {self.plan.host}\r\nConnection: close\r\n\r\n"
