@@ -24,7 +24,7 @@ def _delete_sql(by: str) -> str:
     return f"DELETE FROM {quote(Record._meta.db_table)} WHERE {where} RETURNING {columns['size']}"
 
 
-def _freed(sql: str, params: list[object]) -> int | None:
+def _freed(sql: str, params: list[int | str]) -> int | None:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
