@@ -49,6 +49,7 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection as Pipe
 from pathlib import Path
@@ -131,6 +132,15 @@ class SignInFailed(Exception):
     """A sign-in attempt that did not end signed in; the message is its cause, for counting."""
 
 
+@contextlib.contextmanager
+def timing_out_as(phase: str) -> Iterator[None]:
+    """A timeout inside the block counts as "timed out (`phase`)": which step never finished."""
+    try:
+        yield
+    except TimeoutError as exc:
+        raise SignInFailed(f"timed out ({phase})") from exc
+
+
 def failure_cause(exc: BaseException) -> str:
     """A short, countable name for why an attempt failed."""
     if isinstance(exc, SignInFailed):
@@ -171,8 +181,9 @@ class StormClient:
         if params is not None:
             message["params"] = params
         await ws.send(orjson.dumps(message).decode())
-        async with asyncio.timeout(self.plan.request_timeout):
-            response = orjson.loads(await ws.recv(decode=False))
+        with timing_out_as(method):
+            async with asyncio.timeout(self.plan.request_timeout):
+                response = orjson.loads(await ws.recv(decode=False))
         if "error" in response:
             raise SignInFailed(f"{method} answered {response['error'].get('code')}")
         return response.get("result")
@@ -181,16 +192,18 @@ class StormClient:
         """`GET /auth/nonce` for this key and circle, from this client's address."""
         # Bounded like the WebSocket's opening: unbounded, a connect whose SYN the server's full
         # accept queue dropped waits out the kernel's SYN retries (over two minutes).
-        async with asyncio.timeout(self.plan.open_timeout):
-            reader, writer = await asyncio.open_connection(
-                self.plan.host, self.plan.port, local_addr=(self.local_address, 0)
-            )
+        with timing_out_as("nonce connect"):
+            async with asyncio.timeout(self.plan.open_timeout):
+                reader, writer = await asyncio.open_connection(
+                    self.plan.host, self.plan.port, local_addr=(self.local_address, 0)
+                )
         try:
             path = f"/auth/nonce?public_key={self.pubkey}&circle={self.plan.circle}"
             request = f"GET {path} HTTP/1.1\r\nHost: {self.plan.host}\r\nConnection: close\r\n\r\n"
             writer.write(request.encode())
-            async with asyncio.timeout(self.plan.request_timeout):
-                response = await reader.read()
+            with timing_out_as("nonce answer"):
+                async with asyncio.timeout(self.plan.request_timeout):
+                    response = await reader.read()
         finally:
             writer.close()
         head, _, body = response.partition(b"\r\n\r\n")
@@ -199,13 +212,8 @@ class StormClient:
             raise SignInFailed(f"/auth/nonce answered HTTP {status[0].decode() if status else '?'}")
         return orjson.loads(body)["nonce"]
 
-    async def sign_in(self) -> ClientConnection:
-        """One attempt: connect and sign in; the open connection, or an exception naming the cause."""
-        url = self.url
-        if self.plan.sign_in == "url":
-            text = await self.http_nonce()
-            url += f"?pubkey={self.pubkey}&sig={self.key.sign(text)}&nonce={quote(text)}"
-        ws = await connect(
+    async def _open(self, url: str) -> ClientConnection:
+        return await connect(
             url,
             local_addr=(self.local_address, 0),
             open_timeout=self.plan.open_timeout,
@@ -215,6 +223,15 @@ class StormClient:
             max_size=None,
             proxy=None,
         )
+
+    async def sign_in(self) -> ClientConnection:
+        """One attempt: connect and sign in; the open connection, or an exception naming the cause."""
+        url = self.url
+        if self.plan.sign_in == "url":
+            text = await self.http_nonce()
+            url += f"?pubkey={self.pubkey}&sig={self.key.sign(text)}&nonce={quote(text)}"
+        with timing_out_as("WebSocket open"):
+            ws = await self._open(url)
         try:
             if self.plan.sign_in == "url":
                 whoami = await self.call(ws, "whoami")
