@@ -110,6 +110,9 @@ REDIS_SENTINEL_PASSWORD = env.str("REDIS_SENTINEL_PASSWORD", default="")
 if REDIS_SENTINELS and not (REDIS_URL and REDIS_SENTINEL_MASTER):
     raise ImproperlyConfigured("REDIS_SENTINELS needs REDIS_SENTINEL_MASTER and REDIS_URL (db and password)")
 CHANNEL_LAYERS: dict[str, dict[str, Any]]  # alias -> BACKEND and the backend's own CONFIG
+CIRCLES_CHANNEL_LAYER_CONNECTIONS = env.int("CIRCLES_CHANNEL_LAYER_CONNECTIONS", default=4)
+if CIRCLES_CHANNEL_LAYER_CONNECTIONS < 1:
+    raise ImproperlyConfigured("CIRCLES_CHANNEL_LAYER_CONNECTIONS must be at least 1")
 if REDIS_URL:
     try:
         _redis_target = RedisTarget(
@@ -120,7 +123,13 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "executor.layer.ResilientRedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [_redis_target.layer_host()]},
+            # The same Redis once per pub/sub connection: channels-redis serializes every
+            # subscribe, unsubscribe and publish of one connection on one lock (a publish holds
+            # it for its round trip), and with a single one a reconnect storm of URL sign-ins
+            # queued there until no WebSocket opened in time (docs/benchmarks/reconnect.md).
+            # Channels are spread over them by name; pub/sub is server-wide, so a message
+            # published on any connection reaches a subscriber on any other.
+            "CONFIG": {"hosts": [_redis_target.layer_host()] * CIRCLES_CHANNEL_LAYER_CONNECTIONS},
         }
     }
 else:

@@ -15,6 +15,7 @@ from channels_redis.pubsub import RedisPubSubChannelLayer
 from django.conf import settings
 
 from executor.jobs import Job
+from executor.layer import layer_on_one_redis
 from executor.queue import Publication
 
 logger = logging.getLogger("executor.delivery")
@@ -38,12 +39,6 @@ def result_message(job: Job, outcome: dict[str, Any]) -> dict[str, Any]:
     return {"type": RESULT_EVENT, "run_id": job.run_id, "outcome": outcome}
 
 
-def layer_hosts() -> list[Any]:
-    """The Redis hosts the channel layer is configured with (none given: channels-redis' one local host)."""
-    config = settings.CHANNEL_LAYERS[DEFAULT_CHANNEL_LAYER].get("CONFIG", {})
-    return config.get("hosts") or [None]
-
-
 class ResultDelivery:
     """Turns outcomes into messages for the consumers waiting on them.
 
@@ -58,8 +53,9 @@ class ResultDelivery:
     def __init__(self) -> None:
         self.layer = get_channel_layer()
         # Publishing on the queue's connection is right only when the layer lives on that one
-        # Redis: a single host, which the settings make REDIS_URL, as they do for the queue.
-        single_redis = isinstance(self.layer, RedisPubSubChannelLayer) and len(layer_hosts()) == 1
+        # Redis: a single host (listed once per connection), which the settings make REDIS_URL,
+        # as they do for the queue.
+        single_redis = isinstance(self.layer, RedisPubSubChannelLayer) and layer_on_one_redis()
         self.publisher: RedisPubSubChannelLayer | None = self.layer if single_redis else None
         self.loop = None if self.publisher is not None else asyncio.new_event_loop()
 

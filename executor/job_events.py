@@ -33,6 +33,7 @@ from django.conf import settings
 
 from circles.changes import iso
 from executor.job_rules import FINAL
+from executor.layer import layer_on_one_redis
 from executor.models import JobRecord
 from executor.queue import Publication
 from executor.redis_clients import sync_client
@@ -155,9 +156,7 @@ class SyncPublisher:
         if not self._looked:
             self._looked = True
             layer = get_channel_layer()
-            config = settings.CHANNEL_LAYERS[DEFAULT_CHANNEL_LAYER].get("CONFIG", {})
-            one_host = len(config.get("hosts") or [None]) == 1
-            if isinstance(layer, RedisPubSubChannelLayer) and one_host and settings.REDIS_URL:
+            if isinstance(layer, RedisPubSubChannelLayer) and layer_on_one_redis() and settings.REDIS_URL:
                 self._direct = (layer, sync_client(timeout=5, connect_timeout=2))
         return self._direct
 

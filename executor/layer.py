@@ -21,7 +21,9 @@ import asyncio
 import logging
 import uuid
 
+from channels import DEFAULT_CHANNEL_LAYER
 from channels_redis.pubsub import RedisPubSubChannelLayer
+from django.conf import settings
 
 from executor.redis_clients import REDIS_DOWN
 
@@ -63,3 +65,11 @@ async def _subscribe_when_back(layer: RedisPubSubChannelLayer, channel: str) -> 
             return
         except REDIS_DOWN:
             delay = min(delay * 2, MAX_BACKOFF_SECONDS)
+
+
+def layer_on_one_redis() -> bool:
+    """Whether the channel layer's hosts are all one Redis (the settings list REDIS_URL once per
+    pub/sub connection, `CIRCLES_CHANNEL_LAYER_CONNECTIONS`): then a plain PUBLISH on any
+    connection to it is the layer's send."""
+    hosts = settings.CHANNEL_LAYERS[DEFAULT_CHANNEL_LAYER].get("CONFIG", {}).get("hosts") or [None]
+    return all(host == hosts[0] for host in hosts)

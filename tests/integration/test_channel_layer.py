@@ -18,7 +18,7 @@ import redis
 from channels_redis.pubsub import RedisPubSubChannelLayer, RedisPubSubLoopLayer, RedisSingleShardConnection
 
 from executor.job_events import group_channel, group_name, layer_message
-from executor.layer import ResilientRedisPubSubChannelLayer
+from executor.layer import ResilientRedisPubSubChannelLayer, layer_on_one_redis
 from executor.redis_clients import RedisTarget
 from tests.helpers.redis_server import RedisServer
 
@@ -107,3 +107,39 @@ async def test_a_group_message_published_without_the_layer_reaches_the_group(red
     finally:
         client.close()
         await layer.flush()
+
+
+async def test_one_redis_listed_per_connection_spreads_channels_and_all_arrive(redis_server) -> None:
+    # The settings list REDIS_URL once per pub/sub connection (CIRCLES_CHANNEL_LAYER_CONNECTIONS):
+    # channels land on different connections, each with its own lock, and since pub/sub is
+    # server-wide a PUBLISH made anywhere (the layer's send, a worker's direct PUBLISH, a group
+    # send) reaches the subscriber whichever connection it subscribed on.
+    host = RedisTarget(redis_server.url).layer_host()
+    layer = ResilientRedisPubSubChannelLayer(hosts=[host] * 4)
+    loop_layer = layer._get_layer()
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        channels = [await layer.new_channel() for _ in range(16)]
+        assert len({id(loop_layer._get_shard(channel)) for channel in channels}) > 1
+        for number, channel in enumerate(channels):
+            await layer.send(channel, {"type": "sent", "n": number})
+        for number, channel in enumerate(channels):
+            assert await asyncio.wait_for(layer.receive(channel), 5) == {"type": "sent", "n": number}
+        await asyncio.to_thread(client.publish, channels[5], layer.serialize({"type": "direct"}))
+        assert await asyncio.wait_for(layer.receive(channels[5]), 5) == {"type": "direct"}
+        group = group_name(9)
+        for channel in channels[:3]:
+            await layer.group_add(group, channel)
+        await layer.group_send(group, {"type": "to.group"})
+        for channel in channels[:3]:
+            assert await asyncio.wait_for(layer.receive(channel), 5) == {"type": "to.group"}
+    finally:
+        client.close()
+        await layer.flush()
+
+
+def test_one_redis_listed_many_times_is_one_redis(settings) -> None:
+    settings.CHANNEL_LAYERS = {"default": {"CONFIG": {"hosts": [{"address": "redis://a"}] * 8}}}
+    assert layer_on_one_redis()
+    settings.CHANNEL_LAYERS = {"default": {"CONFIG": {"hosts": ["redis://a", "redis://b"]}}}
+    assert not layer_on_one_redis()
