@@ -28,6 +28,7 @@ CIRCLE_DATA = frozenset(
         "circles.membership",
         "circles.membership_rules",
         "circles.models",
+        "circles.record_rows",
         "circles.roles",
         "circles.subjects",
     }
