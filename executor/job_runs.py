@@ -162,13 +162,17 @@ def run_record(job: Job, cancel: rhai.CancelToken | None = None, *, deliveries: 
 def _ended_before(job: Job) -> Change:
     """A redelivered run whose job is already final: if this run ended it (its worker died after
     the commit, before the acknowledgement that publishes the end), the end's event again (from
-    the row; a subscriber that had it drops it by its revision) and the dependents released
-    again (`release_dependents` only takes those still waiting); else nothing."""
+    the row; a subscriber that had it drops it by its revision), the dependents released again
+    (`release_dependents` only takes those still waiting), and those it released before its worker
+    died handed over again (`job_store.rehand_released`); else nothing."""
     job_id = job_id_of(job)
     if not JobRecord.objects.filter(id=job_id, run_id=job.run_id, status__in=(FINISHED, ERROR)).exists():
         return Change()
     logger.info("job %s already ended by run %s: its end announced again", job_id, job.run_id)
-    return change_after_end(Change(), job_id)
+    rehanded = job_store.rehand_released(job.circle_id, job_id)  # before: not those released now
+    change = change_after_end(Change(), job_id)
+    change.add(rehanded)
+    return change
 
 
 def _keep_logs_of_stopped(job: Job, logs: str) -> None:

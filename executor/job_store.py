@@ -218,6 +218,31 @@ def release_dependents(circle_id: int, ended: list[str]) -> Change:
     return change
 
 
+def rehand_released(circle_id: int, ended_job_id: str) -> Change:
+    """The dependents of `ended_job_id` that hold a run but never started, handed over again.
+
+    A worker that ended a job releases its dependents (each `dispatched` with a run id) before it
+    hands their runs over; dying between the two left them `dispatched` for ever. Its entry's
+    redelivery calls this: each such dependent gets a fresh run id, by a conditional UPDATE (one
+    that started meanwhile keeps its run), and the fresh run is handed over. An old run that did
+    reach the executor no longer matches its row and is dropped unrun, so the job runs once. The
+    status does not change: no event."""
+    change = Change()
+    candidates = JobRecord.objects.filter(
+        circle_id=circle_id, status=DISPATCHED, run_id__isnull=False, started_at__isnull=True
+    ).exclude(prerequisites=[])
+    for job_id, run_id, prerequisites in candidates.values_list("id", "run_id", "prerequisites"):
+        if ended_job_id not in prerequisites:
+            continue
+        fresh = uuid.uuid4()
+        rows = JobRecord.objects.filter(id=job_id, run_id=run_id, status=DISPATCHED, started_at__isnull=True)
+        if rows.update(run_id=fresh):
+            record = JobRecord.objects.filter(id=job_id, run_id=fresh).first()
+            if record is not None:
+                change.to_dispatch.append(record)
+    return change
+
+
 def list_jobs(
     viewer: Viewer, *, status: str | None = None, limit: int | None = None, before: str | None = None
 ) -> list[JobRecord]:

@@ -123,6 +123,37 @@ def test_a_slot_dying_between_a_jobs_commit_and_its_acknowledgement_still_releas
     )
 
 
+def test_a_slot_dying_between_releasing_a_dependent_and_handing_it_over_hands_it_over_on_redelivery(
+    circle, member
+) -> None:
+    first = new(member, "1")
+    second = new(member, 'db::put("counts", "c", #{n: 1}); 2', prerequisites=[str(first.id)])
+    job_store.start(member, str(second.id), LIMITS)
+    job = job_for(job_store.start(member, str(first.id), LIMITS).to_dispatch[0], circle.public_key)
+    [lost] = run_record(job).to_dispatch  # released `second`, then died before handing its run over
+    again = run_record(job, deliveries=2)  # the entry, claimed by another slot
+    [rehanded] = again.to_dispatch
+    assert rehanded.id == second.id and rehanded.run_id != lost.run_id
+    assert [event["status"] for _, event in again.events] == ["finished"]
+    [ran] = run_dispatched(again, circle)
+    assert [event["status"] for _, event in ran.events] == ["finished"]
+    # Had the lost run reached the stream after all, it never runs: the job ran once.
+    assert run_record(job_for(lost, circle.public_key)).events == []
+    second.refresh_from_db()
+    assert (second.status, second.output, second.deliveries) == ("finished", "2", 1)
+    assert Record.objects.count() == 1
+
+
+def test_a_dependent_that_started_is_not_handed_over_again(circle, member) -> None:
+    first = new(member, "1")
+    second = new(member, "2", prerequisites=[str(first.id)])
+    job_store.start(member, str(second.id), LIMITS)
+    job = job_for(job_store.start(member, str(first.id), LIMITS).to_dispatch[0], circle.public_key)
+    [released] = run_record(job).to_dispatch
+    job_rows.mark_started(str(second.id), str(released.run_id), timezone.now())  # its slot has it
+    assert run_record(job, deliveries=2).to_dispatch == []
+
+
 def test_only_a_job_named_as_a_prerequisite_is_flagged_to_release_dependents(circle, member) -> None:
     alone, named = new(member, "1"), new(member, "2")
     new(member, "3", prerequisites=[str(named.id)])
