@@ -40,7 +40,6 @@ import itertools
 import json
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -52,11 +51,10 @@ import psycopg
 from websockets.asyncio.client import ClientConnection, connect
 
 from bench.helpers import BenchError, machine, named_key, percentile, source_revision
+from bench.private_stack import circle_on_private_stack
 from bench.ws_rpc import RATE_ENV
 from circles_client.keys import SigningKey
-from tests.helpers.postgres_server import PostgresServer
-from tests.helpers.processes import PYTHON, ManagedProcess, free_port, manage, server_env, wait_for_port
-from tests.helpers.redis_server import RedisServer
+from tests.helpers.processes import PYTHON, ManagedProcess, free_port, wait_for_port
 
 SCRIPT = "1 + 1"
 LOOP = "loop {}"
@@ -340,37 +338,24 @@ def main(argv: list[str] | None = None) -> int:
     keys = [named_key(f"bench-jobs-member-{i}") for i in range(args.clients + 2)]
     processes: list[ManagedProcess] = []
     wall = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="jobs-bench-") as tmp:
-        workdir = Path(tmp)
-        postgres = PostgresServer()
-        redis_server = RedisServer(workdir, persist=False)
+    with circle_on_private_stack("bench-jobs", owner, keys, **RATE_ENV) as stack:
         try:
-            postgres.start()
-            redis_server.start()
-            database = postgres.create_database("bench_jobs")
-            base = server_env(database, REDIS_URL=redis_server.url, LOG_LEVEL="WARNING", **RATE_ENV)
-            manage(base, "migrate", "--noinput", "-v0")
-            manage(base, "create_circle", "--name", "bench", "--pubkey", owner.pubkey)
-            for key in keys:
-                manage(base, "add_member", owner.pubkey, key.pubkey)
             worker = ManagedProcess(
                 [PYTHON, "manage.py", "rhai_worker", "--concurrency", str(args.play_workers),
                  "--job-slots", str(args.job_slots)],
-                env={**base, "CIRCLES_RECORD_RUNS": "errors"},
-                log_path=workdir / "worker.log",
+                env={**stack.env, "CIRCLES_RECORD_RUNS": "errors"},
+                log_path=stack.workdir / "worker.log",
             )  # fmt: skip
             processes.append(worker)
             urls = {}
             for name, extra in (("open", OPEN_ENV), ("shipped", {})):
-                server, port = start_uvicorn({**base, **extra}, workdir / f"{name}.log")
+                server, port = start_uvicorn({**stack.env, **extra}, stack.workdir / f"{name}.log")
                 processes.append(server)
                 urls[name] = f"ws://127.0.0.1:{port}/{owner.pubkey}"
-            raw = asyncio.run(scenario(args, urls, keys, database))
+            raw = asyncio.run(scenario(args, urls, keys, stack.database_url))
         finally:
             for process in reversed(processes):
                 process.stop()
-            redis_server.stop()
-            postgres.stop()
     summary = summarise(raw)
     print_report(summary, args)
     print(f"\nwall time {time.monotonic() - wall:.0f} s")
