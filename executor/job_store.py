@@ -228,18 +228,16 @@ def rehand_released(circle_id: int, ended_job_id: str) -> Change:
     reach the executor no longer matches its row and is dropped unrun, so the job runs once. The
     status does not change: no event."""
     change = Change()
-    candidates = JobRecord.objects.filter(
+    unstarted = JobRecord.objects.filter(
         circle_id=circle_id, status=DISPATCHED, run_id__isnull=False, started_at__isnull=True
-    ).exclude(prerequisites=[])
-    for job_id, run_id, prerequisites in candidates.values_list("id", "run_id", "prerequisites"):
-        if ended_job_id not in prerequisites:
+    )
+    for record in unstarted.exclude(prerequisites=[]):
+        if ended_job_id not in record.prerequisites:
             continue
         fresh = uuid.uuid4()
-        rows = JobRecord.objects.filter(id=job_id, run_id=run_id, status=DISPATCHED, started_at__isnull=True)
-        if rows.update(run_id=fresh):
-            record = JobRecord.objects.filter(id=job_id, run_id=fresh).first()
-            if record is not None:
-                change.to_dispatch.append(record)
+        if unstarted.filter(id=record.id, run_id=record.run_id).update(run_id=fresh):
+            record.run_id = fresh
+            change.to_dispatch.append(record)
     return change
 
 
