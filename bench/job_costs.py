@@ -5,8 +5,8 @@ over every process that takes part. This measures it: the servers of `bench.jobs
 Redis and PostgreSQL, one `rhai_worker --concurrency P --job-slots J`, uvicorn with the jobs'
 and `play`'s shares lifted), `--clients` signed-in members each running `play` "1 + 1", then
 create+start+final notification of a "1 + 1" job, sequentially for `--seconds`; each process's
-user+system CPU from /proc before and after each phase (processes grouped: ASGI, workers,
-PostgreSQL, Redis, this client), per operation.
+user+system CPU from /proc before and after each phase (process trees grouped: ASGI, workers,
+PostgreSQL, Redis; and this client), per operation.
 
 * `--asgi-processes N`: N uvicorn processes, the clients spread over them;
 * `--rowless`: the servers and workers run with `bench.rowless_settings`, the jobs' four row
@@ -24,58 +24,26 @@ import argparse
 import asyncio
 import contextlib
 import json
-import math
 import os
 import sys
 import time
 from pathlib import Path
 
-from bench.helpers import cpu_seconds, machine, named_key, source_revision
+from bench.helpers import cpu_seconds, machine, named_key, source_revision, tree_cpu_seconds
 from bench.jobs import OPEN_ENV, Member, job_once, play_once, start_uvicorn, timed
 from bench.private_stack import circle_on_private_stack
 from bench.ws_rpc import RATE_ENV
 from tests.helpers.processes import PYTHON, ManagedProcess
 
-
-def cpu_so_far(pid: int) -> float:
-    """User + system CPU of process `pid` so far (0 once it is gone)."""
-    cpu = cpu_seconds(pid)
-    return 0.0 if math.isnan(cpu) else cpu
+CLIENT = "bench client"
 
 
-def descendants(root: int) -> set[int]:
-    """`root` and every process below it."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        with contextlib.suppress(OSError), open(f"/proc/{entry}/stat") as stat:
-            parent = int(stat.read().rsplit(")", 1)[1].split()[1])
-            children.setdefault(parent, []).append(int(entry))
-    found, todo = set(), [root]
-    while todo:
-        pid = todo.pop()
-        found.add(pid)
-        todo += children.get(pid, [])
-    return found
-
-
-def group_cpu(roots: dict[str, list[int]]) -> dict[str, dict[int, float]]:
-    """For each group, the CPU so far of each process under its roots (this process: only itself,
-    not the servers it started)."""
-    readings = {}
-    for name, pids in roots.items():
-        tree = {os.getpid()} if pids == [os.getpid()] else {pid for root in pids for pid in descendants(root)}
-        readings[name] = {pid: cpu_so_far(pid) for pid in tree}
-    return readings
-
-
-def spent(before: dict[str, dict[int, float]], after: dict[str, dict[int, float]]) -> dict[str, float]:
-    """CPU seconds each group spent between two readings (a process born meanwhile counts whole)."""
-    return {
-        name: sum(cpu - before[name].get(pid, 0.0) for pid, cpu in readings.items())
-        for name, readings in after.items()
-    }
+def cpu_reading(roots: dict[str, list[int]]) -> dict[str, float]:
+    """CPU seconds so far of each group (its roots' process trees) and of this client alone (the
+    servers are its children)."""
+    cpu = {name: sum(tree_cpu_seconds(pid) for pid in pids) for name, pids in roots.items()}
+    cpu[CLIENT] = cpu_seconds(os.getpid())
+    return cpu
 
 
 async def measure(members: list[Member], roots: dict[str, list[int]], seconds: float) -> dict:
@@ -84,9 +52,9 @@ async def measure(members: list[Member], roots: dict[str, list[int]], seconds: f
         await job_once(member)
     phases = {}
     for name, op in (("play", play_once), ("jobs", job_once)):
-        before = group_cpu(roots)
+        before = cpu_reading(roots)
         result = await timed(members, op, seconds)
-        cpu = spent(before, group_cpu(roots))
+        cpu = {group: spent - before[group] for group, spent in cpu_reading(roots).items()}
         phases[name] = {
             **result,
             "cpu_s": cpu,
@@ -108,13 +76,12 @@ def print_report(phases: dict, args: argparse.Namespace) -> None:
     print(f"\n{args.clients} clients, {args.asgi_processes} ASGI process(es), {mode}, "
           f"play's run rows: {args.record_runs}")  # fmt: skip
     print(f"{'CPU per operation':24s} {'play':>9s} {'job':>9s} {'job/play':>9s}")
-    for name in [*rows, "total"]:
-        p = sum(play["cpu_ms_per_op"].values()) if name == "total" else play["cpu_ms_per_op"][name]
-        j = sum(jobs["cpu_ms_per_op"].values()) if name == "total" else jobs["cpu_ms_per_op"][name]
+    per_play, per_job = sum(play["cpu_ms_per_op"].values()), sum(jobs["cpu_ms_per_op"].values())
+    lines = [(name, play["cpu_ms_per_op"][name], jobs["cpu_ms_per_op"][name]) for name in rows]
+    for name, p, j in [*lines, ("total", per_play, per_job)]:
         ratio = f"{j / p:8.2f}x" if p else "        -"
         print(f"{name:24s} {p:7.3f}ms {j:7.3f}ms {ratio}")
     cores = sum(jobs["cpu_s"].values()) / args.seconds
-    per_play, per_job = sum(play["cpu_ms_per_op"].values()), sum(jobs["cpu_ms_per_op"].values())
     print(f"throughput: play {play['rate']:.0f}/s, jobs {jobs['rate']:.0f}/s, "
           f"jobs/play {jobs['rate'] / play['rate']:.2f}x")  # fmt: skip
     print(f"CPU per play / CPU per job {per_play / per_job:.2f}x; {cores:.2f} cores busy in the jobs phase")
@@ -166,7 +133,6 @@ def main(argv: list[str] | None = None) -> int:
                 "workers (play, slots)": [worker.pid],
                 "PostgreSQL": [stack.postgres.process.pid],
                 "Redis": [stack.redis.process.pid],
-                "bench client": [os.getpid()],
             }
             phases = asyncio.run(scenario(urls, keys, roots, args.seconds))
         finally:
