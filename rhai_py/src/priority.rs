@@ -9,7 +9,7 @@
 //! priority back needs `CAP_SYS_NICE` or an `RLIMIT_NICE` that allows it (systemd:
 //! `LimitNICE=`); without either the thread stays demoted, which only ever slows scripts.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long a run goes at normal priority.
 pub const DEMOTE_AFTER: Duration = Duration::from_millis(25);
@@ -22,16 +22,9 @@ pub struct Demotion {
     previous: i32,
 }
 
-/// Lower this thread's priority if the run that started at `started` is past [`DEMOTE_AFTER`].
-pub fn demote_if_long(started: Instant) -> Option<Demotion> {
-    if started.elapsed() < DEMOTE_AFTER {
-        return None;
-    }
-    demote()
-}
-
+/// Lower this thread's priority by [`DEMOTE_BY`]; None when it could not.
 #[cfg(target_os = "linux")]
-fn demote() -> Option<Demotion> {
+pub fn demote() -> Option<Demotion> {
     // SAFETY: getpriority/setpriority on this thread's own id (PRIO_PROCESS with a TID is
     // per-thread on Linux); errno is cleared first because -1 is a valid priority.
     unsafe {
@@ -49,7 +42,7 @@ fn demote() -> Option<Demotion> {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn demote() -> Option<Demotion> {
+pub fn demote() -> Option<Demotion> {
     None
 }
 

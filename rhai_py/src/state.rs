@@ -176,11 +176,12 @@ pub fn on_progress(ops: u64) -> Option<Dynamic> {
             return Some(Dynamic::from(Termination::Cancelled));
         }
         if DEMOTABLE.get() && DEMOTION.get().is_none() {
-            if let Some(started) = STARTED.get() {
-                if let Some(demotion) = priority::demote_if_long(started) {
-                    DEMOTION.set(Some(demotion));
-                } else if started.elapsed() >= priority::DEMOTE_AFTER {
-                    DEMOTABLE.set(false); // could not: do not try on every check
+            // One reading of the clock: with a second one after a "not yet", a run preempted
+            // between the two crossed the threshold unseen and was marked undemotable for good.
+            if STARTED.get().is_some_and(|started| started.elapsed() >= priority::DEMOTE_AFTER) {
+                match priority::demote() {
+                    Some(demotion) => DEMOTION.set(Some(demotion)),
+                    None => DEMOTABLE.set(false), // could not: do not try on every check
                 }
             }
         }
