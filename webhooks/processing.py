@@ -171,7 +171,9 @@ def reprocess(event_ids: Iterable[int]) -> tuple[int, int]:
     """Run events again now (the admin action): attempts start over. Returns (queued, waiting).
 
     Rejected and duplicate rows are not events to run and are skipped. An event whose queueing
-    fails stays `received` and the sweep queues it later (it counts as waiting).
+    fails stays `received` and the sweep queues it later (it counts as waiting). An event the
+    periodic sweep claimed first, once it was due again, is queued all the same (it counts as
+    queued).
     """
     now = timezone.now()
     ids = list(
@@ -179,16 +181,20 @@ def reprocess(event_ids: Iterable[int]) -> tuple[int, int]:
         .exclude(status__in=WebhookEvent.NOISE)
         .values_list("id", flat=True)
     )
+    # A deliberate new run: the earlier run's effects must not stand in for it. Forgotten before
+    # the events are due again, so that no run (this one's or the sweep's) can find them applied.
+    forget_events(ids)
     WebhookEvent.objects.filter(id__in=ids).update(
         status=Status.RECEIVED, attempts=0, next_attempt_at=now, run_id=""
     )
-    forget_events(ids)  # a deliberate new run: the earlier run's effects do not stand in for it
     queued = waiting = 0
     for event_id in ids:
         try:
-            queued += requeue(event_id, now=now)
+            requeue(event_id, now=now)  # False: the sweep claimed it first, and queued it
         except (QueueUnavailable, QueueFull):
             waiting += 1
+        else:
+            queued += 1
     return queued, waiting
 
 

@@ -378,6 +378,45 @@ def test_failing_handler_is_retried_then_failed_and_reprocess_runs_it_again(
     }
 
 
+def test_reprocess_counts_an_event_the_sweep_claimed_first_as_queued(
+    circle: Circle, worker: Worker, monkeypatch
+) -> None:
+    post_stripe(circle, stripe_event(id="evt_swept"))
+    assert run_queued(worker) == 1
+    row = WebhookEvent.objects.get(event_id="evt_swept")
+    requeue = processing.requeue
+
+    def sweep_first(event_id: int, *, now=None) -> bool:
+        monkeypatch.setattr(processing, "requeue", requeue)  # the sweep claims with the real one
+        assert processing.sweep() == 1  # the periodic sweep, between the reset and this claim
+        return requeue(event_id, now=now)
+
+    monkeypatch.setattr(processing, "requeue", sweep_first)
+    assert processing.reprocess([row.id]) == (1, 0)
+    assert run_queued(worker) == 1
+    row.refresh_from_db()
+    assert row.status == Status.PROCESSED and row.attempts == 1
+
+
+def test_reprocess_forgets_the_earlier_run_before_the_event_is_due_again(
+    circle: Circle, worker: Worker, monkeypatch
+) -> None:
+    post_stripe(circle, stripe_event(id="evt_forget"))
+    assert run_queued(worker) == 1
+    row = WebhookEvent.objects.get(event_id="evt_forget")
+    forget = processing.forget_events
+    due_when_forgotten = []
+
+    def forget_events(ids: list[int]) -> None:
+        # Were it already due, the sweep could run it now and find the earlier run's mark.
+        due_when_forgotten.append(WebhookEvent.objects.get(id=row.id).status == Status.RECEIVED)
+        forget(ids)
+
+    monkeypatch.setattr(processing, "forget_events", forget_events)
+    assert processing.reprocess([row.id]) == (1, 0)
+    assert due_when_forgotten == [False]
+
+
 def webhook_events(provider: str, status: str) -> float:
     """The circles_webhook_events_total sample of this process."""
     from prometheus_client import REGISTRY
